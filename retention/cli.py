@@ -1,0 +1,319 @@
+"""The `retention` command. Exit codes: 0 success, 1 a run failed, 2 bad usage or config."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import sys
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from retention import db, durations, embedded, errors, jobs, ledger, logs, migrate, report, runner
+from retention import settings as settings_mod
+
+app = typer.Typer(
+    name="retention",
+    help="Data retention for Procrastinate applications: old jobs, rows and their files.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+class State:
+    config: str | None = None
+    database_url: str | None = None
+    verbose: bool = False
+
+    def settings(self) -> settings_mod.Settings:
+        overrides: dict[str, Any] = {}
+        if self.database_url:
+            overrides["database_url"] = self.database_url
+        return settings_mod.load(self.config, **overrides)
+
+
+state = State()
+
+ConfigOption = Annotated[
+    str | None,
+    typer.Option(
+        "--config", "-c", help="TOML settings file (else RETENTION_CONFIG, ./retention.toml)."
+    ),
+]
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url", help="libpq URL of the database (else DATABASE_URL, PG*, embedded)."
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary.")]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Show what would go; delete nothing.")
+]
+
+
+@app.callback()
+def main_options(
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    state.config = config
+    state.database_url = database_url
+    state.verbose = verbose
+    logs.configure(verbose=verbose)
+
+
+def _location(settings: settings_mod.Settings) -> db.Location:
+    return db.locate(settings)
+
+
+def ensure_migrated(location: db.Location) -> None:
+    """The embedded database is brought up to date; any other must have run `retention migrate`."""
+    with db.connect(location) as conn:
+        missing = migrate.pending(conn)
+        if not missing:
+            return
+        if location.source == "embedded":
+            migrate.apply(conn)
+            return
+    raise errors.DatabaseError(
+        f"the database is not migrated (pending: {', '.join(missing)}): run `retention migrate` "
+        "first, with a role that may create tables and indexes"
+    )
+
+
+def _emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool) -> Iterator[runner.ProgressHook | None]:
+    if not (enabled and out.is_terminal):
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=out, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def hook(stage: str, fraction: float | None, summary: dict[str, Any]) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=100)
+            section = summary.get(stage) if isinstance(summary.get(stage), dict) else {}
+            deleted = section.get("deleted", 0) if section else 0
+            bar.update(
+                tasks[stage],
+                completed=100 * (fraction or 0.0),
+                description=f"{stage} ({deleted} so far)",
+            )
+
+        yield hook
+
+
+@app.command("migrate")
+def migrate_command(json_output: JsonOption = False) -> None:
+    """Apply Procrastinate's schema when missing, then every pending migration."""
+    settings = state.settings()
+    location = _location(settings)
+    with db.connect(location) as conn:
+        result = migrate.apply(conn)
+    if json_output:
+        _emit_json(
+            {
+                "procrastinate_schema_applied": result.procrastinate_schema_applied,
+                "applied": result.applied,
+                "already": result.already,
+            }
+        )
+        return
+    if result.procrastinate_schema_applied:
+        out.print("applied the Procrastinate schema")
+    for name in result.applied:
+        out.print(f"applied {name}")
+    if not result.applied and not result.procrastinate_schema_applied:
+        out.print("the database is up to date")
+
+
+@app.command("run")
+def run_command(
+    dry_run: DryRunOption = False,
+    json_output: JsonOption = False,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help=f"Only these stages ({', '.join(runner.ORDER)}); repeatable."),
+    ] = None,
+) -> None:
+    """Run the configured retention now, in this process."""
+    settings = state.settings()
+    stages = runner.enabled_stages(settings, only)
+    location = _location(settings)
+    ensure_migrated(location)
+    with _progress(not json_output) as hook:
+        summary = runner.execute(
+            settings, location, stages=stages, dry_run=dry_run, trigger="cli", hook=hook
+        )
+    if json_output:
+        _emit_json(summary)
+    else:
+        report.print_summary(out, summary)
+
+
+@app.command("plan")
+def plan_command(json_output: JsonOption = False) -> None:
+    """Preview everything configured: a dry run of every stage."""
+    settings = state.settings()
+    stages = runner.enabled_stages(settings, None)
+    location = _location(settings)
+    ensure_migrated(location)
+    summary = runner.execute(settings, location, stages=stages, dry_run=True, trigger="cli")
+    if json_output:
+        _emit_json(summary)
+    else:
+        report.print_summary(out, summary)
+
+
+@app.command("purge")
+def purge_command(
+    job_id: Annotated[
+        list[int] | None, typer.Option("--job-id", help="A job id; repeatable.")
+    ] = None,
+    queue: Annotated[str | None, typer.Option("--queue", help="Glob on the queue name.")] = None,
+    task: Annotated[str | None, typer.Option("--task", help="Glob on the task name.")] = None,
+    status: Annotated[
+        list[str] | None, typer.Option("--status", help="A final status; repeatable.")
+    ] = None,
+    finished_before: Annotated[
+        str | None,
+        typer.Option("--finished-before", help="A timestamp, or a duration ago (30d, 72h)."),
+    ] = None,
+    dry_run: DryRunOption = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Delete chosen finished jobs now. Filters intersect; todo and doing jobs are refused."""
+    when = None
+    if finished_before:
+        try:
+            when = durations.parse_when(finished_before, dt.datetime.now(dt.UTC))
+        except ValueError as exc:
+            raise errors.ConfigError(f"--finished-before: {exc}") from None
+    filters = jobs.PurgeFilters(
+        job_ids=tuple(job_id or ()),
+        queue=queue,
+        task=task,
+        statuses=tuple(status or ()),
+        finished_before=when,
+    )
+    if filters.empty:
+        raise errors.ConfigError(
+            "purge needs at least one filter: --job-id, --queue, --task, --status or "
+            "--finished-before"
+        )
+    settings = state.settings()
+    location = _location(settings)
+    ensure_migrated(location)
+    if not dry_run and not yes and sys.stdin.isatty():
+        preview = runner.purge(settings, location, filters, dry_run=True, trigger="cli")
+        count = preview["jobs"]["deleted"]
+        if count == 0:
+            out.print("no job matches: nothing to delete")
+            return
+        if not typer.confirm(f"delete {count} job(s) and their events?"):
+            out.print("cancelled: nothing deleted")
+            raise typer.Exit(1)
+    summary = runner.purge(settings, location, filters, dry_run=dry_run, trigger="cli")
+    if json_output:
+        _emit_json(summary)
+    else:
+        report.print_summary(out, summary)
+
+
+@app.command("status")
+def status_command(
+    json_output: JsonOption = False,
+    limit: Annotated[int, typer.Option("--limit", help="How many recent runs.")] = 10,
+) -> None:
+    """Recent runs and the one in progress."""
+    settings = state.settings()
+    location = _location(settings)
+    with db.connect(location) as conn:
+        if migrate.pending(conn):
+            raise errors.DatabaseError("the database is not migrated: run `retention migrate`")
+        ledger.abandon_dead(conn)
+        data = report.status(conn, settings, limit=limit)
+    if json_output:
+        _emit_json(data)
+    else:
+        report.print_status(out, data)
+
+
+@app.command("db")
+def db_command(
+    stop: Annotated[bool, typer.Option("--stop", help="Stop the embedded server.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Which database is used and how it was chosen."""
+    settings = state.settings()
+    if stop:
+        where = db.home(settings)
+        was_running = embedded.stop(where)
+        out.print(
+            "stopped the embedded server" if was_running else "the embedded server was not running"
+        )
+        return
+    location = db.locate(settings, start=False)
+    data: dict[str, Any] = {"source": location.source, "conninfo": location.display}
+    if location.source == "embedded":
+        assert location.home is not None
+        data["embedded"] = {k: str(v) for k, v in embedded.info(location.home).items()}
+    else:
+        try:
+            with db.connect(location) as conn:
+                row = conn.execute("SELECT current_database(), current_user, version()").fetchone()
+            assert row is not None
+            data.update(database=row[0], user=row[1], server=row[2])
+        except errors.DatabaseError as exc:
+            data["error"] = str(exc)
+    if json_output:
+        _emit_json(data)
+        return
+    for key, value in data.items():
+        out.print(f"[bold]{key}[/bold]: {value}", highlight=False)
+
+
+def main() -> None:
+    try:
+        code = app(standalone_mode=False)
+    except errors.RetentionError as exc:
+        err.print(f"error: {exc}", highlight=False, markup=False)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors carry their own exit code
+        code = getattr(exc, "exit_code", None)
+        show = getattr(exc, "show", None)
+        if code is not None and callable(show):
+            show()
+            sys.exit(code)
+        err.print(f"error: {db.redact(str(exc))}", highlight=False, markup=False)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

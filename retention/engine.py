@@ -1,0 +1,275 @@
+"""The one batched-delete engine, shared by every kind of retention.
+
+A target is a list of segments (keyset walks over an index) and a deleter. Each batch is one
+short transaction: select the next keys after the last one seen (locking eligible rows with
+SKIP LOCKED), delete them (or, in a dry run, count what would go in a read-only transaction),
+commit. The batch size adapts so that a transaction stays well under `max_batch_seconds`; a lock
+wait longer than `lock_timeout` rolls the batch back and retries it smaller. The walk stops
+between batches when the time budget is spent or the run is aborted; what is left is found again
+by the next run, which starts from the beginning of each walk (deleted rows are gone, so nothing
+already deleted is ever scanned again).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import random
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+
+logger = logging.getLogger(__name__)
+
+INITIAL_BATCH_SIZE = 500
+MIN_BATCH_SIZE = 10
+TARGET_SHARE = 0.5
+MAX_BACKOFFS = 8
+SAMPLE_SIZE = 5
+
+
+class Deleter(Protocol):
+    """Deletes (or, in a dry run, counts) the rows of one batch, inside its transaction."""
+
+    def delete(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]: ...
+
+    def preview(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]: ...
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Segment:
+    """One keyset walk. The query returns rows ordered by key: the `key_width` key columns, then
+    the id of an eligible row (NULL for a row scanned but kept), then the `groups` columns."""
+
+    name: str
+    select: Callable[[bool], sql.Composable]
+    params: Callable[[tuple[Any, ...], int], dict[str, Any]]
+    start: tuple[Any, ...]
+    key_width: int
+    groups: tuple[str, ...] = ()
+    progress: Callable[[tuple[Any, ...]], float] | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Target:
+    name: str
+    segments: Sequence[Segment]
+    deleter: Deleter
+
+
+@dataclasses.dataclass(kw_only=True)
+class Limits:
+    batch_size: int
+    max_batch_seconds: float
+    lock_timeout: dt.timedelta
+    deadline: float
+    should_abort: Callable[[], bool] = lambda: False
+
+    def stop_reason(self) -> str | None:
+        if self.should_abort():
+            return "aborted"
+        if time.monotonic() >= self.deadline:
+            return "time budget spent"
+        return None
+
+
+@dataclasses.dataclass(kw_only=True)
+class Result:
+    target: str
+    dry_run: bool
+    deleted: int = 0
+    counts: Counter[str] = dataclasses.field(default_factory=Counter)
+    by: dict[str, Counter[str]] = dataclasses.field(default_factory=lambda: defaultdict(Counter))
+    oldest: Any = None
+    samples: list[Any] = dataclasses.field(default_factory=list)
+    scanned: int = 0
+    batches: int = 0
+    longest_batch_seconds: float = 0.0
+    lock_backoffs: int = 0
+    stopped: str | None = None
+    resume: dict[str, Any] = dataclasses.field(default_factory=dict)
+    fraction: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "deleted": self.deleted,
+            **dict(self.counts),
+            "by": {group: dict(sorted(values.items())) for group, values in self.by.items()},
+            "oldest": _jsonable(self.oldest),
+            "samples": [_jsonable(s) for s in self.samples],
+            "scanned": self.scanned,
+            "batches": self.batches,
+            "longest_batch_seconds": round(self.longest_batch_seconds, 4),
+            "lock_backoffs": self.lock_backoffs,
+            "stopped": self.stopped,
+            "resume": {k: _jsonable(v) for k, v in self.resume.items()},
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return value
+
+
+ProgressCallback = Callable[[Result], None]
+
+
+def run(
+    conn: psycopg.Connection,
+    target: Target,
+    limits: Limits,
+    *,
+    dry_run: bool,
+    on_progress: ProgressCallback | None = None,
+) -> Result:
+    """Walk every segment of `target`, batch by batch. `conn` must be in autocommit mode."""
+    result = Result(target=target.name, dry_run=dry_run)
+    size = min(limits.batch_size, INITIAL_BATCH_SIZE)
+    total = max(len(target.segments), 1)
+    for index, segment in enumerate(target.segments):
+        walk = _Walk(conn, target, segment, limits, result, dry_run)
+        size = walk.run(
+            size, lambda frac, i=index: _report(result, (i + frac) / total, on_progress)
+        )
+        if result.stopped in ("aborted", "time budget spent"):
+            break
+    if not result.stopped:
+        result.fraction = 1.0
+    return result
+
+
+def _report(result: Result, fraction: float, on_progress: ProgressCallback | None) -> None:
+    result.fraction = max(0.0, min(fraction, 1.0))
+    if on_progress is not None:
+        on_progress(result)
+
+
+class _Walk:
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        target: Target,
+        segment: Segment,
+        limits: Limits,
+        result: Result,
+        dry_run: bool,
+    ) -> None:
+        self.conn = conn
+        self.target = target
+        self.segment = segment
+        self.limits = limits
+        self.result = result
+        self.dry_run = dry_run
+        self.query = segment.select(not dry_run)
+
+    def run(self, size: int, progress: Callable[[float], None]) -> int:
+        key = self.segment.start
+        backoffs = 0
+        while True:
+            reason = self.limits.stop_reason()
+            if reason:
+                self._stop(reason, key)
+                return size
+            started = time.monotonic()
+            try:
+                rows = self._batch(key, size)
+            except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled) as exc:
+                backoffs += 1
+                self.result.lock_backoffs += 1
+                logger.info(
+                    "batch of %s backed off: %s",
+                    self.target.name,
+                    type(exc).__name__,
+                    extra={"action": "batch_backoff", "target": self.target.name, "size": size},
+                )
+                if backoffs > MAX_BACKOFFS:
+                    self._stop("lock contention", key)
+                    return size
+                size = max(MIN_BATCH_SIZE, size // 2)
+                time.sleep(random.uniform(0.01, 0.05) * backoffs)
+                continue
+            backoffs = 0
+            elapsed = time.monotonic() - started
+            self.result.batches += 1
+            self.result.longest_batch_seconds = max(self.result.longest_batch_seconds, elapsed)
+            if not rows:
+                progress(1.0)
+                return size
+            key = tuple(rows[-1][: self.segment.key_width])
+            if self.segment.progress is not None:
+                progress(self.segment.progress(key))
+            if len(rows) < size:
+                progress(1.0)
+                return size
+            size = _adapt(size, elapsed, self.limits)
+
+    def _batch(self, key: tuple[Any, ...], size: int) -> list[tuple[Any, ...]]:
+        width = self.segment.key_width
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            if self.dry_run:
+                cur.execute("SET TRANSACTION READ ONLY")
+            cur.execute(
+                sql.SQL(
+                    "SELECT set_config('lock_timeout', {}, true), "
+                    "set_config('statement_timeout', {}, true)"
+                ).format(
+                    sql.Literal(f"{int(self.limits.lock_timeout.total_seconds() * 1000)}ms"),
+                    sql.Literal(f"{int(max(5.0, 10 * self.limits.max_batch_seconds) * 1000)}ms"),
+                )
+            )
+            rows = cur.execute(self.query, self.segment.params(key, size)).fetchall()
+            eligible = [row for row in rows if row[width] is not None]
+            ids = [row[width] for row in eligible]
+            counts: dict[str, int] = {}
+            if ids:
+                deleter = self.target.deleter
+                counts = deleter.preview(cur, ids) if self.dry_run else deleter.delete(cur, ids)
+        self._tally(rows, eligible, ids, counts)
+        return rows
+
+    def _tally(
+        self,
+        rows: list[tuple[Any, ...]],
+        eligible: list[tuple[Any, ...]],
+        ids: list[Any],
+        counts: dict[str, int],
+    ) -> None:
+        result = self.result
+        width = self.segment.key_width
+        result.scanned += len(rows)
+        deleted = counts.pop("deleted", len(ids))
+        result.deleted += deleted
+        result.counts.update(counts)
+        for row in eligible:
+            for name, value in zip(self.segment.groups, row[width + 1 :], strict=False):
+                result.by[name][str(value)] += 1
+            if result.oldest is None or row[0] < result.oldest:
+                result.oldest = row[0]
+        room = SAMPLE_SIZE - len(result.samples)
+        if room > 0:
+            result.samples.extend(ids[:room])
+
+    def _stop(self, reason: str, key: tuple[Any, ...]) -> None:
+        self.result.stopped = reason
+        self.result.resume = {"segment": self.segment.name, "after": list(key)}
+        logger.info(
+            "%s stopped: %s",
+            self.target.name,
+            reason,
+            extra={"action": "walk_stopped", "target": self.target.name, "reason": reason},
+        )
+
+
+def _adapt(size: int, elapsed: float, limits: Limits) -> int:
+    """Grow or shrink the batch towards TARGET_SHARE of max_batch_seconds, at most 2x a step."""
+    goal = TARGET_SHARE * limits.max_batch_seconds
+    ideal = size * goal / max(elapsed, 1e-4)
+    bounded = min(max(ideal, size / 2), size * 2)
+    return int(min(max(bounded, MIN_BATCH_SIZE), limits.batch_size))

@@ -1,0 +1,232 @@
+"""Job policies -> what the engine deletes: old finished Procrastinate jobs with their events.
+
+A job is eligible when its status is final and the time it reached that status (its latest
+event) is older than the age its status gets under the rules. A job in a final status with no
+event recording it (inserted by hand, or its events deleted) has no known finish time: age-based
+pruning never takes it; `retention purge` without `--finished-before` can.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from retention import engine, errors, globs, queries
+from retention import settings as settings_mod
+
+FINAL = settings_mod.FINAL_STATUSES
+UNFINISHED = settings_mod.UNFINISHED_STATUSES
+KNOWN_STATUSES = (*UNFINISHED, *FINAL)
+_EPOCH = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
+GROUPS = ("status", "queue", "task")
+
+
+class JobDeleter:
+    def delete(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
+        row = cur.execute(queries.text("delete_jobs"), {"ids": ids}).fetchone()
+        assert row is not None
+        return {"deleted": row[0], "events": row[1]}
+
+    def preview(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
+        row = cur.execute(queries.text("count_job_events"), {"ids": ids}).fetchone()
+        assert row is not None
+        return {"events": row[0]}
+
+
+def _interval(age: dt.timedelta | None) -> sql.Composable:
+    return sql.SQL("NULL::interval") if age is None else sql.Literal(age)
+
+
+def age_expression(policy: settings_mod.JobsPolicy, status: str) -> sql.Composable:
+    """The SQL twin of JobsPolicy.age_for: the last matching rule that sets the status wins."""
+    whens: list[sql.Composable] = []
+    for rule in reversed(policy.rules):
+        sets, age = rule.age(status)
+        if not sets:
+            continue
+        conditions: list[sql.Composable] = []
+        if rule.queue is not None:
+            conditions.append(
+                sql.SQL("j.queue_name ~ {}").format(sql.Literal(globs.to_regex(rule.queue)))
+            )
+        if rule.task is not None:
+            conditions.append(
+                sql.SQL("j.task_name ~ {}").format(sql.Literal(globs.to_regex(rule.task)))
+            )
+        whens.append(
+            sql.SQL("WHEN {} THEN {}").format(sql.SQL(" AND ").join(conditions), _interval(age))
+        )
+    default = _interval(getattr(policy, status))
+    if not whens:
+        return default
+    return sql.SQL("(CASE {} ELSE {} END)").format(sql.SQL(" ").join(whens), default)
+
+
+def shortest_age(policy: settings_mod.JobsPolicy, status: str) -> dt.timedelta | None:
+    ages = [getattr(policy, status)]
+    ages += [age for sets, age in (rule.age(status) for rule in policy.rules) if sets]
+    finite = [age for age in ages if age is not None]
+    return min(finite) if finite else None
+
+
+def prune_target(
+    conn: psycopg.Connection, policy: settings_mod.JobsPolicy, now: dt.datetime
+) -> engine.Target:
+    """One segment per final status that any age applies to, walking its final events."""
+    segments = []
+    for status in FINAL:
+        shortest = shortest_age(policy, status)
+        if shortest is None:
+            continue
+        cutoff = now - shortest
+        status_sql = sql.Literal(status)
+        oldest_row = conn.execute(
+            queries.get("oldest_final_event").format(status=status_sql), {"cutoff": cutoff}
+        ).fetchone()
+        oldest = oldest_row[0] if oldest_row else None
+        if oldest is None:
+            continue
+        segments.append(
+            engine.Segment(
+                name=status,
+                select=_prune_select(status_sql, age_expression(policy, status)),
+                params=_prune_params(cutoff, now),
+                start=(_EPOCH, 0),
+                key_width=2,
+                groups=GROUPS,
+                progress=_time_progress(oldest, cutoff),
+            )
+        )
+    return engine.Target(name="jobs", segments=segments, deleter=JobDeleter())
+
+
+def _prune_select(status: sql.Composable, age: sql.Composable):
+    def select(lock: bool) -> sql.Composable:
+        return queries.get("prune_jobs_select").format(
+            status=status,
+            age=age,
+            lock=sql.SQL("FOR UPDATE OF j SKIP LOCKED" if lock else ""),
+        )
+
+    return select
+
+
+def _prune_params(cutoff: dt.datetime, now: dt.datetime):
+    def params(after: tuple[Any, ...], limit: int) -> dict[str, Any]:
+        return {
+            "cutoff": cutoff,
+            "now": now,
+            "after_at": after[0],
+            "after_id": after[1],
+            "limit": limit,
+        }
+
+    return params
+
+
+def _time_progress(oldest: dt.datetime, cutoff: dt.datetime):
+    span = max((cutoff - oldest).total_seconds(), 1e-6)
+
+    def progress(key: tuple[Any, ...]) -> float:
+        return (key[0] - oldest).total_seconds() / span
+
+    return progress
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PurgeFilters:
+    """An operator's choice of jobs to delete now. The filters intersect."""
+
+    job_ids: tuple[int, ...] = ()
+    queue: str | None = None
+    task: str | None = None
+    statuses: tuple[str, ...] = ()
+    finished_before: dt.datetime | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.job_ids or self.queue or self.task or self.statuses or self.finished_before
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "job_ids": list(self.job_ids),
+            "queue": self.queue,
+            "task": self.task,
+            "statuses": list(self.statuses),
+            "finished_before": self.finished_before.isoformat() if self.finished_before else None,
+        }
+
+
+def check_purge(conn: psycopg.Connection, filters: PurgeFilters) -> None:
+    """Refuse, before anything is deleted, a purge that names unfinished or unknown things."""
+    if filters.empty:
+        raise errors.ConfigError(
+            "purge needs at least one filter: --job-id, --queue, --task, --status or "
+            "--finished-before"
+        )
+    for status in filters.statuses:
+        if status in UNFINISHED:
+            raise errors.ConfigError(
+                f"--status {status}: {status} jobs are not finished and are never deleted; "
+                "cancel them first (procrastinate cancel / app.job_manager.cancel_job_by_id)"
+            )
+        if status not in FINAL:
+            raise errors.ConfigError(
+                f"--status {status}: unknown status; use one of {', '.join(FINAL)}"
+            )
+    for name, glob in (("queue", filters.queue), ("task", filters.task)):
+        if glob is None:
+            continue
+        try:
+            pattern = globs.to_regex(glob)
+        except ValueError as exc:
+            raise errors.ConfigError(f"--{name} {glob!r}: {exc}") from None
+        row = conn.execute(queries.text(f"any_{name}_matches"), {"pattern": pattern}).fetchone()
+        if not (row and row[0]):
+            raise errors.ConfigError(f"--{name} {glob!r} matches no existing {name} of any job")
+    if filters.job_ids:
+        ids = list(filters.job_ids)
+        unfinished = conn.execute(queries.text("unfinished_jobs_among"), {"ids": ids}).fetchall()
+        if unfinished:
+            listed = ", ".join(f"#{job_id} ({status})" for job_id, status in unfinished)
+            raise errors.ConfigError(
+                f"refusing to delete unfinished jobs: {listed}; cancel them first, then purge"
+            )
+        found = {row[0] for row in conn.execute(queries.text("existing_job_ids"), {"ids": ids})}
+        missing = sorted(set(ids) - found)
+        if missing:
+            raise errors.ConfigError(f"no job with id {', '.join(map(str, missing))}")
+
+
+def purge_target(filters: PurgeFilters) -> engine.Target:
+    params = {
+        "statuses": list(filters.statuses or FINAL),
+        "ids": list(filters.job_ids) or None,
+        "queue_re": globs.to_regex(filters.queue) if filters.queue else None,
+        "task_re": globs.to_regex(filters.task) if filters.task else None,
+        "before": filters.finished_before,
+    }
+
+    def select(lock: bool) -> sql.Composable:
+        return queries.get("purge_jobs_select").format(
+            lock=sql.SQL("FOR UPDATE OF j SKIP LOCKED" if lock else "")
+        )
+
+    def batch_params(after: tuple[Any, ...], limit: int) -> dict[str, Any]:
+        return {**params, "after_id": after[0], "limit": limit}
+
+    segment = engine.Segment(
+        name="purge",
+        select=select,
+        params=batch_params,
+        start=(0,),
+        key_width=1,
+        groups=GROUPS,
+    )
+    return engine.Target(name="jobs", segments=[segment], deleter=JobDeleter())

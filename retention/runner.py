@@ -1,0 +1,218 @@
+"""A retention run: the configured stages in order, one ledger row, one summary.
+
+Stages (in this order): jobs, tables, files (the outbox), directories, orphans. Each stage is a
+function of the run's Context returning its section of the summary; `only` picks some of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+
+from retention import db, engine, errors, jobs, ledger
+from retention import settings as settings_mod
+
+logger = logging.getLogger(__name__)
+
+ProgressHook = Callable[[str, float | None, dict[str, Any]], None]
+
+
+@dataclasses.dataclass(kw_only=True)
+class Context:
+    conn: psycopg.Connection
+    settings: settings_mod.Settings
+    dry_run: bool
+    now: dt.datetime
+    limits: engine.Limits
+    run: ledger.Run
+    summary: dict[str, Any]
+    hook: ProgressHook | None = None
+
+    def progress(self, stage: str, fraction: float | None, *, force: bool = False) -> None:
+        self.run.progress(stage, fraction, self.summary, force=force)
+        if self.hook is not None:
+            self.hook(stage, fraction, self.summary)
+
+    def engine_progress(self, stage: str) -> engine.ProgressCallback:
+        def report(result: engine.Result) -> None:
+            self.summary[stage] = result.as_dict()
+            self.progress(stage, result.fraction)
+
+        return report
+
+    def remaining_seconds(self) -> float:
+        return max(0.0, self.limits.deadline - time.monotonic())
+
+
+def stage_jobs(ctx: Context) -> dict[str, Any]:
+    target = jobs.prune_target(ctx.conn, ctx.settings.jobs, ctx.now)
+    result = engine.run(
+        ctx.conn,
+        target,
+        ctx.limits,
+        dry_run=ctx.dry_run,
+        on_progress=ctx.engine_progress("jobs"),
+    )
+    return result.as_dict()
+
+
+Stage = Callable[[Context], dict[str, Any]]
+STAGES: dict[str, Stage] = {"jobs": stage_jobs}
+ORDER: tuple[str, ...] = ("jobs", "tables", "files", "directories", "orphans")
+
+
+def enabled_stages(settings: settings_mod.Settings, only: list[str] | None) -> list[str]:
+    if only:
+        unknown = [name for name in only if name not in ORDER]
+        if unknown:
+            raise errors.ConfigError(
+                f"--only {', '.join(unknown)}: unknown; choose from {', '.join(ORDER)}"
+            )
+        return [name for name in ORDER if name in only and name in STAGES]
+    chosen = []
+    for name in ORDER:
+        if name not in STAGES:
+            continue
+        if name == "jobs" and not settings.jobs.enabled:
+            continue
+        if name == "orphans" and not settings.orphans.enabled:
+            continue
+        chosen.append(name)
+    return chosen
+
+
+@contextlib.contextmanager
+def connections(location: db.Location) -> Iterator[tuple[psycopg.Connection, psycopg.Connection]]:
+    """The work connection and the ledger connection, both in autocommit."""
+    with db.connect(location) as work, db.connect(location) as book:
+        yield work, book
+
+
+def limits_for(
+    settings: settings_mod.Settings, should_abort: Callable[[], bool] | None = None
+) -> engine.Limits:
+    return engine.Limits(
+        batch_size=settings.batch_size,
+        max_batch_seconds=settings.max_batch_seconds,
+        lock_timeout=settings.lock_timeout,
+        deadline=time.monotonic() + settings.max_run_seconds,
+        should_abort=should_abort or (lambda: False),
+    )
+
+
+def execute(
+    settings: settings_mod.Settings,
+    location: db.Location,
+    *,
+    stages: list[str],
+    dry_run: bool,
+    trigger: str,
+    kind: str = "run",
+    should_abort: Callable[[], bool] | None = None,
+    hook: ProgressHook | None = None,
+    extra: dict[str, Any] | None = None,
+    custom: dict[str, Stage] | None = None,
+) -> dict[str, Any]:
+    """Run `stages` (names of STAGES, or of `custom`) under one ledger row; return the summary.
+    Raises RunFailed (after recording it) when a stage fails."""
+    table = {**STAGES, **(custom or {})}
+    with connections(location) as (work, book):
+        run = ledger.start(
+            book,
+            kind=kind,
+            trigger=trigger,
+            dry_run=dry_run,
+            settings={**settings.public(), **(extra or {})},
+            exclusive=not dry_run,
+        )
+        now = work.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+        summary: dict[str, Any] = {"run_id": run.id, "kind": kind, "dry_run": dry_run}
+        ctx = Context(
+            conn=work,
+            settings=settings,
+            dry_run=dry_run,
+            now=now,
+            limits=limits_for(settings, should_abort),
+            run=run,
+            summary=summary,
+            hook=hook,
+        )
+        started = time.monotonic()
+        status, error = "succeeded", None
+        try:
+            for name in stages:
+                ctx.progress(name, 0.0, force=True)
+                summary[name] = table[name](ctx)
+                stopped = summary[name].get("stopped") if isinstance(summary[name], dict) else None
+                if stopped == "aborted" or (stopped and ctx.limits.stop_reason()):
+                    summary["stopped"] = stopped
+                    status = "aborted" if stopped == "aborted" else "succeeded"
+                    break
+        except errors.ConfigError as exc:
+            status, error = "failed", str(exc)
+            raise
+        except Exception as exc:
+            status, error = "failed", db.redact(f"{type(exc).__name__}: {exc}")
+            logger.exception("retention run %s failed", run.id, extra={"action": "run_failed"})
+            raise errors.RunFailed(f"run #{run.id} failed: {error}") from exc
+        finally:
+            summary["status"] = status
+            summary["complete"] = status == "succeeded" and "stopped" not in summary
+            summary["seconds"] = round(time.monotonic() - started, 3)
+            if error:
+                summary["error"] = error
+            if work.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                work.rollback()
+            run.finish(status, summary, error)
+            logger.info(
+                "retention run %s %s",
+                run.id,
+                status,
+                extra={"action": "run_finished", "run_id": run.id, "summary": summary},
+            )
+        return summary
+
+
+def purge(
+    settings: settings_mod.Settings,
+    location: db.Location,
+    filters: jobs.PurgeFilters,
+    *,
+    dry_run: bool,
+    trigger: str,
+    should_abort: Callable[[], bool] | None = None,
+    hook: ProgressHook | None = None,
+) -> dict[str, Any]:
+    """Delete the jobs an operator chose, through the same engine; unfinished jobs are refused."""
+
+    def stage(ctx: Context) -> dict[str, Any]:
+        jobs.check_purge(ctx.conn, filters)
+        target = jobs.purge_target(filters)
+        result = engine.run(
+            ctx.conn,
+            target,
+            ctx.limits,
+            dry_run=ctx.dry_run,
+            on_progress=ctx.engine_progress("jobs"),
+        )
+        return result.as_dict()
+
+    return execute(
+        settings,
+        location,
+        stages=["jobs"],
+        dry_run=dry_run,
+        trigger=trigger,
+        kind="purge",
+        should_abort=should_abort,
+        hook=hook,
+        extra={"purge": filters.as_dict()},
+        custom={"jobs": stage},
+    )

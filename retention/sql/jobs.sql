@@ -1,0 +1,77 @@
+-- name: prune_jobs_select --
+-- One batch of the walk over final events of one status, oldest first. A job is eligible when its
+-- status is that final status, the event is its latest, and the event is older than the age the
+-- rules give the job. {status} and {age} are composed in jobs.py; {lock} is FOR UPDATE ... or empty.
+WITH scanned AS (
+    SELECT e.id AS event_id, e.at, e.job_id
+      FROM procrastinate_events e
+     WHERE e.type = {status}::procrastinate_job_event_type
+       AND e.at < %(cutoff)s
+       AND (e.at, e.id) > (%(after_at)s, %(after_id)s)
+     ORDER BY e.at, e.id
+     LIMIT %(limit)s
+), eligible AS (
+    SELECT j.id, s.event_id, j.queue_name, j.task_name
+      FROM scanned s
+      JOIN procrastinate_jobs j ON j.id = s.job_id
+     WHERE j.status = {status}::procrastinate_job_status
+       AND s.at < %(now)s - {age}
+       AND NOT EXISTS (
+           SELECT 1 FROM procrastinate_events later
+            WHERE later.job_id = s.job_id AND (later.at, later.id) > (s.at, s.event_id))
+       {lock}
+)
+SELECT s.at, s.event_id, el.id, {status}, el.queue_name, el.task_name
+  FROM scanned s
+  LEFT JOIN eligible el ON el.event_id = s.event_id
+ ORDER BY s.at, s.event_id;
+
+-- name: oldest_final_event --
+SELECT min(at) FROM procrastinate_events
+ WHERE type = {status}::procrastinate_job_event_type AND at < %(cutoff)s;
+
+-- name: purge_jobs_select --
+-- One batch of an operator's purge, by job id. Only final statuses can ever match.
+SELECT j.id, j.id, j.status::text, j.queue_name, j.task_name
+  FROM procrastinate_jobs j
+ WHERE j.id > %(after_id)s
+   AND j.status = ANY(%(statuses)s::procrastinate_job_status[])
+   AND j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
+   AND (%(ids)s::bigint[] IS NULL OR j.id = ANY(%(ids)s::bigint[]))
+   AND (%(queue_re)s::text IS NULL OR j.queue_name ~ %(queue_re)s::text)
+   AND (%(task_re)s::text IS NULL OR j.task_name ~ %(task_re)s::text)
+   AND (%(before)s::timestamptz IS NULL
+        OR (SELECT max(e.at) FROM procrastinate_events e WHERE e.job_id = j.id) < %(before)s)
+ ORDER BY j.id
+ LIMIT %(limit)s
+ {lock};
+
+-- name: delete_jobs --
+-- Jobs and their events, in one statement. Final statuses only, whatever the caller passed.
+WITH doomed AS (
+    SELECT id FROM procrastinate_jobs
+     WHERE id = ANY(%(ids)s::bigint[])
+       AND status IN ('succeeded', 'failed', 'cancelled', 'aborted')
+), events AS (
+    DELETE FROM procrastinate_events e USING doomed WHERE e.job_id = doomed.id RETURNING 1
+), jobs AS (
+    DELETE FROM procrastinate_jobs j USING doomed WHERE j.id = doomed.id RETURNING 1
+)
+SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM events);
+
+-- name: count_job_events --
+SELECT count(*) FROM procrastinate_events WHERE job_id = ANY(%(ids)s::bigint[]);
+
+-- name: unfinished_jobs_among --
+SELECT id, status::text FROM procrastinate_jobs
+ WHERE id = ANY(%(ids)s::bigint[]) AND status NOT IN ('succeeded', 'failed', 'cancelled', 'aborted')
+ ORDER BY id;
+
+-- name: existing_job_ids --
+SELECT id FROM procrastinate_jobs WHERE id = ANY(%(ids)s::bigint[]);
+
+-- name: any_queue_matches --
+SELECT EXISTS (SELECT 1 FROM procrastinate_jobs WHERE queue_name ~ %(pattern)s::text);
+
+-- name: any_task_matches --
+SELECT EXISTS (SELECT 1 FROM procrastinate_jobs WHERE task_name ~ %(pattern)s::text);

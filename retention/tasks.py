@@ -1,0 +1,119 @@
+"""The Procrastinate blueprint: retention as tasks, with their periodic schedule and locks.
+
+    app.add_tasks_from(retention.blueprint(settings), namespace="retention")
+
+gives `retention:run` (everything configured, in order), `retention:prune_jobs` and
+`retention:purge_jobs`, on the configured queue, at most one of each queued (queueing lock) and
+never two at once (execution lock).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import procrastinate
+from procrastinate import job_context
+
+from retention import db, durations, jobs, runner
+from retention import settings as settings_mod
+
+EXECUTION_LOCK = "procrastinate-retention"
+
+
+def _trigger(timestamp: int | None) -> str:
+    return "periodic" if timestamp is not None else "deferred"
+
+
+def blueprint(settings: settings_mod.Settings | None = None) -> procrastinate.Blueprint:
+    settings = settings or settings_mod.load()
+    bp = procrastinate.Blueprint()
+    own_schedule = settings.jobs.schedule is not None
+
+    def location(context: job_context.JobContext) -> db.Location:
+        return db.location_for_app(context.app, settings)
+
+    @bp.periodic(cron=settings.schedule)
+    @bp.task(
+        name="run",
+        queue=settings.queue,
+        lock=EXECUTION_LOCK,
+        queueing_lock="retention:run",
+        pass_context=True,
+    )
+    def run(
+        context: job_context.JobContext,
+        timestamp: int | None = None,
+        dry_run: bool = False,
+        only: list[str] | None = None,
+    ) -> dict[str, Any]:
+        stages = runner.enabled_stages(settings, only)
+        if own_schedule and timestamp is not None:
+            stages = [name for name in stages if name != "jobs"]
+        return runner.execute(
+            settings,
+            location(context),
+            stages=stages,
+            dry_run=dry_run,
+            trigger=_trigger(timestamp),
+            should_abort=context.should_abort,
+        )
+
+    @bp.task(
+        name="prune_jobs",
+        queue=settings.queue,
+        lock=EXECUTION_LOCK,
+        queueing_lock="retention:prune_jobs",
+        pass_context=True,
+    )
+    def prune_jobs(
+        context: job_context.JobContext, timestamp: int | None = None, dry_run: bool = False
+    ) -> dict[str, Any]:
+        return runner.execute(
+            settings,
+            location(context),
+            stages=["jobs"],
+            dry_run=dry_run,
+            trigger=_trigger(timestamp),
+            should_abort=context.should_abort,
+        )
+
+    if own_schedule:
+        assert settings.jobs.schedule is not None
+        bp.periodic(cron=settings.jobs.schedule)(prune_jobs)
+
+    @bp.task(
+        name="purge_jobs",
+        queue=settings.queue,
+        lock=EXECUTION_LOCK,
+        queueing_lock="retention:purge_jobs",
+        pass_context=True,
+    )
+    def purge_jobs(
+        context: job_context.JobContext,
+        job_ids: list[int] | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        statuses: list[str] | None = None,
+        finished_before: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        filters = jobs.PurgeFilters(
+            job_ids=tuple(job_ids or ()),
+            queue=queue,
+            task=task,
+            statuses=tuple(statuses or ()),
+            finished_before=durations.parse_when(finished_before, dt.datetime.now(dt.UTC))
+            if finished_before
+            else None,
+        )
+        return runner.purge(
+            settings,
+            location(context),
+            filters,
+            dry_run=dry_run,
+            trigger="deferred",
+            should_abort=context.should_abort,
+        )
+
+    return bp
