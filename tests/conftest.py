@@ -1,0 +1,205 @@
+"""Fixtures: a real PostgreSQL, a template database holding Procrastinate's schema and our
+migrations, and a fresh database per test created from it.
+
+The server: libpq's PG* variables when any is set; else libpq's defaults when a server answers
+there; else the embedded server (in a temporary RETENTION_HOME).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import conninfo as libpq
+from psycopg import sql
+
+from retention import db, embedded, migrate
+from retention import settings as settings_mod
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_VARIABLES = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
+FINAL = settings_mod.FINAL_STATUSES
+
+
+def _answers(conninfo: str) -> bool:
+    try:
+        with psycopg.connect(conninfo, connect_timeout=3):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def server_conninfo() -> Iterator[str]:
+    """Conninfo of a maintenance database on the test server."""
+    if any(os.environ.get(name) for name in PG_VARIABLES) or _answers(""):
+        base = libpq.make_conninfo("")
+        params = libpq.conninfo_to_dict(base)
+        params.setdefault("dbname", os.environ.get("PGDATABASE") or "postgres")
+        yield libpq.make_conninfo(**params)
+        return
+    home = Path(tempfile.mkdtemp(prefix="rt-"))
+    try:
+        yield embedded.start(home)
+    finally:
+        embedded.stop(home)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def dsn_for(server: str, dbname: str) -> str:
+    params = libpq.conninfo_to_dict(server)
+    params["dbname"] = dbname
+    return libpq.make_conninfo(**params)
+
+
+@pytest.fixture(scope="session")
+def template_db(server_conninfo: str) -> Iterator[str]:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"retention_tpl_{worker}_{os.getpid()}"
+    with psycopg.connect(server_conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    with psycopg.connect(dsn_for(server_conninfo, name), autocommit=True) as conn:
+        migrate.apply(conn)
+    yield name
+    with psycopg.connect(server_conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def database(server_conninfo: str, template_db: str) -> Iterator[str]:
+    """A fresh database from the template; yields its conninfo."""
+    name = f"retention_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_conninfo, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template_db)
+            )
+        )
+    yield dsn_for(server_conninfo, name)
+    with psycopg.connect(server_conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def empty_database(server_conninfo: str) -> Iterator[str]:
+    """A fresh database with nothing in it (no Procrastinate schema, no migrations)."""
+    name = f"retention_e_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield dsn_for(server_conninfo, name)
+    with psycopg.connect(server_conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def conn(database: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(database, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def location(database: str) -> db.Location:
+    return db.Location(conninfo=database, source="DATABASE_URL")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No stray RETENTION_* / DATABASE_URL from the developer's shell, no ./retention.toml."""
+    for name in list(os.environ):
+        if name.startswith("RETENTION_") or name in ("DATABASE_URL", "LOG_RETENTION_DAYS"):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def make_settings(database: str, **overrides: Any) -> settings_mod.Settings:
+    return settings_mod.Settings(database_url=database, **overrides)
+
+
+def seed_job(
+    conn: psycopg.Connection,
+    *,
+    status: str,
+    finished_ago: dt.timedelta | None,
+    queue: str = "default",
+    task: str = "app.task",
+    with_events: bool = True,
+) -> int:
+    """Insert a job with the events Procrastinate would have written: deferred, started, then its
+    final event `finished_ago` before now (no final event for todo/doing)."""
+    row = conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, status) "
+        "VALUES (%s, %s, 'todo') RETURNING id",
+        (queue, task),
+    ).fetchone()
+    assert row is not None
+    job_id = row[0]
+    if status != "todo":
+        conn.execute(
+            "UPDATE procrastinate_jobs SET status = %s WHERE id = %s",
+            ("doing" if status in ("doing", "succeeded", "failed", "aborted") else status, job_id),
+        )
+        if status in ("succeeded", "failed", "aborted"):
+            if status == "aborted":
+                conn.execute(
+                    "UPDATE procrastinate_jobs SET abort_requested = true WHERE id = %s", (job_id,)
+                )
+            conn.execute(
+                "UPDATE procrastinate_jobs SET status = %s WHERE id = %s", (status, job_id)
+            )
+    if finished_ago is not None:
+        conn.execute(
+            "UPDATE procrastinate_events SET at = now() - %s - interval '1 minute' "
+            "WHERE job_id = %s",
+            (finished_ago, job_id),
+        )
+        conn.execute(
+            "UPDATE procrastinate_events SET at = now() - %s "
+            "WHERE job_id = %s AND type::text = %s",
+            (finished_ago, job_id, status),
+        )
+    if not with_events:
+        conn.execute("DELETE FROM procrastinate_events WHERE job_id = %s", (job_id,))
+    return job_id
+
+
+def job_ids(conn: psycopg.Connection) -> set[int]:
+    return {row[0] for row in conn.execute("SELECT id FROM procrastinate_jobs")}
+
+
+def run_cli(
+    *args: str,
+    database: str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    input: str | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """The real `retention` command in a subprocess."""
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith("RETENTION_") or k.startswith("PG") or k == "DATABASE_URL")
+    }
+    if database is not None:
+        full_env["DATABASE_URL"] = database
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "retention.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        input=input,
+        timeout=timeout,
+    )
