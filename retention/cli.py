@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from retention import db, durations, embedded, errors, jobs, ledger, logs, migrate, report, runner
+from retention import reference as reference_mod
 from retention import settings as settings_mod
 
 app = typer.Typer(
@@ -24,7 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 class State:
@@ -291,6 +292,27 @@ def db_command(
         return
     for key, value in data.items():
         out.print(f"[bold]{key}[/bold]: {value}", highlight=False)
+
+
+@app.command("config")
+def config_command(
+    reference: Annotated[
+        bool, typer.Option("--reference", help="Print the configuration reference (Markdown).")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Check the settings and show them as they apply (the database password redacted)."""
+    if reference:
+        sys.stdout.write(reference_mod.markdown() + "\n")
+        return
+    settings = state.settings()
+    data = settings.public()
+    data["config_file"] = str(settings_mod.config_path(state.config) or "")
+    if json_output:
+        _emit_json(data)
+        return
+    for key, value in data.items():
+        out.print(f"[bold]{key}[/bold] = {json.dumps(value, default=str)}", highlight=False)
 
 
 def main() -> None:

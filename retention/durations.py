@@ -28,6 +28,8 @@ def parse_duration(value: object) -> dt.timedelta:
         raise ValueError(f"{value!r} is not a duration: {_HELP}")
     elif isinstance(value, int | float):
         result = dt.timedelta(seconds=value)
+    elif isinstance(value, str) and value.strip().startswith("-"):
+        raise ValueError(f"{value!r} must be longer than zero")
     elif isinstance(value, str):
         match = _SHORT.match(value)
         if match:
@@ -53,6 +55,8 @@ def format_duration(value: dt.timedelta | None) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms"
     return f"{seconds:g}s"
 
 

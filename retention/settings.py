@@ -287,7 +287,7 @@ class Settings(BaseSettings):
     )
     home: Path | None = Field(
         None,
-        validation_alias=AliasChoices("home", "RETENTION_HOME"),
+        validation_alias=AliasChoices("RETENTION_HOME"),
         description="Directory of the embedded server's data (default: user data dir).",
     )
     schedule: Cron = Field(DEFAULT_SCHEDULE, description="Cron of the periodic retention run.")
