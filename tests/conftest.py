@@ -43,9 +43,10 @@ def _answers(conninfo: str) -> bool:
 def server_conninfo() -> Iterator[str]:
     """Conninfo of a maintenance database on the test server."""
     if any(os.environ.get(name) for name in PG_VARIABLES) or _answers(""):
-        base = libpq.make_conninfo("")
-        params = libpq.conninfo_to_dict(base)
-        params.setdefault("dbname", os.environ.get("PGDATABASE") or "postgres")
+        with psycopg.connect("") as probe:
+            info = probe.info
+            params = {"host": info.host, "port": str(info.port), "user": info.user}
+        params["dbname"] = os.environ.get("PGDATABASE") or "postgres"
         yield libpq.make_conninfo(**params)
         return
     home = Path(tempfile.mkdtemp(prefix="rt-"))
