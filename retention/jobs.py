@@ -1,9 +1,14 @@
 """Job policies -> what the engine deletes: old finished Procrastinate jobs with their events.
 
 A job is eligible when its status is final and the time it reached that status (its latest
-event) is older than the age its status gets under the rules. A job in a final status with no
-event recording it (inserted by hand, or its events deleted) has no known finish time: age-based
-pruning never takes it; `retention purge` without `--finished-before` can.
+state-change event) is older than the age its status gets under the rules. `scheduled` and
+`abort_requested` events are not state changes and are not looked at: a scheduled event is dated
+when the job was due, which can be after the job was cancelled. A job failed, retried and failed
+again is aged from its last failure.
+
+A job in a final status with no event recording it (inserted by hand, its events deleted, or
+moved from todo to aborted, which Procrastinate does not record) has no known finish time:
+age-based pruning never takes it; `retention purge` without `--finished-before` can.
 """
 
 from __future__ import annotations
@@ -23,6 +28,14 @@ UNFINISHED = settings_mod.UNFINISHED_STATUSES
 KNOWN_STATUSES = (*UNFINISHED, *FINAL)
 _EPOCH = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
 GROUPS = ("status", "queue", "task")
+# The final event each final status is reached by: Procrastinate records `cancelled` when a job
+# goes straight from todo to succeeded or failed.
+STATUSES_BY_EVENT: dict[str, tuple[str, ...]] = {
+    "succeeded": ("succeeded",),
+    "failed": ("failed",),
+    "cancelled": ("cancelled", "succeeded", "failed"),
+    "aborted": ("aborted",),
+}
 
 
 class JobDeleter:
@@ -76,24 +89,25 @@ def shortest_age(policy: settings_mod.JobsPolicy, status: str) -> dt.timedelta |
 def prune_target(
     conn: psycopg.Connection, policy: settings_mod.JobsPolicy, now: dt.datetime
 ) -> engine.Target:
-    """One segment per final status that any age applies to, walking its final events."""
+    """One segment per final event type that leads to a status some age applies to."""
     segments = []
-    for status in FINAL:
-        shortest = shortest_age(policy, status)
-        if shortest is None:
+    for event_type, statuses in STATUSES_BY_EVENT.items():
+        ages = {status: shortest_age(policy, status) for status in statuses}
+        finite = {status: age for status, age in ages.items() if age is not None}
+        if not finite:
             continue
-        cutoff = now - shortest
-        status_sql = sql.Literal(status)
+        cutoff = now - min(finite.values())
+        type_sql = sql.Literal(event_type)
         oldest_row = conn.execute(
-            queries.get("oldest_final_event").format(status=status_sql), {"cutoff": cutoff}
+            queries.get("oldest_final_event").format(event_type=type_sql), {"cutoff": cutoff}
         ).fetchone()
         oldest = oldest_row[0] if oldest_row else None
         if oldest is None:
             continue
         segments.append(
             engine.Segment(
-                name=status,
-                select=_prune_select(status_sql, age_expression(policy, status)),
+                name=event_type,
+                select=_prune_select(type_sql, policy, tuple(finite)),
                 params=_prune_params(cutoff, now),
                 start=(_EPOCH, 0),
                 key_width=2,
@@ -104,11 +118,24 @@ def prune_target(
     return engine.Target(name="jobs", segments=segments, deleter=JobDeleter())
 
 
-def _prune_select(status: sql.Composable, age: sql.Composable):
+def _status_age(policy: settings_mod.JobsPolicy, statuses: tuple[str, ...]) -> sql.Composable:
+    if len(statuses) == 1:
+        return age_expression(policy, statuses[0])
+    whens = [
+        sql.SQL("WHEN {} THEN {}").format(sql.Literal(status), age_expression(policy, status))
+        for status in statuses
+    ]
+    return sql.SQL("(CASE j.status::text {} END)").format(sql.SQL(" ").join(whens))
+
+
+def _prune_select(
+    event_type: sql.Composable, policy: settings_mod.JobsPolicy, statuses: tuple[str, ...]
+):
     def select(lock: bool) -> sql.Composable:
         return queries.get("prune_jobs_select").format(
-            status=status,
-            age=age,
+            event_type=event_type,
+            statuses=sql.SQL(", ").join(sql.Literal(status) for status in statuses),
+            age=_status_age(policy, statuses),
             lock=sql.SQL("FOR UPDATE OF j SKIP LOCKED" if lock else ""),
         )
 

@@ -190,10 +190,12 @@ def purge(
     should_abort: Callable[[], bool] | None = None,
     hook: ProgressHook | None = None,
 ) -> dict[str, Any]:
-    """Delete the jobs an operator chose, through the same engine; unfinished jobs are refused."""
+    """Delete the jobs an operator chose, through the same engine; unfinished jobs are refused
+    (ConfigError) before the run is recorded, and never deleted by the run itself."""
+    with db.connect(location) as conn:
+        jobs.check_purge(conn, filters)
 
     def stage(ctx: Context) -> dict[str, Any]:
-        jobs.check_purge(ctx.conn, filters)
         target = jobs.purge_target(filters)
         result = engine.run(
             ctx.conn,

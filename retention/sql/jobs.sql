@@ -1,37 +1,42 @@
 -- name: prune_jobs_select --
--- One batch of the walk over final events of one status, oldest first. A job is eligible when its
--- status is that final status, the event is its latest, and the event is older than the age the
--- rules give the job. {status} and {age} are composed in jobs.py; {lock} is FOR UPDATE ... or empty.
+-- One batch of the walk over final events of one type, oldest first. A job is eligible when its
+-- status is one of the statuses this event type leads to, the event is its latest state change (`scheduled` and
+-- `abort_requested` events are not state changes: a scheduled event's `at` is when the job was
+-- due, possibly after it was cancelled), and the event is older than the age the rules give the
+-- job. The event type, statuses, age and row lock are composed in jobs.py (never from raw text).
 WITH scanned AS (
     SELECT e.id AS event_id, e.at, e.job_id
       FROM procrastinate_events e
-     WHERE e.type = {status}::procrastinate_job_event_type
+     WHERE e.type = {event_type}::procrastinate_job_event_type
        AND e.at < %(cutoff)s
        AND (e.at, e.id) > (%(after_at)s, %(after_id)s)
      ORDER BY e.at, e.id
      LIMIT %(limit)s
 ), eligible AS (
-    SELECT j.id, s.event_id, j.queue_name, j.task_name
+    SELECT j.id, s.event_id, j.status::text AS status, j.queue_name, j.task_name
       FROM scanned s
       JOIN procrastinate_jobs j ON j.id = s.job_id
-     WHERE j.status = {status}::procrastinate_job_status
+     WHERE j.status::text IN ({statuses})
        AND s.at < %(now)s - {age}
        AND NOT EXISTS (
            SELECT 1 FROM procrastinate_events later
-            WHERE later.job_id = s.job_id AND (later.at, later.id) > (s.at, s.event_id))
+            WHERE later.job_id = s.job_id
+              AND later.type NOT IN ('scheduled', 'abort_requested')
+              AND (later.at, later.id) > (s.at, s.event_id))
        {lock}
 )
-SELECT s.at, s.event_id, el.id, {status}, el.queue_name, el.task_name
+SELECT s.at, s.event_id, el.id, el.status, el.queue_name, el.task_name
   FROM scanned s
   LEFT JOIN eligible el ON el.event_id = s.event_id
  ORDER BY s.at, s.event_id;
 
 -- name: oldest_final_event --
 SELECT min(at) FROM procrastinate_events
- WHERE type = {status}::procrastinate_job_event_type AND at < %(cutoff)s;
+ WHERE type = {event_type}::procrastinate_job_event_type AND at < %(cutoff)s;
 
 -- name: purge_jobs_select --
--- One batch of an operator's purge, by job id. Only final statuses can ever match.
+-- One batch of an operator's purge, by job id. Only final statuses can ever match. A job finished
+-- before the given time when its latest state change is a final event older than that.
 SELECT j.id, j.id, j.status::text, j.queue_name, j.task_name
   FROM procrastinate_jobs j
  WHERE j.id > %(after_id)s
@@ -40,8 +45,14 @@ SELECT j.id, j.id, j.status::text, j.queue_name, j.task_name
    AND (%(ids)s::bigint[] IS NULL OR j.id = ANY(%(ids)s::bigint[]))
    AND (%(queue_re)s::text IS NULL OR j.queue_name ~ %(queue_re)s::text)
    AND (%(task_re)s::text IS NULL OR j.task_name ~ %(task_re)s::text)
-   AND (%(before)s::timestamptz IS NULL
-        OR (SELECT max(e.at) FROM procrastinate_events e WHERE e.job_id = j.id) < %(before)s)
+   AND (%(before)s::timestamptz IS NULL OR EXISTS (
+        SELECT 1
+          FROM (SELECT e.type, e.at FROM procrastinate_events e
+                 WHERE e.job_id = j.id AND e.type NOT IN ('scheduled', 'abort_requested')
+                 ORDER BY e.at DESC, e.id DESC
+                 LIMIT 1) latest
+         WHERE latest.type IN ('succeeded', 'failed', 'cancelled', 'aborted')
+           AND latest.at < %(before)s))
  ORDER BY j.id
  LIMIT %(limit)s
  {lock};
