@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from retention import db, engine, errors, jobs, ledger
+from retention import db, engine, errors, files, jobs, ledger
 from retention import settings as settings_mod
 
 logger = logging.getLogger(__name__)
@@ -63,8 +63,18 @@ def stage_jobs(ctx: Context) -> dict[str, Any]:
     return result.as_dict()
 
 
+def stage_files(ctx: Context) -> dict[str, Any]:
+    return files.drain(
+        ctx.conn,
+        dry_run=ctx.dry_run,
+        deadline=ctx.limits.deadline,
+        run_id=ctx.run.id,
+        should_abort=ctx.limits.should_abort,
+    )
+
+
 Stage = Callable[[Context], dict[str, Any]]
-STAGES: dict[str, Stage] = {"jobs": stage_jobs}
+STAGES: dict[str, Stage] = {"jobs": stage_jobs, "files": stage_files}
 ORDER: tuple[str, ...] = ("jobs", "tables", "files", "directories", "orphans")
 
 
