@@ -1,17 +1,25 @@
 """procrastinate-retention: data-retention jobs for applications on the Procrastinate task queue.
 
-`retention.app` (the ready-made Procrastinate app) and `retention.blueprint(settings)` are built
-on first access: importing this package connects to nothing and starts nothing.
+`retention.app` (the ready-made Procrastinate app) is built on first access, and
+`retention.blueprint(settings)` when called: importing this package connects to nothing, starts
+nothing and reads no settings.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import procrastinate
+
+    from retention import settings, tasks
 
 __all__ = ["app", "blueprint"]
 
 
-def blueprint(settings: Any = None) -> Any:
+def blueprint(settings: settings.Settings | None = None) -> tasks.RetentionBlueprint:
+    """The retention tasks, to add to your app under the "retention" namespace. Without
+    settings, they are loaded from RETENTION_* variables and the TOML file."""
     from retention import tasks
 
     return tasks.blueprint(settings)
@@ -21,7 +29,7 @@ def __getattr__(name: str) -> Any:
     if name == "app":
         from retention import application
 
-        built = application.build()
+        built: procrastinate.App = application.build()
         globals()["app"] = built
         return built
     raise AttributeError(f"module 'retention' has no attribute {name!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -313,6 +314,34 @@ def config_command(
         return
     for key, value in data.items():
         out.print(f"[bold]{key}[/bold] = {json.dumps(value, default=str)}", highlight=False)
+
+
+@app.command("worker")
+def worker_command(
+    one_shot: Annotated[
+        bool, typer.Option("--one-shot", help="Run the retention jobs queued now, then exit.")
+    ] = False,
+) -> None:
+    """Run a Procrastinate worker for the retention queue: the periodic schedule, deferred
+    retention tasks, the delete_jobs policy. SIGTERM or Ctrl-C stops it (a run in progress stops
+    between two batches, recorded as aborted)."""
+    settings = state.settings()
+    location = _location(settings)
+    ensure_migrated(location)
+    level = logging.DEBUG if state.verbose else logging.INFO
+    for name in ("procrastinate", "retention"):
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        if name != "retention":
+            for handler in logging.getLogger("retention").handlers:
+                logger.addHandler(handler)
+    from retention import application  # procrastinate's worker: loaded for this command only
+
+    worker_app = application.build(settings, location)
+    if one_shot:
+        worker_app.run_worker(wait=False)
+    else:
+        worker_app.run_worker()
 
 
 def main() -> None:

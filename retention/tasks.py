@@ -1,10 +1,13 @@
 """The Procrastinate blueprint: retention as tasks, with their periodic schedule and locks.
 
-    app.add_tasks_from(retention.blueprint(settings), namespace="retention")
+    retention_tasks = retention.blueprint(settings)
+    app.add_tasks_from(retention_tasks, namespace="retention")
+    await retention_tasks.prune_jobs.defer_async(dry_run=True)
 
 gives `retention:run` (everything configured, in order), `retention:prune_jobs` and
 `retention:purge_jobs`, on the configured queue, at most one of each queued (queueing lock) and
-never two at once (execution lock).
+never two at once (execution lock). A job aborted through Procrastinate stops between batches;
+its ledger row and the job both say 'aborted'.
 """
 
 from __future__ import annotations
@@ -13,21 +16,40 @@ import datetime as dt
 from typing import Any
 
 import procrastinate
-from procrastinate import job_context
+from procrastinate import exceptions, job_context
+from procrastinate import tasks as procrastinate_tasks
 
 from retention import db, durations, jobs, runner
 from retention import settings as settings_mod
 
+NAMESPACE = "retention"
 EXECUTION_LOCK = "procrastinate-retention"
+
+Task = procrastinate_tasks.Task[Any, dict[str, Any], Any]
+
+
+class RetentionBlueprint(procrastinate.Blueprint):
+    """A Blueprint that also holds its tasks by name, to defer them once the blueprint is added
+    to an app: `retention_tasks.prune_jobs.defer(dry_run=True)`."""
+
+    run: Task
+    prune_jobs: Task
+    purge_jobs: Task
 
 
 def _trigger(timestamp: int | None) -> str:
     return "periodic" if timestamp is not None else "deferred"
 
 
-def blueprint(settings: settings_mod.Settings | None = None) -> procrastinate.Blueprint:
+def _finish(summary: dict[str, Any]) -> dict[str, Any]:
+    if summary.get("status") == "aborted":
+        raise exceptions.JobAborted(f"retention run #{summary['run_id']} aborted between batches")
+    return summary
+
+
+def blueprint(settings: settings_mod.Settings | None = None) -> RetentionBlueprint:
     settings = settings or settings_mod.load()
-    bp = procrastinate.Blueprint()
+    bp = RetentionBlueprint()
     own_schedule = settings.jobs.schedule is not None
 
     def location(context: job_context.JobContext) -> db.Location:
@@ -38,7 +60,7 @@ def blueprint(settings: settings_mod.Settings | None = None) -> procrastinate.Bl
         name="run",
         queue=settings.queue,
         lock=EXECUTION_LOCK,
-        queueing_lock="retention:run",
+        queueing_lock=f"{NAMESPACE}:run",
         pass_context=True,
     )
     def run(
@@ -50,32 +72,36 @@ def blueprint(settings: settings_mod.Settings | None = None) -> procrastinate.Bl
         stages = runner.enabled_stages(settings, only)
         if own_schedule and timestamp is not None:
             stages = [name for name in stages if name != "jobs"]
-        return runner.execute(
-            settings,
-            location(context),
-            stages=stages,
-            dry_run=dry_run,
-            trigger=_trigger(timestamp),
-            should_abort=context.should_abort,
+        return _finish(
+            runner.execute(
+                settings,
+                location(context),
+                stages=stages,
+                dry_run=dry_run,
+                trigger=_trigger(timestamp),
+                should_abort=context.should_abort,
+            )
         )
 
     @bp.task(
         name="prune_jobs",
         queue=settings.queue,
         lock=EXECUTION_LOCK,
-        queueing_lock="retention:prune_jobs",
+        queueing_lock=f"{NAMESPACE}:prune_jobs",
         pass_context=True,
     )
     def prune_jobs(
         context: job_context.JobContext, timestamp: int | None = None, dry_run: bool = False
     ) -> dict[str, Any]:
-        return runner.execute(
-            settings,
-            location(context),
-            stages=["jobs"],
-            dry_run=dry_run,
-            trigger=_trigger(timestamp),
-            should_abort=context.should_abort,
+        return _finish(
+            runner.execute(
+                settings,
+                location(context),
+                stages=["jobs"],
+                dry_run=dry_run,
+                trigger=_trigger(timestamp),
+                should_abort=context.should_abort,
+            )
         )
 
     if own_schedule:
@@ -86,7 +112,7 @@ def blueprint(settings: settings_mod.Settings | None = None) -> procrastinate.Bl
         name="purge_jobs",
         queue=settings.queue,
         lock=EXECUTION_LOCK,
-        queueing_lock="retention:purge_jobs",
+        queueing_lock=f"{NAMESPACE}:purge_jobs",
         pass_context=True,
     )
     def purge_jobs(
@@ -107,13 +133,16 @@ def blueprint(settings: settings_mod.Settings | None = None) -> procrastinate.Bl
             if finished_before
             else None,
         )
-        return runner.purge(
-            settings,
-            location(context),
-            filters,
-            dry_run=dry_run,
-            trigger="deferred",
-            should_abort=context.should_abort,
+        return _finish(
+            runner.purge(
+                settings,
+                location(context),
+                filters,
+                dry_run=dry_run,
+                trigger="deferred",
+                should_abort=context.should_abort,
+            )
         )
 
+    bp.run, bp.prune_jobs, bp.purge_jobs = run, prune_jobs, purge_jobs
     return bp
