@@ -415,7 +415,14 @@ def _problems(exc: ValidationError) -> Iterator[str]:
         key = ".".join(str(part) for part in error["loc"]) or "(top level)"
         message = re.sub(r"^(Value|Assertion) error, ", "", error["msg"])
         if error["type"] == "extra_forbidden":
-            yield f"{key}: unknown key (check the spelling; see the configuration reference)"
+            hint = "check the spelling; see the configuration reference"
+            if error["loc"][:1] == ("jobs",):
+                hint = (
+                    "job ages are set per final status: succeeded, failed, cancelled, aborted; "
+                    "todo and doing jobs are never deleted"
+                )
+            name = key.rsplit(".", 1)[-1]
+            yield f"{key}: unknown key (got {name} = {error.get('input')!r}; {hint})"
             continue
         value = error.get("input")
         if "database_url" in key:
