@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import threading
+
+import psycopg
+from conftest import run_cli
+
+from retention import migrate
+
+
+def _tables(conn: psycopg.Connection) -> set[str]:
+    return {
+        row[0]
+        for row in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        )
+    }
+
+
+def test_migrate_applies_procrastinate_schema_then_ours_in_order(empty_database):
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        report = migrate.apply(conn)
+        assert report.procrastinate_schema_applied
+        assert report.applied == [m.name for m in migrate.available()]
+        assert {"procrastinate_jobs", "retention_runs", "retention_migrations"} <= _tables(conn)
+        index = conn.execute(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = "
+            "'retention_events_final_at_idx'::regclass"
+        ).fetchone()
+        assert index == (True,)
+        again = migrate.apply(conn)
+        assert not again.procrastinate_schema_applied and again.applied == []
+        assert migrate.pending(conn) == []
+
+
+def test_migrate_keeps_an_existing_procrastinate_schema(empty_database):
+    from procrastinate import schema
+
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        conn.execute(schema.SchemaManager.get_schema())
+        conn.execute(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name) VALUES ('q', 't')"
+        )
+        report = migrate.apply(conn)
+        assert not report.procrastinate_schema_applied
+        assert conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone() == (1,)
+
+
+def test_two_processes_migrating_at_once_both_succeed(empty_database):
+    failures: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            with psycopg.connect(empty_database, autocommit=True) as conn:
+                migrate.apply(conn)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            failures.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert failures == []
+    with psycopg.connect(empty_database) as conn:
+        applied = [row[0] for row in conn.execute("SELECT name FROM retention_migrations")]
+    assert sorted(applied) == [m.name for m in migrate.available()]
+
+
+def test_an_interrupted_concurrent_index_build_is_rebuilt(empty_database):
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        migrate.apply(conn)
+        name = "0002_jobs_finished_index.sql"
+        conn.execute("DELETE FROM retention_migrations WHERE name = %s", (name,))
+        conn.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = "
+                     "'retention_events_final_at_idx'::regclass")
+        assert migrate.pending(conn) == [name]
+        migrate.apply(conn)
+        valid = conn.execute(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = "
+            "'retention_events_final_at_idx'::regclass"
+        ).fetchone()
+        assert valid == (True,)
+
+
+def test_migrate_from_the_cli_and_run_refuses_an_unmigrated_database(empty_database):
+    refused = run_cli("run", database=empty_database)
+    assert refused.returncode == 2
+    assert "retention migrate" in refused.stderr
+    done = run_cli("migrate", database=empty_database)
+    assert done.returncode == 0, done.stderr
+    assert "applied" in done.stdout
+    again = run_cli("migrate", database=empty_database)
+    assert again.returncode == 0 and "up to date" in again.stdout
+    assert run_cli("run", database=empty_database).returncode == 0
+
+
+def test_migrations_ship_inside_the_package():
+    names = [m.name for m in migrate.available()]
+    assert names and names == sorted(names)
+    assert names[0].startswith("0001_")
