@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from typing import Annotated, Any
 
+import psycopg
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
@@ -130,7 +131,13 @@ def migrate_command(json_output: JsonOption = False) -> None:
     settings = state.settings()
     location = _location(settings)
     with db.connect(location) as conn:
-        result = migrate.apply(conn)
+        try:
+            result = migrate.apply(conn)
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.InvalidSchemaName) as exc:
+            raise errors.DatabaseError(
+                f"retention migrate needs a role that may create tables and indexes (the owner of "
+                f"the Procrastinate tables): {exc}"
+            ) from None
     if json_output:
         _emit_json(
             {
