@@ -1,0 +1,309 @@
+"""Real workers in subprocesses: `retention worker` and `procrastinate --app=retention.app worker`
+against the test database: the periodic schedule, delete_jobs, locks, abort and SIGTERM."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import procrastinate
+import psycopg
+import pytest
+from conftest import make_settings
+
+import retention
+
+BIN = Path(sys.executable).parent
+# A schedule whose latest tick is long past: a starting worker defers nothing periodic (it only
+# catches up ticks of the last 10 minutes).
+QUIET_SCHEDULE = "0 0 1 1 *"
+RUN_WORKER = "retention worker"
+RUN_WORKER_ONCE = "retention worker --one-shot"
+READY_MADE_WORKER = "procrastinate --app=retention.app worker"
+
+
+def shell_env(database: str, **extra: str) -> dict[str, str]:
+    """The environment of a user's shell: DATABASE_URL set, the virtualenv's commands on PATH,
+    nothing else of ours or Procrastinate's."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("RETENTION_", "PG", "PROCRASTINATE_")) and key != "DATABASE_URL"
+    }
+    env["DATABASE_URL"] = database
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["RETENTION_SCHEDULE"] = QUIET_SCHEDULE
+    env.update(extra)
+    return env
+
+
+def wait_for(check: Callable[[], Any], *, timeout: float = 30, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what or check}")
+        time.sleep(0.1)
+
+
+@dataclasses.dataclass
+class Process:
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait(self, timeout: float = 60) -> int:
+        try:
+            return self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running after {timeout:g} s:\n{self.output()}") from None
+
+    def terminate(self, timeout: float = 30) -> int:
+        self.popen.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., Process]]:
+    """Start a command line (split as a shell would) in the background; killed at teardown."""
+    started: list[Process] = []
+
+    def start(command: str, env: dict[str, str], cwd: Path = tmp_path) -> Process:
+        log = tmp_path / f"process-{len(started)}.log"
+        with log.open("wb") as out:
+            popen = subprocess.Popen(
+                shlex.split(command), env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT
+            )
+        started.append(Process(popen, log))
+        return started[-1]
+
+    yield start
+    for process in started:
+        if process.popen.poll() is None:
+            process.popen.kill()
+            process.popen.wait()
+
+
+def run_shell(command: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """A command exactly as written in the README, run by the shell."""
+    return subprocess.run(
+        command, shell=True, env=env, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def workers(conn: psycopg.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM procrastinate_workers").fetchone()[0]
+
+
+def jobs_by_task(conn: psycopg.Connection) -> dict[str, list[tuple[int, str, dict[str, Any]]]]:
+    found: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
+    for job_id, task, status, args in conn.execute(
+        "SELECT id, task_name, status::text, args FROM procrastinate_jobs ORDER BY id"
+    ):
+        found.setdefault(task, []).append((job_id, status, args))
+    return found
+
+
+def runs(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    cur = conn.execute(
+        "SELECT id, kind, trigger, status, dry_run, summary FROM retention_runs ORDER BY id"
+    )
+    names = [column.name for column in cur.description or ()]
+    return [dict(zip(names, row, strict=True)) for row in cur]
+
+
+def deferring_app(database: str, **settings: Any) -> tuple[procrastinate.App, Any]:
+    """An application of the test's own with the retention tasks, to defer them."""
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=database))
+    retention_tasks = retention.blueprint(make_settings(database, **settings))
+    app.add_tasks_from(retention_tasks, namespace="retention")
+    return app, retention_tasks
+
+
+def seed_old_succeeded_jobs(conn: psycopg.Connection, count: int) -> None:
+    """`count` jobs that succeeded 10 days ago, with the events Procrastinate writes."""
+    conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, status) "
+        "SELECT 'default', 'app.task', 'todo' FROM generate_series(1, %s)",
+        (count,),
+    )
+    conn.execute("UPDATE procrastinate_jobs SET status = 'doing' WHERE task_name = 'app.task'")
+    conn.execute("UPDATE procrastinate_jobs SET status = 'succeeded' WHERE task_name = 'app.task'")
+    conn.execute("UPDATE procrastinate_events SET at = now() - interval '10 days'")
+
+
+def old_jobs_left(conn: psycopg.Connection) -> int:
+    return conn.execute(
+        "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'app.task'"
+    ).fetchone()[0]
+
+
+def test_retention_worker_registers_and_stops_cleanly_on_sigterm(start, database, conn):
+    worker = start(RUN_WORKER, shell_env(database))
+    wait_for(lambda: workers(conn) == 1, what="the worker's row in procrastinate_workers")
+    assert worker.popen.poll() is None
+    assert worker.terminate() == 0, worker.output()
+    assert workers(conn) == 0
+    assert "Stopped worker on queues retention" in worker.output()
+
+
+def test_ready_made_app_worker_listens_to_the_retention_queue_only(start, database, conn):
+    app, retention_tasks = deferring_app(database)
+    with app.open():
+        other = app.configure_task("app.elsewhere", allow_unknown=True, queue="default").defer()
+        prune = retention_tasks.prune_jobs.defer(dry_run=True)
+    worker = start(READY_MADE_WORKER, shell_env(database))
+    wait_for(
+        lambda: conn.execute(
+            "SELECT status = 'succeeded' FROM procrastinate_jobs WHERE id = %s", (prune,)
+        ).fetchone()[0],
+        what="the retention job to succeed",
+    )
+    assert worker.terminate() == 0, worker.output()
+    statuses = dict(conn.execute("SELECT id, status::text FROM procrastinate_jobs").fetchall())
+    assert statuses == {other: "todo", prune: "succeeded"}
+    assert workers(conn) == 0
+
+
+def test_a_worker_defers_the_periodic_run_with_trigger_periodic(start, database, conn):
+    worker = start(RUN_WORKER, shell_env(database, RETENTION_SCHEDULE="* * * * *"))
+    wait_for(
+        lambda: any(r["status"] == "succeeded" for r in runs(conn)),
+        timeout=60,
+        what="the periodic run",
+    )
+    assert worker.terminate() == 0, worker.output()
+    [(_, status, args)] = jobs_by_task(conn)["retention:run"]
+    assert status == "succeeded"
+    assert set(args) == {"timestamp"}
+    [run] = runs(conn)
+    assert (run["kind"], run["trigger"], run["dry_run"]) == ("run", "periodic", False)
+    assert "jobs" in run["summary"]
+
+
+def test_jobs_schedule_makes_prune_jobs_periodic_and_run_skips_jobs(start, database, conn):
+    env = shell_env(database, RETENTION_SCHEDULE="* * * * *", RETENTION_JOBS__SCHEDULE="* * * * *")
+    worker = start(RUN_WORKER, env)
+    wait_for(
+        lambda: sum(r["status"] == "succeeded" for r in runs(conn)) == 2,
+        timeout=60,
+        what="both periodic runs",
+    )
+    assert worker.terminate() == 0, worker.output()
+    tasks = jobs_by_task(conn)
+    assert {task: [status for _, status, _ in found] for task, found in tasks.items()} == {
+        "retention:run": ["succeeded"],
+        "retention:prune_jobs": ["succeeded"],
+    }
+    assert all(set(args) == {"timestamp"} for found in tasks.values() for _, _, args in found)
+    by_stages = {tuple(sorted(set(r["summary"]) & {"jobs"})): r for r in runs(conn)}
+    assert set(by_stages) == {(), ("jobs",)}
+    assert {r["trigger"] for r in by_stages.values()} == {"periodic"}
+
+
+@pytest.mark.parametrize(
+    ("policy", "left"),
+    [("never", {"succeeded", "failed"}), ("successful", {"failed"}), ("always", set())],
+)
+def test_the_retention_worker_applies_delete_jobs(start, database, conn, policy, left):
+    app, retention_tasks = deferring_app(database)
+    with app.open():
+        retention_tasks.prune_jobs.defer(dry_run=True)
+        retention_tasks.run.defer(only=["no-such-stage"])
+    worker = start(RUN_WORKER_ONCE, shell_env(database, RETENTION_DELETE_JOBS=policy))
+    assert worker.wait() == 0, worker.output()
+    assert "Job retention:run" in worker.output() and "Error" in worker.output()
+    remaining = {
+        task: status
+        for task, status in conn.execute("SELECT task_name, status::text FROM procrastinate_jobs")
+    }
+    expected = {"retention:prune_jobs": "succeeded", "retention:run": "failed"}
+    assert remaining == {task: s for task, s in expected.items() if s in left}
+    assert [r["status"] for r in runs(conn)] == ["succeeded"]
+
+
+def test_the_execution_lock_keeps_a_second_retention_job_waiting(start, database, conn):
+    row = conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, lock, status) "
+        "VALUES ('retention', 'retention:run', 'procrastinate-retention', 'todo') RETURNING id"
+    ).fetchone()
+    running = row[0]
+    conn.execute("UPDATE procrastinate_jobs SET status = 'doing' WHERE id = %s", (running,))
+    app, retention_tasks = deferring_app(database)
+    with app.open():
+        waiting = retention_tasks.prune_jobs.defer(dry_run=True)
+
+    def status(job_id: int) -> str:
+        return conn.execute(
+            "SELECT status::text FROM procrastinate_jobs WHERE id = %s", (job_id,)
+        ).fetchone()[0]
+
+    first = start(RUN_WORKER_ONCE, shell_env(database))
+    assert first.wait() == 0, first.output()
+    assert status(waiting) == "todo"
+    assert runs(conn) == []
+    conn.execute("UPDATE procrastinate_jobs SET status = 'succeeded' WHERE id = %s", (running,))
+    second = start(RUN_WORKER_ONCE, shell_env(database))
+    assert second.wait() == 0, second.output()
+    assert status(waiting) == "succeeded"
+
+
+def test_a_user_abort_stops_the_run_between_batches(start, database, conn):
+    total = 30000
+    seed_old_succeeded_jobs(conn, total)
+    app, retention_tasks = deferring_app(database)
+    with app.open():
+        job_id = retention_tasks.prune_jobs.defer()
+    worker = start(RUN_WORKER, shell_env(database, RETENTION_BATCH_SIZE="5"))
+    wait_for(lambda: old_jobs_left(conn) < total, what="the first batches")
+    with app.open():
+        assert app.job_manager.cancel_job_by_id(job_id, abort=True)
+    wait_for(
+        lambda: (
+            conn.execute(
+                "SELECT status::text FROM procrastinate_jobs WHERE id = %s", (job_id,)
+            ).fetchone()[0]
+            not in ("todo", "doing")
+        ),
+        what="the job to end",
+    )
+    status = conn.execute(
+        "SELECT status::text FROM procrastinate_jobs WHERE id = %s", (job_id,)
+    ).fetchone()[0]
+    [run] = runs(conn)
+    assert (status, run["status"], run["trigger"]) == ("aborted", "aborted", "deferred")
+    assert run["summary"]["stopped"] == "aborted"
+    left = old_jobs_left(conn)
+    assert 0 < left < total
+    assert run["summary"]["jobs"]["deleted"] == total - left
+    assert worker.popen.poll() is None
+    assert worker.terminate() == 0, worker.output()
+
+
+def test_sigterm_during_a_run_stops_it_between_batches(start, database, conn):
+    total = 30000
+    seed_old_succeeded_jobs(conn, total)
+    app, retention_tasks = deferring_app(database)
+    with app.open():
+        retention_tasks.run.defer()
+    worker = start(RUN_WORKER, shell_env(database, RETENTION_BATCH_SIZE="5"))
+    wait_for(lambda: old_jobs_left(conn) < total, what="the first batches")
+    assert worker.terminate(timeout=15) == 0, worker.output()
+    [run] = runs(conn)
+    assert run["status"] == "aborted"
+    left = old_jobs_left(conn)
+    assert 0 < left < total
+    assert run["summary"]["jobs"]["deleted"] == total - left
+    assert workers(conn) == 0
