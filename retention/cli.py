@@ -15,7 +15,19 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from retention import db, durations, embedded, errors, jobs, ledger, logs, migrate, report, runner
+from retention import (
+    db,
+    demo,
+    durations,
+    embedded,
+    errors,
+    jobs,
+    ledger,
+    logs,
+    migrate,
+    report,
+    runner,
+)
 from retention import reference as reference_mod
 from retention import settings as settings_mod
 
@@ -266,6 +278,35 @@ def status_command(
         _emit_json(data)
     else:
         report.print_status(out, data)
+
+
+@app.command("demo")
+def demo_command(
+    delete_images: Annotated[
+        bool,
+        typer.Option(
+            "--delete-images",
+            envvar="DELETE_IMAGES",
+            help="Also delete the original images of deleted detections (default: kept).",
+        ),
+    ] = False,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Drop the demo's data and files, then seed them again.")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Seed a home-security demo application, show the plan, run retention, show what went."""
+    settings = state.settings()
+    location = _location(settings)
+    result = demo.run(
+        settings,
+        location,
+        delete_images=delete_images,
+        reset=reset,
+        console=None if json_output else out,
+    )
+    if json_output:
+        _emit_json(result)
 
 
 @app.command("db")
