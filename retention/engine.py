@@ -108,7 +108,7 @@ class Result:
             "longest_batch_seconds": round(self.longest_batch_seconds, 4),
             "lock_backoffs": self.lock_backoffs,
             "stopped": self.stopped,
-            "resume": {k: _jsonable(v) for k, v in self.resume.items()},
+            "resume": dict(self.resume),
         }
 
 
@@ -258,7 +258,7 @@ class _Walk:
 
     def _stop(self, reason: str, key: tuple[Any, ...]) -> None:
         self.result.stopped = reason
-        self.result.resume = {"segment": self.segment.name, "after": list(key)}
+        self.result.resume = {"segment": self.segment.name, "after": [_jsonable(k) for k in key]}
         logger.info(
             "%s stopped: %s",
             self.target.name,

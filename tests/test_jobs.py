@@ -1,0 +1,697 @@
+"""Job retention against a real PostgreSQL: per-status ages and rules, what is never touched,
+dry runs, stopping and resuming, Procrastinate's events and periodic defers, real workers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from conftest import job_ids, make_settings, run_cli, seed_job
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from retention import db, ledger, runner
+from retention import settings as settings_mod
+
+FINAL = settings_mod.FINAL_STATUSES
+ALL_STATUSES = ("todo", "doing", *FINAL)
+QUEUES = ("emails", "emails_bulk", "default", "reports")
+TASKS = ("app.send_mail", "app.send_sms", "app.report", "other.cleanup")
+# Policy ages are whole hours; finish ages sit 30 minutes off every whole hour, so no job is
+# within 30 minutes of any cutoff.
+AGES = ("forever", "1h", "6h", "1d", "3d", "7d", "30d")
+FINISH_AGES = tuple(dt.timedelta(hours=h, minutes=30) for h in (0, 3, 12, 24, 48, 100, 200, 1000))
+
+
+def seed_bulk(conn: psycopg.Connection, specs: list[dict[str, Any]]) -> list[int]:
+    """Insert many jobs in two statements. Each spec: status, queue, task, finished_ago (final
+    jobs), events (False: none), via_todo (the final event is `cancelled`, as Procrastinate
+    records todo -> succeeded/failed), scheduled_after (a `scheduled` event that long after the
+    finish)."""
+    if not specs:
+        return []
+    rows = conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, status, args) "
+        "SELECT q, t, s::procrastinate_job_status, jsonb_build_object('n', n) "
+        "FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS u(q, t, s, n) "
+        "RETURNING id, (args->>'n')::int",
+        (
+            [s["queue"] for s in specs],
+            [s["task"] for s in specs],
+            [s["status"] for s in specs],
+        ),
+    ).fetchall()
+    ids = [job_id for job_id, _ in sorted(rows, key=lambda row: row[1])]
+    ev_job: list[int] = []
+    ev_type: list[str] = []
+    ev_ago: list[dt.timedelta] = []
+    for job_id, spec in zip(ids, specs, strict=True):
+        if spec["status"] not in FINAL or not spec.get("events", True):
+            continue
+        ago = spec["finished_ago"]
+        final = "cancelled" if spec.get("via_todo") else spec["status"]
+        steps = [("deferred", ago + dt.timedelta(minutes=2))]
+        if not spec.get("via_todo") and spec["status"] != "cancelled":
+            steps.append(("started", ago + dt.timedelta(minutes=1)))
+        steps.append((final, ago))
+        if spec.get("scheduled_after") is not None:
+            steps.append(("scheduled", ago - spec["scheduled_after"]))
+        for kind, when in steps:
+            ev_job.append(job_id)
+            ev_type.append(kind)
+            ev_ago.append(when)
+    conn.execute(
+        "INSERT INTO procrastinate_events (job_id, type, at) "
+        "SELECT j, e::procrastinate_job_event_type, now() - a "
+        "FROM unnest(%s::bigint[], %s::text[], %s::interval[]) AS u(j, e, a)",
+        (ev_job, ev_type, ev_ago),
+    )
+    return ids
+
+
+def expected_kept(
+    policy: settings_mod.JobsPolicy, specs: list[dict[str, Any]], ids: list[int]
+) -> set[int]:
+    kept = set()
+    for job_id, spec in zip(ids, specs, strict=True):
+        if spec["status"] not in FINAL or not spec.get("events", True):
+            kept.add(job_id)
+            continue
+        age = policy.age_for(spec["status"], spec["queue"], spec["task"])
+        if age is None or spec["finished_ago"] < age:
+            kept.add(job_id)
+    return kept
+
+
+def run_jobs(settings: settings_mod.Settings, location: db.Location, **kwargs: Any) -> dict:
+    kwargs.setdefault("dry_run", False)
+    return runner.execute(settings, location, stages=["jobs"], trigger="cli", **kwargs)
+
+
+def reset(conn: psycopg.Connection) -> None:
+    conn.execute(
+        "TRUNCATE procrastinate_events, procrastinate_periodic_defers, procrastinate_jobs, "
+        "retention_runs"
+    )
+
+
+job_specs = st.lists(
+    st.fixed_dictionaries(
+        {
+            "status": st.sampled_from(ALL_STATUSES),
+            "queue": st.sampled_from(QUEUES),
+            "task": st.sampled_from(TASKS),
+            "finished_ago": st.sampled_from(FINISH_AGES),
+            "events": st.sampled_from((True, True, True, False)),
+            "via_todo": st.booleans(),
+            "scheduled_after": st.sampled_from((None, None, dt.timedelta(days=2))),
+        }
+    ).map(lambda s: {**s, "via_todo": s["via_todo"] and s["status"] in ("succeeded", "failed")}),
+    min_size=1,
+    max_size=60,
+)
+ages = st.sampled_from(AGES)
+rules = st.lists(
+    st.fixed_dictionaries(
+        {
+            "queue": st.sampled_from((None, "emails*", "emails", "rep?rts", "[de]*")),
+            "task": st.sampled_from((None, "app.send_*", "app.*", "*report", "other.[!x]*")),
+        },
+        optional={status: ages for status in FINAL},
+    ).filter(lambda r: (r["queue"] or r["task"]) and set(FINAL) & set(r)),
+    max_size=4,
+)
+policies = st.fixed_dictionaries({}, optional={status: ages for status in FINAL}).flatmap(
+    lambda top: rules.map(lambda rs: {**top, "rules": [clean_rule(r) for r in rs]})
+)
+
+
+def clean_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in rule.items() if v is not None}
+
+
+@hypothesis_settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(specs=job_specs, jobs_config=policies)
+def test_remaining_jobs_match_the_reference_model(conn, database, location, specs, jobs_config):
+    reset(conn)
+    ids = seed_bulk(conn, specs)
+    settings = make_settings(database, jobs=jobs_config, batch_size=17)
+    kept = expected_kept(settings.jobs, specs, ids)
+
+    preview = run_jobs(settings, location, dry_run=True)
+    assert job_ids(conn) == set(ids)
+    summary = run_jobs(settings, location)
+
+    assert job_ids(conn) == kept
+    assert summary["jobs"]["deleted"] == len(ids) - len(kept)
+    assert preview["jobs"]["deleted"] == summary["jobs"]["deleted"]
+    assert preview["jobs"]["by"] == summary["jobs"]["by"]
+    gone = [spec for job_id, spec in zip(ids, specs, strict=True) if job_id not in kept]
+    for group, key in (("status", "status"), ("queue", "queue"), ("task", "task")):
+        expected: dict[str, int] = {}
+        for spec in gone:
+            expected[spec[key]] = expected.get(spec[key], 0) + 1
+        assert summary["jobs"]["by"].get(group, {}) == expected
+    orphans = conn.execute(
+        "SELECT count(*) FROM procrastinate_events e "
+        "WHERE NOT EXISTS (SELECT 1 FROM procrastinate_jobs j WHERE j.id = e.job_id)"
+    ).fetchone()
+    assert orphans == (0,)
+
+
+def test_defaults_without_a_jobs_section(conn, database, location):
+    days = dt.timedelta(days=1)
+    specs = [
+        {
+            "status": status,
+            "queue": "q",
+            "task": "t",
+            "finished_ago": n * days + dt.timedelta(hours=1),
+        }
+        for status in FINAL
+        for n in (2, 3, 6, 7, 29, 30)
+    ]
+    ids = seed_bulk(conn, specs)
+    run_jobs(make_settings(database), location)
+    remaining = {
+        (spec["status"], spec["finished_ago"].days)
+        for job_id, spec in zip(ids, specs, strict=True)
+        if job_id in job_ids(conn)
+    }
+    assert remaining == {
+        ("succeeded", 2),
+        ("failed", 2),
+        ("failed", 3),
+        ("failed", 6),
+        ("failed", 7),
+        ("failed", 29),
+        ("cancelled", 2),
+        ("cancelled", 3),
+        ("cancelled", 6),
+        ("aborted", 2),
+        ("aborted", 3),
+        ("aborted", 6),
+    }
+
+
+def test_a_status_left_out_or_forever_is_kept(conn, database, location):
+    old = dt.timedelta(days=400)
+    succeeded = seed_job(conn, status="succeeded", finished_ago=old)
+    failed = seed_job(conn, status="failed", finished_ago=old)
+    cancelled = seed_job(conn, status="cancelled", finished_ago=old)
+    aborted = seed_job(conn, status="aborted", finished_ago=old)
+    settings = make_settings(database, jobs={"succeeded": "1d", "failed": "forever"})
+    summary = run_jobs(settings, location)
+    assert summary["jobs"]["deleted"] == 1
+    assert job_ids(conn) == {failed, cancelled, aborted}
+    assert succeeded not in job_ids(conn)
+
+
+def test_unfinished_jobs_are_never_deleted(conn, database, location):
+    todo = seed_job(conn, status="todo", finished_ago=dt.timedelta(days=500))
+    doing = seed_job(conn, status="doing", finished_ago=dt.timedelta(days=500))
+    done = seed_job(conn, status="succeeded", finished_ago=dt.timedelta(days=500))
+    # A job that failed long ago, was retried by hand and is queued again.
+    requeued = seed_job(conn, status="failed", finished_ago=dt.timedelta(days=500))
+    conn.execute("SELECT procrastinate_retry_job_v2(%s, NULL, NULL, NULL, NULL)", (requeued,))
+    settings = make_settings(
+        database,
+        jobs={"succeeded": "1s", "failed": "1s", "cancelled": "1s", "aborted": "1s"},
+    )
+    summary = run_jobs(settings, location)
+    assert summary["jobs"]["deleted"] == 1
+    assert job_ids(conn) == {todo, doing, requeued}
+    assert done not in job_ids(conn)
+
+
+def age_events(conn: psycopg.Connection, job_id: int, ages: list[dt.timedelta]) -> None:
+    """Date the job's events, in id order, `ages` before now."""
+    events = [
+        row[0]
+        for row in conn.execute(
+            "SELECT id FROM procrastinate_events WHERE job_id = %s ORDER BY id", (job_id,)
+        )
+    ]
+    assert len(events) == len(ages), (events, ages)
+    for event_id, ago in zip(events, ages, strict=True):
+        conn.execute(
+            "UPDATE procrastinate_events SET at = now() - %s WHERE id = %s", (ago, event_id)
+        )
+
+
+def fail_retry_fail(conn: psycopg.Connection) -> int:
+    """Through Procrastinate's own functions: deferred, started, failed, (scheduled,) retried,
+    started, failed."""
+    row = conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name) VALUES ('q', 't') RETURNING id"
+    ).fetchone()
+    assert row is not None
+    job_id = row[0]
+    for _ in range(2):
+        conn.execute("UPDATE procrastinate_jobs SET status = 'doing' WHERE id = %s", (job_id,))
+        conn.execute("SELECT procrastinate_finish_job_v1(%s, 'failed', false)", (job_id,))
+        if _ == 0:
+            conn.execute(
+                "SELECT procrastinate_retry_job_v2(%s, now(), NULL, NULL, NULL)", (job_id,)
+            )
+    types = [
+        row[0]
+        for row in conn.execute(
+            "SELECT type::text FROM procrastinate_events WHERE job_id = %s ORDER BY id", (job_id,)
+        )
+    ]
+    assert types == [
+        "deferred",
+        "started",
+        "failed",
+        "scheduled",
+        "retried",
+        "started",
+        "failed",
+    ]
+    return job_id
+
+
+def test_a_job_failed_retried_and_failed_again_is_aged_from_its_last_failure(
+    conn, database, location
+):
+    day = dt.timedelta(days=1)
+    recent = fail_retry_fail(conn)
+    age_events(conn, recent, [d * day for d in (60, 59, 58, 20, 20, 2, 1)])
+    old = fail_retry_fail(conn)
+    age_events(conn, old, [d * day for d in (60, 59, 58, 40, 40, 32, 31)])
+    settings = make_settings(database, jobs={"failed": "30d"})
+    summary = run_jobs(settings, location)
+    assert summary["jobs"]["deleted"] == 1
+    assert job_ids(conn) == {recent}
+    assert conn.execute(
+        "SELECT count(*) FROM procrastinate_events WHERE job_id = %s", (old,)
+    ).fetchone() == (0,)
+
+
+def test_jobs_without_events_are_kept(conn, database, location):
+    no_events = seed_job(
+        conn, status="succeeded", finished_ago=dt.timedelta(days=90), with_events=False
+    )
+    row = conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, status) "
+        "VALUES ('q', 't', 'todo') RETURNING id"
+    ).fetchone()
+    assert row is not None
+    aborted_from_todo = row[0]
+    conn.execute("SELECT procrastinate_finish_job_v1(%s, 'aborted', false)", (aborted_from_todo,))
+    conn.execute(
+        "UPDATE procrastinate_events SET at = now() - interval '90 days' WHERE job_id = %s",
+        (aborted_from_todo,),
+    )
+    settings = make_settings(
+        database,
+        jobs={"succeeded": "1s", "failed": "1s", "cancelled": "1s", "aborted": "1s"},
+    )
+    assert run_jobs(settings, location)["jobs"]["deleted"] == 0
+    assert job_ids(conn) == {no_events, aborted_from_todo}
+
+
+def test_finished_straight_from_todo_and_cancelled_with_a_later_schedule(conn, database, location):
+    def todo_job(scheduled_in: str | None = None) -> int:
+        row = conn.execute(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, scheduled_at) "
+            "VALUES ('q', 't', now() + %s::interval) RETURNING id",
+            (scheduled_in,),
+        ).fetchone()
+        assert row is not None
+        return row[0]
+
+    succeeded_from_todo = todo_job()
+    conn.execute(
+        "SELECT procrastinate_finish_job_v1(%s, 'succeeded', false)", (succeeded_from_todo,)
+    )
+    failed_from_todo = todo_job()
+    conn.execute("SELECT procrastinate_finish_job_v1(%s, 'failed', false)", (failed_from_todo,))
+    for job_id in (succeeded_from_todo, failed_from_todo):
+        age_events(conn, job_id, [dt.timedelta(days=11), dt.timedelta(days=10)])
+    # Due in 30 days, cancelled 8 days ago: its `scheduled` event is dated in the future.
+    cancelled_scheduled = todo_job("30 days")
+    conn.execute("SELECT procrastinate_cancel_job_v1(%s, false, false)", (cancelled_scheduled,))
+    for kind, ago in (("deferred", "9 days"), ("scheduled", "-30 days"), ("cancelled", "8 days")):
+        conn.execute(
+            "UPDATE procrastinate_events SET at = now() - %s::interval "
+            "WHERE job_id = %s AND type::text = %s",
+            (ago, cancelled_scheduled, kind),
+        )
+    summary = run_jobs(make_settings(database), location)
+    assert job_ids(conn) == {failed_from_todo}
+    assert summary["jobs"]["by"]["status"] == {"cancelled": 1, "succeeded": 1}
+
+
+def test_dry_run_agrees_with_the_real_run(conn, database, location):
+    specs = [
+        {
+            "status": FINAL[i % 4],
+            "queue": QUEUES[i % 3],
+            "task": TASKS[i % 4],
+            "finished_ago": FINISH_AGES[i % len(FINISH_AGES)],
+        }
+        for i in range(300)
+    ] + [{"status": "todo", "queue": "emails", "task": "app.report"}] * 5
+    ids = seed_bulk(conn, specs)
+    settings = make_settings(
+        database,
+        batch_size=40,
+        jobs={
+            "succeeded": "1h",
+            "failed": "2d",
+            "cancelled": "6h",
+            "aborted": "1d",
+            "rules": [
+                {"queue": "emails*", "succeeded": "5d"},
+                {"task": "app.send_*", "failed": "forever"},
+            ],
+        },
+    )
+    before = job_ids(conn)
+    preview = run_jobs(settings, location, dry_run=True)
+    assert job_ids(conn) == before
+    summary = run_jobs(settings, location)
+    deleted = before - job_ids(conn)
+    assert deleted == set(ids) - expected_kept(settings.jobs, specs, ids)
+    assert summary["jobs"]["deleted"] == len(deleted) > 0
+    for key in ("deleted", "events", "by", "oldest", "samples"):
+        assert preview["jobs"][key] == summary["jobs"][key], key
+    assert set(preview["jobs"]["samples"]) <= deleted
+    assert len(preview["jobs"]["samples"]) == 5
+    assert preview["dry_run"] is True and summary["dry_run"] is False
+    oldest = dt.datetime.fromisoformat(preview["jobs"]["oldest"])
+    row = conn.execute("SELECT now() - %s::interval", (FINISH_AGES[-1],)).fetchone()
+    assert row is not None
+    assert abs((oldest - row[0]).total_seconds()) < 60
+
+
+def counting_abort(after: int):
+    calls = {"n": 0}
+
+    def should_abort() -> bool:
+        calls["n"] += 1
+        return calls["n"] > after
+
+    return should_abort
+
+
+def test_abort_mid_run_then_the_next_run_deletes_the_rest(conn, database, location):
+    specs = [
+        {"status": "succeeded", "queue": "q", "task": "t", "finished_ago": dt.timedelta(days=9)}
+    ] * 200
+    seed_bulk(conn, specs)
+    keep = seed_job(conn, status="succeeded", finished_ago=dt.timedelta(hours=1))
+    settings = make_settings(database, batch_size=10)
+
+    first = run_jobs(settings, location, should_abort=counting_abort(3))
+    assert first["status"] == "aborted"
+    assert first["stopped"] == "aborted"
+    assert first["complete"] is False
+    assert first["jobs"]["stopped"] == "aborted"
+    assert first["jobs"]["resume"]["segment"] == "succeeded"
+    assert len(first["jobs"]["resume"]["after"]) == 2
+    assert 0 < first["jobs"]["deleted"] < 200
+    assert first["jobs"]["batches"] == 3
+    with psycopg.connect(database, autocommit=True) as book:
+        row = ledger.get(book, first["run_id"])
+    assert row is not None
+    assert row["status"] == "aborted"
+    assert row["summary"]["jobs"]["deleted"] == first["jobs"]["deleted"]
+    assert len(job_ids(conn)) == 201 - first["jobs"]["deleted"]
+
+    second = run_jobs(settings, location)
+    assert second["status"] == "succeeded" and second["complete"] is True
+    assert first["jobs"]["deleted"] + second["jobs"]["deleted"] == 200
+    assert job_ids(conn) == {keep}
+
+
+def test_time_budget_stops_between_batches_and_runs_resume(conn, database, location):
+    specs = [
+        {"status": "failed", "queue": "q", "task": "t", "finished_ago": dt.timedelta(days=40)}
+    ] * 400
+    seed_bulk(conn, specs)
+    spent = run_jobs(make_settings(database, max_run_seconds=1e-6), location)
+    assert spent["stopped"] == "time budget spent"
+    assert spent["complete"] is False
+    assert spent["jobs"]["deleted"] == 0
+    assert len(job_ids(conn)) == 400
+
+    settings = make_settings(database, batch_size=10, max_run_seconds=0.02)
+    total, runs = 0, 0
+    while job_ids(conn) and runs < 1000:
+        summary = run_jobs(settings, location)
+        total += summary["jobs"]["deleted"]
+        runs += 1
+        if summary.get("stopped"):
+            assert summary["complete"] is False
+            assert summary["jobs"]["stopped"] == "time budget spent"
+            assert summary["jobs"]["resume"]["segment"] == "failed"
+    assert job_ids(conn) == set()
+    assert total == 400
+    statuses = {row[0] for row in conn.execute("SELECT status FROM retention_runs")}
+    assert statuses == {"succeeded"}
+
+
+def test_events_go_and_periodic_defers_are_unlinked(conn, database, location):
+    job = seed_job(conn, status="succeeded", finished_ago=dt.timedelta(days=5))
+    fresh = seed_job(conn, status="succeeded", finished_ago=dt.timedelta(hours=5))
+    conn.execute(
+        "INSERT INTO procrastinate_periodic_defers (task_name, defer_timestamp, job_id) "
+        "VALUES ('app.tick', 1, %s), ('app.tick', 2, %s)",
+        (job, fresh),
+    )
+    summary = run_jobs(make_settings(database), location)
+    assert summary["jobs"]["deleted"] == 1
+    assert summary["jobs"]["events"] == 3
+    assert job_ids(conn) == {fresh}
+    defers = conn.execute(
+        "SELECT defer_timestamp, job_id FROM procrastinate_periodic_defers ORDER BY 1"
+    ).fetchall()
+    assert defers == [(1, None), (2, fresh)]
+    assert conn.execute(
+        "SELECT count(*) FROM procrastinate_events WHERE job_id = %s", (job,)
+    ).fetchone() == (0,)
+
+
+WORKER_APP = """
+import os
+import time
+
+import procrastinate
+import psycopg
+
+app = procrastinate.App(
+    connector=procrastinate.PsycopgConnector(conninfo=os.environ["TEST_DATABASE"])
+)
+
+
+def record(n):
+    with psycopg.connect(os.environ["TEST_DATABASE"], autocommit=True) as conn:
+        conn.execute("INSERT INTO ran (n) VALUES (%s)", (n,))
+
+
+@app.task(name="sleepy", queue="work")
+def sleepy(n):
+    time.sleep(0.01 * (n % 5))
+    record(n)
+
+
+@app.task(name="flaky", queue="work", retry=1)
+def flaky(n):
+    record(n)
+    raise RuntimeError("flaky fails")
+"""
+
+
+def unfinished(conn: psycopg.Connection) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def test_running_workers_lose_no_job(conn, database, location, tmp_path: Path, monkeypatch):
+    conn.execute("CREATE TABLE ran (n int NOT NULL)")
+    conn.execute("CREATE TABLE deleted_jobs (id bigint, status text)")
+    conn.execute(
+        "CREATE FUNCTION audit_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "INSERT INTO deleted_jobs VALUES (OLD.id, OLD.status::text); RETURN OLD; END $$"
+    )
+    conn.execute(
+        "CREATE TRIGGER audit_delete BEFORE DELETE ON procrastinate_jobs "
+        "FOR EACH ROW EXECUTE FUNCTION audit_delete()"
+    )
+    old = seed_bulk(
+        conn,
+        [
+            {
+                "status": "succeeded",
+                "queue": "work",
+                "task": "sleepy",
+                "finished_ago": dt.timedelta(days=4),
+            }
+        ]
+        * 1500,
+    )
+    (tmp_path / "worker_app.py").write_text(textwrap.dedent(WORKER_APP))
+    env = {**os.environ, "TEST_DATABASE": database, "PYTHONPATH": str(tmp_path)}
+    sys.path.insert(0, str(tmp_path))
+    monkeypatch.setenv("TEST_DATABASE", database)
+    try:
+        import worker_app  # type: ignore[import-not-found]
+
+        with worker_app.app.open():
+            for n in range(200):
+                worker_app.sleepy.defer(n=n)
+            for n in range(1000, 1020):
+                worker_app.flaky.defer(n=n)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("worker_app", None)
+
+    settings = make_settings(
+        database,
+        batch_size=10,
+        jobs={"succeeded": "1s", "failed": "1s", "cancelled": "1s", "aborted": "1s"},
+    )
+    log = tmp_path / "worker.log"
+    runs, rounds = 0, 0
+    while unfinished(conn) and rounds < 5:
+        rounds += 1
+        with log.open("a") as sink:
+            worker = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "procrastinate",
+                    "--app=worker_app.app",
+                    "worker",
+                    "--one-shot",
+                    "--concurrency=4",
+                    "--queues=work",
+                ],
+                env=env,
+                cwd=tmp_path,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                while worker.poll() is None and runs < 1000:
+                    run_jobs(settings, location)
+                    runs += 1
+                worker.wait(timeout=120)
+            finally:
+                if worker.poll() is None:
+                    worker.kill()
+        assert worker.returncode == 0, log.read_text()
+    output = log.read_text()
+    assert unfinished(conn) == 0
+    assert runs >= 2
+    assert "not found" not in output.lower(), output
+
+    assert conn.execute(
+        "SELECT count(*) FROM deleted_jobs WHERE status NOT IN "
+        "('succeeded', 'failed', 'cancelled', 'aborted')"
+    ).fetchone() == (0,)
+    ran = [row[0] for row in conn.execute("SELECT n FROM ran ORDER BY n")]
+    assert ran == list(range(200)) + sorted(list(range(1000, 1020)) * 2)
+    assert set(old).isdisjoint(job_ids(conn))
+    statuses = {row[0] for row in conn.execute("SELECT status::text FROM procrastinate_jobs")}
+    assert statuses <= {"succeeded", "failed"}
+
+    time.sleep(1.2)
+    run_jobs(settings, location)
+    assert job_ids(conn) == set()
+    deleted = conn.execute(
+        "SELECT status, count(*) FROM deleted_jobs GROUP BY status ORDER BY status"
+    ).fetchall()
+    assert deleted == [("failed", 20), ("succeeded", 1700)]
+
+
+def test_cli_run_only_jobs_json_and_plan(conn, database, tmp_path: Path):
+    config = tmp_path / "retention.toml"
+    config.write_text(
+        textwrap.dedent(
+            """
+            [jobs]
+            succeeded = "3d"
+            failed = "30d"
+            [[jobs.rules]]
+            queue = "emails"
+            task = "app.send_*"
+            succeeded = "1h"
+            """
+        )
+    )
+    mail = seed_job(
+        conn,
+        status="succeeded",
+        finished_ago=dt.timedelta(hours=2),
+        queue="emails",
+        task="app.send_mail",
+    )
+    report = seed_job(
+        conn,
+        status="succeeded",
+        finished_ago=dt.timedelta(hours=2),
+        queue="emails",
+        task="app.report",
+    )
+    failed = seed_job(conn, status="failed", finished_ago=dt.timedelta(days=31), queue="default")
+    cancelled = seed_job(conn, status="cancelled", finished_ago=dt.timedelta(days=300))
+
+    plan = run_cli("--config", str(config), "plan", "--json", database=database)
+    assert plan.returncode == 0, plan.stderr
+    planned = json.loads(plan.stdout)
+    assert planned["dry_run"] is True
+    assert planned["jobs"]["deleted"] == 2
+    assert job_ids(conn) == {mail, report, failed, cancelled}
+
+    human = run_cli("--config", str(config), "plan", database=database, env={"COLUMNS": "200"})
+    assert human.returncode == 0, human.stderr
+    assert "would delete" in human.stdout
+    assert "failed: 1" in human.stdout and "succeeded: 1" in human.stdout
+
+    dry = run_cli(
+        "--config", str(config), "run", "--only", "jobs", "--dry-run", "--json", database=database
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["jobs"]["deleted"] == 2
+    assert job_ids(conn) == {mail, report, failed, cancelled}
+
+    real = run_cli("--config", str(config), "run", "--only", "jobs", "--json", database=database)
+    assert real.returncode == 0, real.stderr
+    summary = json.loads(real.stdout)
+    assert set(summary) >= {"run_id", "kind", "dry_run", "status", "complete", "jobs"}
+    section = summary["jobs"]
+    assert isinstance(section["deleted"], int) and section["deleted"] == 2
+    assert section["by"] == {
+        "status": {"failed": 1, "succeeded": 1},
+        "queue": {"default": 1, "emails": 1},
+        "task": {"app.send_mail": 1, "app.task": 1},
+    }
+    assert section["events"] == 6
+    assert sorted(section["samples"]) == sorted([mail, failed])
+    assert summary["status"] == "succeeded" and summary["complete"] is True
+    assert job_ids(conn) == {report, cancelled}
+    row = conn.execute(
+        "SELECT kind, trigger, dry_run, status FROM retention_runs WHERE id = %s",
+        (summary["run_id"],),
+    ).fetchone()
+    assert row == ("run", "cli", False, "succeeded")
