@@ -78,7 +78,8 @@ def test_readme_retention_commands_run(conn, database, tmp_path):
         seen.append(command)
     assert "retention run --only jobs" in seen and "retention status" in seen
     remaining = {row[0] for row in conn.execute("SELECT id FROM procrastinate_jobs")}
-    assert not remaining & {42, 43, 44}
+    assert not remaining & {42, 43}, "purge --job-id 42 --job-id 43 --yes deleted them"
+    assert 44 in remaining, "the README's --dry-run purge deleted nothing"
 
 
 def _cli_commands() -> set[str]:
