@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import psycopg
@@ -25,6 +26,7 @@ from retention import (
     ledger,
     logs,
     migrate,
+    orphans,
     report,
     runner,
 )
@@ -286,8 +288,8 @@ def demo_command(
         bool,
         typer.Option(
             "--delete-images",
-            envvar="DELETE_IMAGES",
-            help="Also delete the original images of deleted detections (default: kept).",
+            help="Also delete the original images of deleted detections (default: kept; "
+            "env DELETE_IMAGES=1).",
         ),
     ] = False,
     reset: Annotated[
@@ -296,6 +298,7 @@ def demo_command(
     json_output: JsonOption = False,
 ) -> None:
     """Seed a home-security demo application, show the plan, run retention, show what went."""
+    delete_images = delete_images or demo.delete_images_from_env()
     settings = state.settings()
     location = _location(settings)
     result = demo.run(
@@ -390,6 +393,92 @@ def worker_command(
         worker_app.run_worker(wait=False)
     else:
         worker_app.run_worker()
+
+
+@app.command("sweep-orphans")
+def sweep_orphans_command(
+    delete: Annotated[
+        bool, typer.Option("--delete", help="Delete the orphans; without it, only list them.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    root: Annotated[
+        list[str] | None,
+        typer.Option("--root", help="Only this storage root (or a folder in one); repeatable."),
+    ] = None,
+    grace: Annotated[
+        str | None,
+        typer.Option("--grace", help="Files younger than this are kept (default: orphans.grace)."),
+    ] = None,
+    sample: Annotated[
+        int, typer.Option("--sample", min=0, help="How many of the files to list per root.")
+    ] = 10,
+    json_output: JsonOption = False,
+) -> None:
+    """Files under the tables' storage roots that no row references: a dry run unless --delete."""
+    settings = state.settings()
+    if grace is not None:
+        try:
+            age = durations.parse_duration(grace)
+        except ValueError as exc:
+            raise errors.ConfigError(f"--grace: {exc}") from None
+        policy = settings.orphans.model_copy(update={"grace": age})
+        settings = settings.model_copy(update={"orphans": policy})
+    only = orphans.check_only(settings, [Path(r) for r in root]) if root else None
+    if not orphans.roots(settings):
+        raise errors.ConfigError(orphans.no_roots_message())
+    location = _location(settings)
+    ensure_migrated(location)
+
+    def sweep(dry_run: bool) -> dict[str, Any]:
+        def stage(ctx: runner.Context) -> dict[str, Any]:
+            return orphans.sweep(
+                ctx.conn,
+                ctx.settings,
+                dry_run=ctx.dry_run,
+                limits=ctx.limits,
+                run_id=ctx.run.id,
+                only=only,
+                sample_size=sample,
+            )
+
+        return runner.execute(
+            settings,
+            location,
+            stages=["orphans"],
+            dry_run=dry_run,
+            trigger="cli",
+            kind="sweep-orphans",
+            extra={"sweep": {"roots": root or [], "grace": grace}},
+            custom={"orphans": stage},
+        )
+
+    if delete and not yes and sys.stdin.isatty():
+        preview = sweep(True)["orphans"]
+        if preview["deleted"] == 0:
+            out.print("no orphaned file: nothing to delete")
+            return
+        question = f"delete {preview['deleted']} orphaned file(s) ({report.human_bytes(preview['bytes'])})?"
+        if not typer.confirm(question):
+            out.print("cancelled: nothing deleted")
+            raise typer.Exit(1)
+    summary = sweep(not delete)
+    if json_output:
+        _emit_json(summary)
+        return
+    report.print_summary(out, summary)
+    verb = "would delete" if not delete else "deleted"
+    for name, section in summary["orphans"]["roots"].items():
+        out.print(
+            f"{name}: {section['files']} file(s), {section['referenced_old']} referenced, "
+            f"{verb} {section['deleted']} ({report.human_bytes(section['bytes'])})",
+            highlight=False,
+        )
+        for path in section["sample"]:
+            out.print(f"  {path}", highlight=False, markup=False)
+        for problem in section.get("errors", []):
+            out.print(f"  failed: {problem}", highlight=False, markup=False)
+    if not delete:
+        out.print("dry run: nothing deleted; add --delete to delete these files", highlight=False)
 
 
 def main() -> None:

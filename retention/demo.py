@@ -46,6 +46,22 @@ UNREFERENCED = {"thumbnails": 4, "images": 3}
 UNREFERENCED_AGE = dt.timedelta(days=40)
 SEED = 0.2026
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_YES = ("1", "true", "yes", "on")
+_NO = ("", "0", "false", "no", "off")
+
+
+def delete_images_from_env() -> bool:
+    """DELETE_IMAGES: whether original images go with their detections (default: no)."""
+    value = os.environ.get("DELETE_IMAGES", "").strip().lower()
+    if value in _NO:
+        return False
+    if value in _YES:
+        return True
+    raise errors.ConfigError(
+        f"DELETE_IMAGES={os.environ['DELETE_IMAGES']!r} is not a yes/no value: set it to 1, "
+        "true, yes or on to delete the original images with their detections, or to 0, false, "
+        "no or off (or unset it) to keep them"
+    )
 
 
 def files_dir(home: Path) -> Path:

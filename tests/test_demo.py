@@ -1,0 +1,314 @@
+"""`retention demo`: the real CLI in subprocesses, on the embedded default and on a test database,
+with the demo's files on disk checked one by one."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import run_cli, seed_job
+
+from retention import demo, embedded
+
+FINAL_AGES = {
+    "succeeded": "3 days",
+    "failed": "30 days",
+    "cancelled": "7 days",
+    "aborted": "7 days",
+}
+DETECTION = re.compile(r"det-(\d+)\.png$")
+
+
+def demo_json(*args: str, **kwargs: Any) -> dict[str, Any]:
+    result = run_cli("demo", "--json", *args, **kwargs)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def table_section(summary: dict[str, Any], name: str) -> dict[str, Any]:
+    tables = summary["tables"]
+    found = [section for key, section in tables.items() if key.split(".")[-1] == name]
+    assert len(found) == 1, tables
+    return found[0]
+
+
+def deleted_everything(summary: dict[str, Any]) -> dict[str, int]:
+    counts = {"jobs": summary["jobs"]["deleted"], "files": summary["files"]["deleted"]}
+    for name in ("events", "gpu_stats", "logs"):
+        counts[name] = table_section(summary, name)["deleted"]
+    return counts
+
+
+def files_by_detection(root: Path) -> dict[int, Path]:
+    found: dict[int, Path] = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            match = DETECTION.search(name)
+            if match:
+                found[int(match.group(1))] = Path(folder, name)
+    return found
+
+
+def unreferenced(files: Path) -> list[Path]:
+    return sorted((files / "thumbnails" / "unsorted").iterdir()) + sorted(
+        (files / "images" / "unsorted").iterdir()
+    )
+
+
+def eligible_counts(conn: psycopg.Connection, retention_days: int = 30) -> dict[str, int]:
+    """What the demo's policies make eligible, counted here independently of the code under test."""
+    jobs = conn.execute(
+        """
+        SELECT count(*) FROM procrastinate_jobs j
+         WHERE j.status::text = ANY(%(final)s)
+           AND (SELECT max(e.at) FROM procrastinate_events e WHERE e.job_id = j.id)
+               < now() - (%(ages)s::jsonb ->> j.status::text)::interval
+        """,
+        {"final": list(FINAL_AGES), "ages": json.dumps(FINAL_AGES)},
+    ).fetchone()[0]
+    days = f"{retention_days} days"
+    events = conn.execute(
+        "SELECT count(*) FROM retention_demo.events WHERE started_at < now() - %s::interval",
+        (days,),
+    ).fetchone()[0]
+    detections = conn.execute(
+        "SELECT count(*) FROM retention_demo.detections d JOIN retention_demo.events e "
+        "ON e.id = d.event_id WHERE e.started_at < now() - %s::interval",
+        (days,),
+    ).fetchone()[0]
+    gpu = conn.execute(
+        "SELECT count(*) FROM retention_demo.gpu_stats WHERE recorded_at < now() - %s::interval",
+        (days,),
+    ).fetchone()[0]
+    logs = conn.execute(
+        "SELECT count(*) FROM retention_demo.logs WHERE logged_at < now() - interval '7 days'"
+    ).fetchone()[0]
+    return {
+        "jobs": jobs,
+        "events": events,
+        "detections": detections,
+        "gpu_stats": gpu,
+        "logs": logs,
+    }
+
+
+def doomed_detections(conn: psycopg.Connection) -> list[tuple[int, str, str | None]]:
+    return conn.execute(
+        "SELECT d.id, d.thumbnail_path, d.image_path FROM retention_demo.detections d "
+        "JOIN retention_demo.events e ON e.id = d.event_id "
+        "WHERE e.started_at < now() - interval '30 days' ORDER BY d.id"
+    ).fetchall()
+
+
+def unfinished_jobs(conn: psycopg.Connection) -> set[int]:
+    return {
+        row[0]
+        for row in conn.execute(
+            "SELECT id FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"
+        )
+    }
+
+
+@pytest.fixture
+def home() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
+    yield path
+    stopped = run_cli("db", "--stop", env={"RETENTION_HOME": str(path)})
+    embedded.stop(path)
+    shutil.rmtree(path, ignore_errors=True)
+    assert stopped.returncode == 0, stopped.stderr
+
+
+def test_demo_on_the_embedded_default(home: Path, tmp_path: Path) -> None:
+    env = {"RETENTION_HOME": str(home)}
+    first = demo_json(env=env, cwd=tmp_path)
+
+    assert first["source"] == "embedded"
+    assert first["seeded"] is True
+    files = Path(first["files_dir"])
+    assert files == home.resolve() / "demo-files"
+    plan, run = first["plan"], first["run"]
+    assert plan["dry_run"] is True and run["dry_run"] is False
+    assert run["status"] == "succeeded" and run["complete"] is True
+    assert deleted_everything(plan) == deleted_everything(run)
+    assert run["jobs"]["deleted"] > 0
+    assert set(run["jobs"]["by"]["status"]) == {"succeeded", "failed", "cancelled", "aborted"}
+    for name in ("events", "gpu_stats", "logs"):
+        assert table_section(run, name)["deleted"] > 0, name
+    before, after = first["before"], first["after"]
+    assert before["jobs"]["todo"] == after["jobs"]["todo"]
+    assert before["jobs"]["doing"] == after["jobs"]["doing"]
+    gone_detections = before["tables"]["detections"]["rows"] - after["tables"]["detections"]["rows"]
+    assert gone_detections > 0
+    gone_thumbnails = before["files"]["thumbnails"]["files"] - after["files"]["thumbnails"]["files"]
+    assert gone_thumbnails == gone_detections == run["files"]["deleted"]
+    assert after["files"]["images"] == before["files"]["images"]
+    assert first["reclaimed_bytes"] == run["files"]["bytes"] > 0
+
+    conninfo = embedded.start(home)
+    with psycopg.connect(conninfo) as conn:
+        rows = conn.execute(
+            "SELECT id, thumbnail_path, image_path FROM retention_demo.detections"
+        ).fetchall()
+        assert eligible_counts(conn) == dict.fromkeys(
+            ("jobs", "events", "detections", "gpu_stats", "logs"), 0
+        )
+    kept = {row[0] for row in rows}
+    thumbnails = files_by_detection(files / "thumbnails")
+    images = files_by_detection(files / "images")
+    assert set(thumbnails) == kept, "a thumbnail of a deleted detection is left, or one is missing"
+    for detection_id, thumbnail, image in rows:
+        assert thumbnails[detection_id] == files / "thumbnails" / thumbnail
+        if image is not None:
+            assert images[detection_id] == files / "images" / image
+    deleted_with_images = set(images) - kept
+    assert len(deleted_with_images) > 0, "original images of deleted detections were deleted"
+    assert len(unreferenced(files)) == sum(demo.UNREFERENCED.values())
+
+    status = run_cli("status", "--json", env=env, cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    runs = {entry["id"]: entry for entry in json.loads(status.stdout)["runs"]}
+    assert runs[run["run_id"]]["status"] == "succeeded"
+    assert runs[run["run_id"]]["kind"] == "demo"
+    assert runs[plan["run_id"]]["dry_run"] is True
+
+    second = demo_json(env=env, cwd=tmp_path)
+    assert second["seeded"] is False
+    assert set(deleted_everything(second["run"]).values()) == {0}
+    assert set(deleted_everything(second["plan"]).values()) == {0}
+    assert second["reclaimed_bytes"] == 0
+    assert second["after"] == second["before"] == after
+    assert files_by_detection(files / "thumbnails") == thumbnails
+    assert files_by_detection(files / "images") == images
+
+    shown = run_cli("demo", env=env, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "dry run, nothing deleted" in shown.stdout
+    assert "space reclaimed on disk: 0 B" in shown.stdout
+    assert "original images kept" in shown.stdout
+
+
+def test_demo_counts_match_an_independent_count(
+    conn: psycopg.Connection, database: str, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    files = demo.files_dir(home)
+    assert demo.prepare(conn, files, reset=False) is True
+    expected = eligible_counts(conn)
+    doomed = doomed_detections(conn)
+    assert len(doomed) == expected["detections"] > 0
+    thumbnail_bytes = sum((files / "thumbnails" / row[1]).stat().st_size for row in doomed)
+    unfinished = unfinished_jobs(conn)
+    assert unfinished
+
+    data = demo_json(database=database, env={"RETENTION_HOME": str(home)}, cwd=tmp_path)
+
+    assert data["seeded"] is False
+    for summary in (data["plan"], data["run"]):
+        assert summary["jobs"]["deleted"] == expected["jobs"]
+        events = table_section(summary, "events")
+        assert events["deleted"] == expected["events"]
+        assert events["child_rows"] == expected["detections"]
+        assert table_section(summary, "gpu_stats")["deleted"] == expected["gpu_stats"]
+        assert table_section(summary, "logs")["deleted"] == expected["logs"]
+    assert data["run"]["files"]["deleted"] == len(doomed)
+    assert data["run"]["files"]["bytes"] == thumbnail_bytes == data["reclaimed_bytes"]
+    assert eligible_counts(conn) == dict.fromkeys(expected, 0)
+    assert unfinished_jobs(conn) == unfinished
+    for _, thumbnail, image in doomed:
+        assert not (files / "thumbnails" / thumbnail).exists()
+        if image is not None:
+            assert (files / "images" / image).exists()
+
+
+def test_delete_images_also_deletes_the_original_images(
+    conn: psycopg.Connection, database: str, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    files = demo.files_dir(home)
+    demo.prepare(conn, files, reset=False)
+    doomed = doomed_detections(conn)
+    kept = conn.execute(
+        "SELECT image_path FROM retention_demo.detections d JOIN retention_demo.events e "
+        "ON e.id = d.event_id WHERE e.started_at >= now() - interval '30 days' "
+        "AND image_path IS NOT NULL"
+    ).fetchall()
+
+    data = demo_json(database=database, env={"RETENTION_HOME": str(home), "DELETE_IMAGES": "1"})
+
+    assert data["delete_images"] is True
+    assert "delete = true" in Path(data["config"]).read_text()
+    with_images = [row for row in doomed if row[2] is not None]
+    assert data["run"]["files"]["deleted"] == len(doomed) + len(with_images)
+    for _, thumbnail, image in doomed:
+        assert not (files / "thumbnails" / thumbnail).exists()
+        if image is not None:
+            assert not (files / "images" / image).exists()
+    for (image,) in kept:
+        assert (files / "images" / image).exists()
+    assert len(unreferenced(files)) == sum(demo.UNREFERENCED.values())
+
+
+def test_reset_seeds_again(conn: psycopg.Connection, database: str, tmp_path: Path) -> None:
+    env = {"RETENTION_HOME": str(tmp_path / "home")}
+    first = demo_json(database=database, env=env)
+    again = demo_json("--reset", database=database, env=env)
+
+    assert first["seeded"] is True and again["seeded"] is True
+    assert again["run"]["jobs"]["deleted"] == first["run"]["jobs"]["deleted"] > 0
+    assert (
+        again["before"]["tables"]["events"]["rows"] == first["before"]["tables"]["events"]["rows"]
+    )
+    assert again["before"]["files"] == first["before"]["files"]
+    (count,) = conn.execute("SELECT count(*) FROM retention_demo.seeded").fetchone()
+    assert count == 1
+
+
+def test_refuses_a_database_with_other_tables(
+    conn: psycopg.Connection, database: str, tmp_path: Path
+) -> None:
+    conn.execute("CREATE TABLE public.customers (id bigint PRIMARY KEY)")
+
+    result = run_cli("demo", database=database, env={"RETENTION_HOME": str(tmp_path / "h")})
+
+    assert result.returncode == 2
+    assert "database of its own" in result.stderr
+    assert "public.customers" in result.stderr
+    assert "--database-url" in result.stderr
+    assert conn.execute("SELECT to_regnamespace('retention_demo')").fetchone() == (None,)
+    assert not (tmp_path / "h" / "demo-files").exists()
+
+
+def test_refuses_a_database_with_other_jobs(
+    conn: psycopg.Connection, database: str, tmp_path: Path
+) -> None:
+    job = seed_job(conn, status="succeeded", finished_ago=None, queue="emails", task="shop.mail")
+
+    result = run_cli("demo", database=database, env={"RETENTION_HOME": str(tmp_path / "h")})
+
+    assert result.returncode == 2
+    assert "shop.mail (1)" in result.stderr
+    assert conn.execute("SELECT to_regnamespace('retention_demo')").fetchone() == (None,)
+    assert conn.execute("SELECT id FROM procrastinate_jobs").fetchall() == [(job,)]
+
+
+def test_a_bad_delete_images_value_is_refused(
+    conn: psycopg.Connection, database: str, tmp_path: Path
+) -> None:
+    result = run_cli(
+        "demo",
+        database=database,
+        env={"RETENTION_HOME": str(tmp_path / "h"), "DELETE_IMAGES": "maybe"},
+    )
+
+    assert result.returncode == 2
+    assert "DELETE_IMAGES='maybe' is not a yes/no value" in result.stderr
+    assert conn.execute("SELECT to_regnamespace('retention_demo')").fetchone() == (None,)
