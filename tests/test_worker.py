@@ -75,8 +75,7 @@ class Process:
         return self.wait(timeout)
 
 
-@pytest.fixture
-def start(tmp_path: Path) -> Iterator[Callable[..., Process]]:
+def launcher(tmp_path: Path) -> Iterator[Callable[..., Process]]:
     """Start a command line (split as a shell would) in the background; killed at teardown."""
     started: list[Process] = []
 
@@ -94,6 +93,11 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Process]]:
         if process.popen.poll() is None:
             process.popen.kill()
             process.popen.wait()
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., Process]]:
+    yield from launcher(tmp_path)
 
 
 def run_shell(command: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
