@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from retention import db, engine, errors, files, jobs, ledger
+from retention import db, directories, engine, errors, files, jobs, ledger, orphans
 from retention import settings as settings_mod
 
 logger = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ def stage_files(ctx: Context) -> dict[str, Any]:
 Stage = Callable[[Context], dict[str, Any]]
 STAGES: dict[str, Stage] = {"jobs": stage_jobs, "files": stage_files}
 ORDER: tuple[str, ...] = ("jobs", "tables", "files", "directories", "orphans")
+STAGES.update(directories=directories.stage, orphans=orphans.stage)
 
 
 def enabled_stages(settings: settings_mod.Settings, only: list[str] | None) -> list[str]:
