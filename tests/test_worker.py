@@ -311,3 +311,30 @@ def test_sigterm_during_a_run_stops_it_between_batches(start, database, conn):
     assert 0 < left < total
     assert run["summary"]["jobs"]["deleted"] == total - left
     assert workers(conn) == 0
+
+
+def test_a_periodic_defer_skips_a_task_already_queued(start, database, conn):
+    conn.execute(
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, lock, status) "
+        "VALUES ('retention', 'retention:prune_jobs', 'procrastinate-retention', 'todo')"
+    )
+    conn.execute("UPDATE procrastinate_jobs SET status = 'doing'")
+    app, retention_tasks = deferring_app(database)
+    with app.open():
+        queued = retention_tasks.run.defer(dry_run=True)
+    worker = start(
+        "retention --verbose worker", shell_env(database, RETENTION_SCHEDULE="* * * * *")
+    )
+    wait_for(
+        lambda: "skip_periodic_task_queueing_lock" in worker.output(),
+        what="the periodic deferrer to meet the queueing lock",
+    )
+    assert worker.terminate() == 0, worker.output()
+    [(job_id, status, args)] = jobs_by_task(conn)["retention:run"]
+    assert (job_id, status, args) == (queued, "todo", {"dry_run": True})
+
+
+def test_the_worker_refuses_an_unmigrated_database(start, empty_database):
+    worker = start(RUN_WORKER, shell_env(empty_database))
+    assert worker.wait() == 2
+    assert "not migrated" in worker.output() and "retention migrate" in worker.output()
