@@ -41,9 +41,12 @@ def table_section(summary: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def deleted_everything(summary: dict[str, Any]) -> dict[str, int]:
-    counts = {"jobs": summary["jobs"]["deleted"], "files": summary["files"]["deleted"]}
+    """Rows per target, and the files the tables queued (a dry run queues none, so it counts)."""
+    counts = {"jobs": summary["jobs"]["deleted"]}
     for name in ("events", "gpu_stats", "logs"):
         counts[name] = table_section(summary, name)["deleted"]
+    counts["detections"] = table_section(summary, "events")["child_rows"]
+    counts["files"] = sum(section["files_queued"] for section in summary["tables"].values())
     return counts
 
 
@@ -139,6 +142,7 @@ def test_demo_on_the_embedded_default(home: Path, tmp_path: Path) -> None:
     assert plan["dry_run"] is True and run["dry_run"] is False
     assert run["status"] == "succeeded" and run["complete"] is True
     assert deleted_everything(plan) == deleted_everything(run)
+    plan_files = deleted_everything(plan)["files"]
     assert run["jobs"]["deleted"] > 0
     assert set(run["jobs"]["by"]["status"]) == {"succeeded", "failed", "cancelled", "aborted"}
     for name in ("events", "gpu_stats", "logs"):
@@ -149,7 +153,7 @@ def test_demo_on_the_embedded_default(home: Path, tmp_path: Path) -> None:
     gone_detections = before["tables"]["detections"]["rows"] - after["tables"]["detections"]["rows"]
     assert gone_detections > 0
     gone_thumbnails = before["files"]["thumbnails"]["files"] - after["files"]["thumbnails"]["files"]
-    assert gone_thumbnails == gone_detections == run["files"]["deleted"]
+    assert gone_thumbnails == gone_detections == run["files"]["deleted"] == plan_files
     assert after["files"]["images"] == before["files"]["images"]
     assert first["reclaimed_bytes"] == run["files"]["bytes"] > 0
 
@@ -184,6 +188,7 @@ def test_demo_on_the_embedded_default(home: Path, tmp_path: Path) -> None:
     assert second["seeded"] is False
     assert set(deleted_everything(second["run"]).values()) == {0}
     assert set(deleted_everything(second["plan"]).values()) == {0}
+    assert second["run"]["files"]["deleted"] == 0
     assert second["reclaimed_bytes"] == 0
     assert second["after"] == second["before"] == after
     assert files_by_detection(files / "thumbnails") == thumbnails
