@@ -245,10 +245,12 @@ class DirectoryPolicy(Model):
 
     root: Path = Field(description="Directory swept; nothing outside it is deleted.")
     age: Duration = Field(description="Files whose mtime is older than this go.")
-    include: list[str] = Field(
-        default_factory=lambda: ["*"], description="Globs (relative paths) of files considered."
+    include: list[Glob] = Field(
+        default_factory=lambda: ["*"],
+        description="Globs of files considered, matched against the whole path relative to "
+        "the root (`*` also matches `/`).",
     )
-    exclude: list[str] = Field(default_factory=list, description="Globs of files always kept.")
+    exclude: list[Glob] = Field(default_factory=list, description="Globs of files always kept.")
     remove_empty_dirs: bool = Field(False, description="Remove directories left empty.")
     enabled: bool = Field(True, description="Whether `retention run` sweeps this directory.")
 
