@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from retention import db, directories, engine, errors, files, jobs, ledger, orphans
+from retention import db, directories, engine, errors, files, jobs, ledger, orphans, records
 from retention import settings as settings_mod
 
 logger = logging.getLogger(__name__)
@@ -73,8 +73,26 @@ def stage_files(ctx: Context) -> dict[str, Any]:
     )
 
 
+def stage_tables(ctx: Context) -> dict[str, Any]:
+    plans = records.check(ctx.conn, ctx.settings)
+
+    def report(sections: dict[str, Any], fraction: float) -> None:
+        ctx.summary["tables"] = sections
+        ctx.progress("tables", fraction)
+
+    return records.prune(
+        ctx.conn,
+        plans,
+        ctx.limits,
+        ctx.now,
+        dry_run=ctx.dry_run,
+        run_id=ctx.run.id,
+        on_progress=report,
+    )
+
+
 Stage = Callable[[Context], dict[str, Any]]
-STAGES: dict[str, Stage] = {"jobs": stage_jobs, "files": stage_files}
+STAGES: dict[str, Stage] = {"jobs": stage_jobs, "tables": stage_tables, "files": stage_files}
 ORDER: tuple[str, ...] = ("jobs", "tables", "files", "directories", "orphans")
 STAGES.update(directories=directories.stage, orphans=orphans.stage)
 
@@ -135,6 +153,8 @@ def execute(
     Raises RunFailed (after recording it) when a stage fails."""
     table = {**STAGES, **(custom or {})}
     with connections(location) as (work, book):
+        if "tables" in stages and "tables" not in (custom or {}):
+            records.check(work, settings, warn=True)
         run = ledger.start(
             book,
             kind=kind,
