@@ -98,8 +98,8 @@ SELECT task_name, count(*)
  LIMIT 5;
 
 -- name: demo_seed_jobs --
--- Jobs over 90 days, through Procrastinate's own status transitions (its triggers write the
--- events), then dated: a job's events a few seconds apart, its latest at `last_at`. Finished jobs
+-- Jobs over 90 days, through Procrastinate's own transitions (a worker's fetch, then its retry,
+-- cancel and finish functions; its triggers write the events), then dated: a job's events a few seconds apart, its latest at `last_at`. Finished jobs
 -- end at an age of d days + up to 23 h, never in the last hour before a whole day: a rerun within
 -- the hour finds no job newly past a cutoff counted in days.
 CREATE TEMP TABLE demo_jobs ON COMMIT DROP AS
@@ -137,24 +137,24 @@ SELECT nextval(pg_get_serial_sequence('procrastinate_jobs', 'id')) AS id,
   FROM draws JOIN kinds USING (k)
  ORDER BY draws.last_at;
 
-INSERT INTO procrastinate_jobs (id, queue_name, task_name, args, status, attempts)
-SELECT id, queue, task, args, 'todo', 0 FROM demo_jobs ORDER BY id;
+INSERT INTO procrastinate_jobs (id, queue_name, task_name, args)
+SELECT id, queue, task, args FROM demo_jobs ORDER BY id;
 
-UPDATE procrastinate_jobs j SET status = 'doing', attempts = 1
+UPDATE procrastinate_jobs j SET status = 'doing'
   FROM demo_jobs d WHERE j.id = d.id AND d.status NOT IN ('todo', 'cancelled');
 
-UPDATE procrastinate_jobs j SET status = 'todo'
+SELECT procrastinate_retry_job_v2(id, last_at - interval '10 seconds', NULL, NULL, NULL)
+  FROM demo_jobs WHERE retries > 0;
+
+UPDATE procrastinate_jobs j SET status = 'doing'
   FROM demo_jobs d WHERE j.id = d.id AND d.retries > 0;
 
-UPDATE procrastinate_jobs j SET status = 'doing', attempts = 2
-  FROM demo_jobs d WHERE j.id = d.id AND d.retries > 0;
+SELECT procrastinate_cancel_job_v1(id, true, false) FROM demo_jobs WHERE status = 'aborted';
 
-UPDATE procrastinate_jobs j SET abort_requested = true
-  FROM demo_jobs d WHERE j.id = d.id AND d.status = 'aborted';
+SELECT procrastinate_cancel_job_v1(id, false, false) FROM demo_jobs WHERE status = 'cancelled';
 
-UPDATE procrastinate_jobs j SET status = d.status::procrastinate_job_status
-  FROM demo_jobs d
- WHERE j.id = d.id AND d.status IN ('succeeded', 'failed', 'cancelled', 'aborted');
+SELECT procrastinate_finish_job_v1(id, status::procrastinate_job_status, false)
+  FROM demo_jobs WHERE status IN ('succeeded', 'failed', 'aborted');
 
 UPDATE procrastinate_events e SET at = dated.at
   FROM (SELECT e.id,
