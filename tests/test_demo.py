@@ -66,7 +66,9 @@ def unreferenced(files: Path) -> list[Path]:
     )
 
 
-def eligible_counts(conn: psycopg.Connection, retention_days: int = 30) -> dict[str, int]:
+def eligible_counts(
+    conn: psycopg.Connection, retention_days: int = 30, log_retention_days: int = 7
+) -> dict[str, int]:
     """What the demo's policies make eligible, counted here independently of the code under test."""
     jobs = conn.execute(
         """
@@ -92,7 +94,8 @@ def eligible_counts(conn: psycopg.Connection, retention_days: int = 30) -> dict[
         (days,),
     ).fetchone()[0]
     logs = conn.execute(
-        "SELECT count(*) FROM retention_demo.logs WHERE logged_at < now() - interval '7 days'"
+        "SELECT count(*) FROM retention_demo.logs WHERE logged_at < now() - %s::interval",
+        (f"{log_retention_days} days",),
     ).fetchone()[0]
     return {
         "jobs": jobs,
@@ -232,6 +235,30 @@ def test_demo_counts_match_an_independent_count(
         assert not (files / "thumbnails" / thumbnail).exists()
         if image is not None:
             assert (files / "images" / image).exists()
+
+
+def test_retention_days_and_log_retention_days_from_the_environment(
+    conn: psycopg.Connection, database: str, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    demo.prepare(conn, demo.files_dir(home), reset=False)
+    expected = eligible_counts(conn, retention_days=60, log_retention_days=14)
+    assert expected != eligible_counts(conn)
+    env = {"RETENTION_HOME": str(home), "RETENTION_DAYS": "60", "LOG_RETENTION_DAYS": "14"}
+
+    data = demo_json(database=database, env=env)
+
+    run = data["run"]
+    assert table_section(run, "events")["deleted"] == expected["events"] > 0
+    assert table_section(run, "events")["child_rows"] == expected["detections"]
+    assert table_section(run, "gpu_stats")["deleted"] == expected["gpu_stats"] > 0
+    assert table_section(run, "logs")["deleted"] == expected["logs"] > 0
+    assert (
+        data["after"]["tables"]["events"]["oldest"]
+        >= data["run"]["tables"]["retention_demo.events"]["cutoff"]
+    )
+    shown = run_cli("demo", database=database, env=env)
+    assert "older than 60 days, logs older than 14 days" in shown.stdout
 
 
 def test_delete_images_also_deletes_the_original_images(
