@@ -25,6 +25,7 @@ from retention import (
     jobs,
     ledger,
     logs,
+    metrics,
     migrate,
     orphans,
     report,
@@ -393,6 +394,32 @@ def worker_command(
         worker_app.run_worker(wait=False)
     else:
         worker_app.run_worker()
+
+
+@app.command("metrics")
+def metrics_command(
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write to this file atomically (e.g. node_exporter's textfile directory, "
+            "retention.prom) instead of printing.",
+        ),
+    ] = None,
+) -> None:
+    """Prometheus metrics: the last run, failures, the file outbox, the backlog per policy."""
+    settings = state.settings()
+    location = _location(settings)
+    with db.connect(location) as conn:
+        if migrate.pending(conn):
+            raise errors.DatabaseError("the database is not migrated: run `retention migrate`")
+        ledger.abandon_dead(conn)
+        text = metrics.exposition(conn, settings)
+    if output:
+        metrics.write_atomically(Path(output), text)
+    else:
+        sys.stdout.write(text)
 
 
 @app.command("sweep-orphans")

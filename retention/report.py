@@ -147,3 +147,52 @@ def print_status(console: Console, data: dict[str, Any]) -> None:
             (run["error"] or "")[:80],
         )
     console.print(table)
+    _print_outbox(console, data.get("outbox"))
+    _print_backlog(console, data.get("backlog"))
+
+
+def human_age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _print_outbox(console: Console, outbox: dict[str, Any] | None) -> None:
+    if not outbox:
+        return
+    line = (
+        f"file outbox: {outbox['pending']} pending ({outbox['failed']} failed at least once), "
+        f"{outbox['refused']} refused"
+    )
+    if outbox.get("oldest"):
+        line += f"; oldest queued {outbox['oldest']}"
+    console.print(line, highlight=False)
+    for problem in outbox.get("problems", []):
+        console.print(
+            f"  {problem['root']}/{problem['path']} ({problem['source']}): {problem['error']}",
+            highlight=False,
+            markup=False,
+        )
+
+
+def _print_backlog(console: Console, backlog: dict[str, Any] | None) -> None:
+    if not backlog:
+        return
+    table = Table(title="backlog: eligible for deletion now")
+    for column in ("policy", "eligible", "oldest", "its age"):
+        table.add_column(column)
+    rows = [(f"jobs {status}", entry) for status, entry in backlog.get("jobs", {}).items()]
+    rows += [(f"table {name}", entry) for name, entry in backlog.get("tables", {}).items()]
+    for name, entry in rows:
+        if "error" in entry:
+            table.add_row(name, "?", entry["error"][:80], "")
+            continue
+        behind = entry.get("oldest_age_seconds")
+        table.add_row(
+            name,
+            str(entry["eligible"]),
+            entry.get("oldest") or "",
+            human_age(behind) if behind is not None else "",
+        )
+    console.print(table)
