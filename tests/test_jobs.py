@@ -120,23 +120,25 @@ job_specs = st.lists(
     max_size=60,
 )
 ages = st.sampled_from(AGES)
-rules = st.lists(
+matchers = st.one_of(
+    st.fixed_dictionaries({"queue": st.sampled_from(("emails*", "emails", "rep?rts", "[de]*"))}),
+    st.fixed_dictionaries(
+        {"task": st.sampled_from(("app.send_*", "app.*", "*report", "other.[!x]*"))}
+    ),
     st.fixed_dictionaries(
         {
-            "queue": st.sampled_from((None, "emails*", "emails", "rep?rts", "[de]*")),
-            "task": st.sampled_from((None, "app.send_*", "app.*", "*report", "other.[!x]*")),
-        },
-        optional={status: ages for status in FINAL},
-    ).filter(lambda r: (r["queue"] or r["task"]) and set(FINAL) & set(r)),
-    max_size=4,
+            "queue": st.sampled_from(("emails*", "[de]*")),
+            "task": st.sampled_from(("app.send_*", "*report")),
+        }
+    ),
+)
+rule_ages = st.dictionaries(st.sampled_from(FINAL), ages, min_size=1)
+rules = st.lists(
+    st.tuples(matchers, rule_ages).map(lambda pair: {**pair[0], **pair[1]}), max_size=4
 )
 policies = st.fixed_dictionaries({}, optional={status: ages for status in FINAL}).flatmap(
-    lambda top: rules.map(lambda rs: {**top, "rules": [clean_rule(r) for r in rs]})
+    lambda top: rules.map(lambda rs: {**top, "rules": rs})
 )
-
-
-def clean_rule(rule: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in rule.items() if v is not None}
 
 
 @hypothesis_settings(
