@@ -321,7 +321,15 @@ def _print_outcome(console: Console, result: dict[str, Any]) -> None:
     kept = "" if result["delete_images"] else "; original images kept (--delete-images)"
     console.print(
         f"space reclaimed on disk: {report.human_bytes(result['reclaimed_bytes'])}{kept}; "
-        f"files: {result['files_dir']}; `retention status` shows the runs",
+        f"files under {result['files_dir']}",
+        highlight=False,
+    )
+    config = result["config"]
+    console.print(
+        "next: `retention status` lists the runs; "
+        f"`retention --config {config} plan` previews the policy again; "
+        f"`retention --config {config} sweep-orphans` lists the files no row references "
+        "(thumbnails/unsorted)",
         highlight=False,
     )
 

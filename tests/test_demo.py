@@ -198,10 +198,20 @@ def test_demo_on_the_embedded_default(home: Path, tmp_path: Path) -> None:
     assert files_by_detection(files / "thumbnails") == thumbnails
     assert files_by_detection(files / "images") == images
 
+    config = first["config"]
+    plan_again = run_cli("--config", config, "plan", "--json", env=env, cwd=tmp_path)
+    assert plan_again.returncode == 0, plan_again.stderr
+    assert set(deleted_everything(json.loads(plan_again.stdout)).values()) == {0}
+    orphans = run_cli("--config", config, "sweep-orphans", "--json", env=env, cwd=tmp_path)
+    assert orphans.returncode == 0, orphans.stderr
+    assert json.loads(orphans.stdout)["orphans"]["deleted"] == demo.UNREFERENCED["thumbnails"]
+    assert len(unreferenced(files)) == sum(demo.UNREFERENCED.values())
+
     shown = run_cli("demo", env=env, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "dry run, nothing deleted" in shown.stdout
     assert "space reclaimed on disk: 0 B" in shown.stdout
+    assert "sweep-orphans" in shown.stdout
     assert "original images kept" in shown.stdout
 
 
