@@ -85,7 +85,12 @@ def _last_run(conn: psycopg.Connection) -> list[Family]:
     info = Family(
         name="retention_last_run_info",
         kind="gauge",
-        help="The last finished retention run (not a dry run): 1, with its id, status, trigger.",
+        help="The last finished retention run (not a dry run): 1, with its status and trigger.",
+    )
+    last_id = Family(
+        name="retention_last_run_id",
+        kind="gauge",
+        help="Id of the last finished retention run in the ledger (`retention status`).",
     )
     finished = Family(
         name="retention_last_run_timestamp_seconds",
@@ -130,6 +135,7 @@ def _last_run(conn: psycopg.Connection) -> list[Family]:
     )
     families = [
         info,
+        last_id,
         finished,
         duration,
         success,
@@ -143,7 +149,8 @@ def _last_run(conn: psycopg.Connection) -> list[Family]:
     if row is None:
         return families
     run_id, status, trigger, _, finished_at, seconds, summary = row
-    info.add(1, id=str(run_id), status=status, trigger=trigger)
+    info.add(1, status=status, trigger=trigger)
+    last_id.add(run_id)
     finished.add(finished_at.timestamp() if finished_at else None)
     duration.add(seconds)
     success.add(1 if status == "succeeded" else 0)
