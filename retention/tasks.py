@@ -19,7 +19,7 @@ import procrastinate
 from procrastinate import exceptions, job_context
 from procrastinate import tasks as procrastinate_tasks
 
-from retention import db, durations, jobs, runner
+from retention import db, durations, errors, jobs, runner
 from retention import settings as settings_mod
 
 NAMESPACE = "retention"
@@ -124,14 +124,18 @@ def blueprint(settings: settings_mod.Settings | None = None) -> RetentionBluepri
         finished_before: str | None = None,
         dry_run: bool = False,
     ) -> dict[str, Any]:
+        when = None
+        if finished_before:
+            try:
+                when = durations.parse_when(finished_before, dt.datetime.now(dt.UTC))
+            except ValueError as exc:
+                raise errors.ConfigError(f"finished_before: {exc}") from None
         filters = jobs.PurgeFilters(
             job_ids=tuple(job_ids or ()),
             queue=queue,
             task=task,
             statuses=tuple(statuses or ()),
-            finished_before=durations.parse_when(finished_before, dt.datetime.now(dt.UTC))
-            if finished_before
-            else None,
+            finished_before=when,
         )
         return _finish(
             runner.purge(

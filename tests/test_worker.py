@@ -4,6 +4,7 @@ against the test database: the periodic schedule, delete_jobs, locks, abort and 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import shlex
 import signal
@@ -17,7 +18,7 @@ from typing import Any
 import procrastinate
 import psycopg
 import pytest
-from conftest import make_settings
+from conftest import make_settings, seed_job
 
 import retention
 
@@ -338,3 +339,16 @@ def test_the_worker_refuses_an_unmigrated_database(start, empty_database):
     worker = start(RUN_WORKER, shell_env(empty_database))
     assert worker.wait() == 2
     assert "not migrated" in worker.output() and "retention migrate" in worker.output()
+
+
+def test_a_purge_job_with_a_bad_argument_fails_saying_why(start, database, conn):
+    kept = seed_job(conn, status="failed", finished_ago=dt.timedelta(days=400))
+    app, retention_tasks = deferring_app(database)
+    with app.open():
+        job_id = retention_tasks.purge_jobs.defer(statuses=["failed"], finished_before="soon")
+    worker = start(RUN_WORKER_ONCE, shell_env(database))
+    assert worker.wait() == 0, worker.output()
+    assert "finished_before: 'soon' is neither a timestamp" in worker.output()
+    statuses = dict(conn.execute("SELECT id, status::text FROM procrastinate_jobs").fetchall())
+    assert statuses == {kept: "failed", job_id: "failed"}
+    assert runs(conn) == []
