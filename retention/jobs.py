@@ -38,9 +38,17 @@ STATUSES_BY_EVENT: dict[str, tuple[str, ...]] = {
 }
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class JobDeleter:
+    """Deletes jobs with their events. With `unchanged_since`, a job that changed state at or
+    after it (retried and finished again while the batch was being selected) is left alone."""
+
+    unchanged_since: dt.datetime | None = None
+
     def delete(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
-        row = cur.execute(queries.text("delete_jobs"), {"ids": ids}).fetchone()
+        row = cur.execute(
+            queries.text("delete_jobs"), {"ids": ids, "since": self.unchanged_since}
+        ).fetchone()
         assert row is not None
         return {"deleted": row[0], "events": row[1]}
 
@@ -91,12 +99,14 @@ def prune_target(
 ) -> engine.Target:
     """One segment per final event type that leads to a status some age applies to."""
     segments = []
+    latest_cutoff: dt.datetime | None = None
     for event_type, statuses in STATUSES_BY_EVENT.items():
         ages = {status: shortest_age(policy, status) for status in statuses}
         finite = {status: age for status, age in ages.items() if age is not None}
         if not finite:
             continue
         cutoff = now - min(finite.values())
+        latest_cutoff = cutoff if latest_cutoff is None else max(latest_cutoff, cutoff)
         type_sql = sql.Literal(event_type)
         oldest_row = conn.execute(
             queries.get("oldest_final_event").format(event_type=type_sql), {"cutoff": cutoff}
@@ -115,7 +125,9 @@ def prune_target(
                 progress=_time_progress(oldest, cutoff),
             )
         )
-    return engine.Target(name="jobs", segments=segments, deleter=JobDeleter())
+    return engine.Target(
+        name="jobs", segments=segments, deleter=JobDeleter(unchanged_since=latest_cutoff)
+    )
 
 
 def _status_age(policy: settings_mod.JobsPolicy, statuses: tuple[str, ...]) -> sql.Composable:
@@ -256,4 +268,8 @@ def purge_target(filters: PurgeFilters) -> engine.Target:
         key_width=1,
         groups=GROUPS,
     )
-    return engine.Target(name="jobs", segments=[segment], deleter=JobDeleter())
+    return engine.Target(
+        name="jobs",
+        segments=[segment],
+        deleter=JobDeleter(unchanged_since=filters.finished_before),
+    )

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from retention import db, ledger, runner
+from retention import db, jobs, ledger, runner
 from retention import settings as settings_mod
 
 FINAL = settings_mod.FINAL_STATUSES
@@ -697,3 +697,20 @@ def test_cli_run_only_jobs_json_and_plan(conn, database, tmp_path: Path):
         (summary["run_id"],),
     ).fetchone()
     assert row == ("run", "cli", False, "succeeded")
+
+
+def test_the_delete_leaves_a_job_that_changed_state_since_it_was_selected(conn):
+    """A job selected as failed long ago, then retried and failed again before the delete ran
+    (the window between the select's snapshot and its row lock): the delete keeps it."""
+    changed = seed_job(conn, status="failed", finished_ago=dt.timedelta(days=40))
+    unchanged = seed_job(conn, status="failed", finished_ago=dt.timedelta(days=40))
+    conn.execute("SELECT procrastinate_retry_job_v2(%s, NULL, NULL, NULL, NULL)", (changed,))
+    conn.execute("UPDATE procrastinate_jobs SET status = 'doing' WHERE id = %s", (changed,))
+    conn.execute("SELECT procrastinate_finish_job_v1(%s, 'failed', false)", (changed,))
+    row = conn.execute("SELECT now() - interval '30 days'").fetchone()
+    assert row is not None
+    deleter = jobs.JobDeleter(unchanged_since=row[0])
+    with conn.transaction(), conn.cursor() as cur:
+        counts = deleter.delete(cur, [changed, unchanged])
+    assert counts["deleted"] == 1
+    assert job_ids(conn) == {changed}

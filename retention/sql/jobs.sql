@@ -58,11 +58,18 @@ SELECT j.id, j.id, j.status::text, j.queue_name, j.task_name
  {lock};
 
 -- name: delete_jobs --
--- Jobs and their events, in one statement. Final statuses only, whatever the caller passed.
+-- Jobs and their events, in one statement. Final statuses only, whatever the caller passed; with
+-- a time given, only jobs whose state has not changed since then (the rows are locked by the
+-- select, and this statement sees every change committed before the lock was taken).
 WITH doomed AS (
-    SELECT id FROM procrastinate_jobs
-     WHERE id = ANY(%(ids)s::bigint[])
-       AND status IN ('succeeded', 'failed', 'cancelled', 'aborted')
+    SELECT j.id FROM procrastinate_jobs j
+     WHERE j.id = ANY(%(ids)s::bigint[])
+       AND j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
+       AND (%(since)s::timestamptz IS NULL OR NOT EXISTS (
+           SELECT 1 FROM procrastinate_events e
+            WHERE e.job_id = j.id
+              AND e.type NOT IN ('scheduled', 'abort_requested')
+              AND e.at >= %(since)s::timestamptz))
 ), events AS (
     DELETE FROM procrastinate_events e USING doomed WHERE e.job_id = doomed.id RETURNING 1
 ), jobs AS (
