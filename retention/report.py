@@ -67,6 +67,14 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
             detail += f"; {jobs['events']} events"
         if jobs.get("oldest"):
             detail += f"; oldest finished {jobs['oldest']}"
+        for group in ("queue", "task"):
+            counts = jobs.get("by", {}).get(group, {})
+            top = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+            if top:
+                more = f" and {len(top) - 3} more" if len(top) > 3 else ""
+                detail += f"; by {group}: " + ", ".join(f"{k}: {v}" for k, v in top[:3]) + more
+        if summary.get("dry_run") and jobs.get("samples"):
+            detail += "; e.g. " + ", ".join(f"#{job_id}" for job_id in jobs["samples"])
         table.add_row("jobs", str(jobs.get("deleted", 0)), detail)
     for name, section in (summary.get("tables") or {}).items():
         if not isinstance(section, dict):
