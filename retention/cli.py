@@ -381,12 +381,11 @@ def worker_command(
     location = _location(settings)
     ensure_migrated(location)
     level = logging.DEBUG if state.verbose else logging.INFO
-    for name in ("procrastinate", "retention"):
-        logger = logging.getLogger(name)
-        logger.setLevel(level)
-        if name != "retention":
-            for handler in logging.getLogger("retention").handlers:
-                logger.addHandler(handler)
+    ours, theirs = logging.getLogger("retention"), logging.getLogger("procrastinate")
+    ours.setLevel(level)
+    theirs.setLevel(level)
+    for handler in ours.handlers:
+        theirs.addHandler(handler)
     from retention import application  # procrastinate's worker: loaded for this command only
 
     worker_app = application.build(settings, location)
