@@ -113,6 +113,8 @@ def enabled_stages(settings: settings_mod.Settings, only: list[str] | None) -> l
             continue
         if name == "orphans" and not settings.orphans.enabled:
             continue
+        if name == "directories" and not any(p.enabled for p in settings.directories):
+            continue
         chosen.append(name)
     return chosen
 
