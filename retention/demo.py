@@ -232,6 +232,7 @@ def run(
     )
     if console is not None:
         report.print_summary(console, plan)
+        _print_plan_note(console, plan)
     done = runner.execute(
         demo_settings, location, stages=stages, dry_run=False, trigger="cli", kind="demo"
     )
@@ -253,29 +254,51 @@ def run(
 
 
 def _print_intro(console: Console, result: dict[str, Any], settings: settings_mod.Settings) -> None:
-    seeded_at = (result["seeded_at"] or "")[:19].replace("T", " ")
     console.print(
-        f"[bold]retention demo[/bold]: a home-security application in schema {SCHEMA} of "
+        f"[bold]retention demo[/bold]: a home-security application, schema {SCHEMA} in "
         f"{result['database']} ({result['source']})",
         highlight=False,
     )
     if result["seeded"]:
         console.print("seeded 90 days of events, detections, GPU stats, logs and jobs just now")
     else:
+        seeded_at = (result["seeded_at"] or "")[:19].replace("T", " ")
         console.print(
             f"reusing the data seeded at {seeded_at} (`retention demo --reset` seeds it again)",
             highlight=False,
         )
-    images = "deleted with their detections" if result["delete_images"] else "kept"
-    console.print(
-        f"policy: events (with detections and thumbnails) and GPU stats older than "
-        f"{settings.retention_days} days, logs older than {settings.log_retention_days} days, "
-        f"finished jobs by status (succeeded {_age(settings.jobs.succeeded)}, failed "
-        f"{_age(settings.jobs.failed)}, cancelled {_age(settings.jobs.cancelled)}, aborted "
-        f"{_age(settings.jobs.aborted)}); original images {images}",
-        highlight=False,
+    days, log_days = settings.retention_days, settings.log_retention_days
+    jobs = ", ".join(
+        f"{status} {_age(getattr(settings.jobs, status))}" for status in settings_mod.FINAL_STATUSES
     )
-    console.print(f"config: {result['config']}", highlight=False)
+    images = (
+        "deleted with their detections"
+        if result["delete_images"]
+        else "kept (--delete-images deletes them with their detections)"
+    )
+    console.print(f"policies ({result['config']}):", highlight=False)
+    for line in (
+        f"events, with their detections and thumbnails: older than {days} days (RETENTION_DAYS)",
+        f"original images: {images}",
+        f"gpu_stats: older than {days} days (RETENTION_DAYS)",
+        f"logs: older than {log_days} days (LOG_RETENTION_DAYS)",
+        f"jobs, by how long ago they finished: {jobs}; todo and doing jobs never",
+    ):
+        console.print(f"  {line}", highlight=False)
+
+
+def _print_plan_note(console: Console, plan: dict[str, Any]) -> None:
+    queued = sum(
+        int(section.get("files_queued", 0))
+        for section in (plan.get("tables") or {}).values()
+        if isinstance(section, dict)
+    )
+    if queued:
+        console.print(
+            f"files are deleted once their rows are gone: the run queues {queued} file(s) "
+            "(files_queued above), then deletes them",
+            highlight=False,
+        )
 
 
 def _age(value: dt.timedelta | None) -> str:
@@ -318,20 +341,25 @@ def _print_outcome(console: Console, result: dict[str, Any]) -> None:
             "",
         )
     console.print(table)
-    kept = "" if result["delete_images"] else "; original images kept (--delete-images)"
+    gone = before["files"]["thumbnails"]["files"] - after["files"]["thumbnails"]["files"]
+    kept = "" if result["delete_images"] else "; original images kept"
     console.print(
-        f"space reclaimed on disk: {report.human_bytes(result['reclaimed_bytes'])}{kept}; "
+        f"space reclaimed on disk: {report.human_bytes(result['reclaimed_bytes'])} "
+        f"({gone} thumbnail(s){'' if kept else ' and their images'}){kept}; "
         f"files under {result['files_dir']}",
         highlight=False,
     )
     config = result["config"]
-    console.print(
-        "next: `retention status` lists the runs; "
-        f"`retention --config {config} plan` previews the policy again; "
-        f"`retention --config {config} sweep-orphans` lists the files no row references "
-        "(thumbnails/unsorted)",
-        highlight=False,
-    )
+    console.print("next:")
+    for command, what in (
+        ("retention status", "the runs, from the ledger"),
+        (f"retention --config {config} plan", "preview the demo's policies again"),
+        (
+            f"retention --config {config} sweep-orphans",
+            "list the files no row references (thumbnails/unsorted)",
+        ),
+    ):
+        console.print(f"  {command}  [dim]# {what}[/dim]", highlight=False)
 
 
 def _day(value: str | None) -> str:

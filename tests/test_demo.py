@@ -267,7 +267,8 @@ def test_retention_days_and_log_retention_days_from_the_environment(
     oldest_left = dt.datetime.fromisoformat(data["after"]["tables"]["events"]["oldest"])
     assert oldest_left >= dt.datetime.fromisoformat(table_section(run, "events")["cutoff"])
     shown = run_cli("demo", database=database, env=env)
-    assert "older than 60 days, logs older than 14 days" in shown.stdout
+    assert "thumbnails: older than 60 days (RETENTION_DAYS)" in shown.stdout
+    assert "logs: older than 14 days (LOG_RETENTION_DAYS)" in shown.stdout
 
 
 def test_delete_images_also_deletes_the_original_images(
