@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -26,11 +28,7 @@ def put(root: Path, rel: str, *, age: float = 2 * HOUR, data: bytes = b"x" * 10)
 
 
 def tree(root: Path) -> set[str]:
-    return {
-        str(p.relative_to(root))
-        for p in root.rglob("*")
-        if p.is_symlink() or p.is_file()
-    }
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_symlink() or p.is_file()}
 
 
 @pytest.fixture
@@ -109,7 +107,9 @@ def run_orphans(database: str, location, root: Path, *, dry_run: bool, **orphan:
     return runner.execute(settings, location, stages=["orphans"], dry_run=dry_run, trigger="cli")
 
 
-def test_unreferenced_old_files_go_referenced_and_young_ones_stay(app, database, location, tmp_path):
+def test_unreferenced_old_files_go_referenced_and_young_ones_stay(
+    app, database, location, tmp_path
+):
     root = tmp_path / "media"
     for rel in (
         "a/relative.jpg",
@@ -212,7 +212,13 @@ def test_dry_run_lists_exactly_what_the_real_sweep_deletes(app, database, tmp_pa
     assert listed["dry_run"] is True
 
     real = run_cli(
-        "-c", str(config), "sweep-orphans", "--delete", "--json", "--sample", "100",
+        "-c",
+        str(config),
+        "sweep-orphans",
+        "--delete",
+        "--json",
+        "--sample",
+        "100",
         database=database,
     )
     assert real.returncode == 0, real.stderr
@@ -220,9 +226,11 @@ def test_dry_run_lists_exactly_what_the_real_sweep_deletes(app, database, tmp_pa
     would = listed["orphans"]["roots"][str(root)]
     went = done["orphans"]["roots"][str(root)]
     assert sorted(would["sample"]) == sorted(went["sample"])
-    assert (would["deleted"], would["bytes"]) == (went["deleted"], went["bytes"]) == (26, sum(
-        i + 1 for i in range(40) if i % 3
-    ))
+    assert (
+        (would["deleted"], would["bytes"])
+        == (went["deleted"], went["bytes"])
+        == (26, sum(i + 1 for i in range(40) if i % 3))
+    )
     gone = {str(root / rel) for rel in before - tree(root)}
     assert gone == set(went["sample"])
     assert tree(root) == {f"d{i % 4}/f{i}.bin" for i in range(0, 40, 3)}
@@ -265,7 +273,11 @@ def test_dangerous_roots_are_refused_and_nothing_is_touched(app, database, tmp_p
         root.symlink_to("/")
     write_config(tmp_path / "retention.toml", policies(root))
     result = run_cli(
-        "sweep-orphans", "--delete", "--yes", database=database, cwd=tmp_path,
+        "sweep-orphans",
+        "--delete",
+        "--yes",
+        database=database,
+        cwd=tmp_path,
         env={"HOME": str(home)},
     )
     assert result.returncode == 2, result.stdout + result.stderr
@@ -331,3 +343,49 @@ def test_a_file_that_cannot_be_deleted_goes_to_the_outbox_and_is_retried(
 def test_settings_refuse_a_root_of_slash(tmp_path):
     with pytest.raises(errors.ConfigError, match="system or home"):
         settings_mod.load(write_config(tmp_path / "r.toml", policies(Path("/"))))
+
+
+def test_a_sweep_killed_midway_loses_nothing_and_the_rerun_finishes(app, database, tmp_path):
+    root = tmp_path / "media"
+    old = time.time() - 5 * HOUR
+    kept = set()
+    for d in range(20):
+        folder = root / f"d{d}"
+        folder.mkdir(parents=True)
+        for i in range(500):
+            path = folder / f"f{i}.bin"
+            path.touch()
+            os.utime(path, (old, old))
+            if i % 2:
+                kept.add(f"d{d}/f{i}.bin")
+    with app.cursor() as cur, cur.copy("COPY attachments (path) FROM STDIN") as copy:
+        for rel in kept:
+            copy.write_row((rel,))
+    write_config(tmp_path / "retention.toml", policies(root))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RETENTION_", "PG"))}
+    env.update(DATABASE_URL=database, RETENTION_BATCH_SIZE="50")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "retention.cli", "sweep-orphans", "--delete"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    total = 10_000
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        if sum(1 for _ in root.rglob("*.bin")) < total:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    process.wait()
+    interrupted = sum(1 for _ in root.rglob("*.bin"))
+    assert process.returncode == -signal.SIGKILL, "killed while deleting"
+    assert len(kept) < interrupted < total
+
+    rerun = run_cli("sweep-orphans", "--delete", "--json", database=database, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout)["orphans"]["deleted"] == interrupted - len(kept)
+    assert tree(root) == kept
+    runs = app.execute("SELECT status FROM retention_runs ORDER BY id").fetchall()
+    assert runs == [("abandoned",), ("succeeded",)]
