@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import operator
 import random
 import time
 from collections import Counter, defaultdict
@@ -251,11 +252,13 @@ class _Walk:
         deleted = counts.pop("deleted", len(ids))
         result.deleted += deleted
         result.counts.update(counts)
-        for row in eligible:
-            for name, value in zip(self.segment.groups, row[width + 1 :], strict=False):
-                result.by[name][str(value)] += 1
-            if result.oldest is None or row[0] < result.oldest:
-                result.oldest = row[0]
+        if eligible:
+            present = self.segment.groups[: max(len(eligible[0]) - width - 1, 0)]
+            for offset, name in enumerate(present, start=width + 1):
+                result.by[name].update(map(str, map(operator.itemgetter(offset), eligible)))
+            first = min(map(operator.itemgetter(0), eligible))
+            if result.oldest is None or first < result.oldest:
+                result.oldest = first
         room = SAMPLE_SIZE - len(result.samples)
         if room > 0:
             result.samples.extend(ids[:room])
