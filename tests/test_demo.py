@@ -271,8 +271,15 @@ def test_retention_days_and_log_retention_days_from_the_environment(
     assert "logs: older than 14 days (LOG_RETENTION_DAYS)" in shown.stdout
 
 
+@pytest.mark.parametrize(
+    ("args", "env"), [(("--delete-images",), {}), ((), {"DELETE_IMAGES": "1"})], ids=["flag", "env"]
+)
 def test_delete_images_also_deletes_the_original_images(
-    conn: psycopg.Connection, database: str, tmp_path: Path
+    conn: psycopg.Connection,
+    database: str,
+    tmp_path: Path,
+    args: tuple[str, ...],
+    env: dict[str, str],
 ) -> None:
     home = tmp_path / "home"
     files = demo.files_dir(home)
@@ -284,7 +291,7 @@ def test_delete_images_also_deletes_the_original_images(
         "AND image_path IS NOT NULL"
     ).fetchall()
 
-    data = demo_json(database=database, env={"RETENTION_HOME": str(home), "DELETE_IMAGES": "1"})
+    data = demo_json(*args, database=database, env={"RETENTION_HOME": str(home), **env})
 
     assert data["delete_images"] is True
     assert "delete = true" in Path(data["config"]).read_text()
