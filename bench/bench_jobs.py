@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -56,6 +57,7 @@ import psycopg
 from psycopg import conninfo as libpq
 from psycopg import sql
 
+import retention
 from retention import db, migrate, runner
 from retention import settings as settings_mod
 
@@ -92,7 +94,7 @@ SELECT g AS id,
        END AS at,
        make_interval(secs => 1 + (g * 31) %% 600) AS waited,
        make_interval(secs => 0.05 + ((g * 17) %% 300) / 10.0) AS ran
-  FROM generate_series(1, %(jobs)s) g
+  FROM generate_series(1::bigint, %(jobs)s) g
 """
 
 SEED_JOBS = """
@@ -399,18 +401,20 @@ def floor(dsn: str, old_jobs: int) -> dict[str, Any]:
         return {"transaction": time.monotonic() - started}
 
 
-def ours_settings(dsn: str) -> settings_mod.Settings:
+def ours_settings(dsn: str, batch_size: int | None) -> settings_mod.Settings:
     age = f"{KEEP_DAYS}d"
+    knobs: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}
     return settings_mod.Settings(
         database_url=dsn,
         jobs={"succeeded": age, "failed": age, "cancelled": age, "aborted": age},
+        **knobs,
     )
 
 
-def ours(dsn: str) -> dict[str, Any]:
+def ours(dsn: str, batch_size: int | None = None) -> dict[str, Any]:
     location = db.Location(conninfo=dsn, source="DATABASE_URL")
     summary = runner.execute(
-        ours_settings(dsn), location, stages=["jobs"], dry_run=False, trigger="cli"
+        ours_settings(dsn, batch_size), location, stages=["jobs"], dry_run=False, trigger="cli"
     )
     jobs = summary["jobs"]
     return {
@@ -580,6 +584,26 @@ def under_load(
         server.drop(name)
 
 
+def source_version() -> str:
+    root = Path(retention.__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "retention"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return os.environ.get("BENCH_COMMIT", "not a git checkout")
+    return f"commit {commit}" + (" with uncommitted changes in retention/" if dirty else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1_000_000, help="Jobs seeded.")
@@ -592,10 +616,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-load", action="store_true", help="Skip the runs with workers.")
     parser.add_argument("--json", type=Path, help="Also write every figure to this file.")
+    parser.add_argument(
+        "--batch-sizes",
+        type=lambda text: [int(part) for part in text.split(",") if part],
+        default=[],
+        help="Also run ours with these batch_size settings (comma-separated), e.g. 2000,20000.",
+    )
     args = parser.parse_args(argv)
     server = Server(args.server)
     template = f"{PREFIX}seed"
     server.drop_all()
+    print(f"retention from {Path(retention.__file__).parent}, {source_version()}", flush=True)
     results: list[Measure] = []
     try:
         made = seed(server, template, args.jobs, args.days)
@@ -610,6 +641,8 @@ def main(argv: list[str] | None = None) -> int:
             "floor": lambda dsn: floor(dsn, made.old_jobs),
             "ours": ours,
         }
+        for size in args.batch_sizes:
+            calls[f"ours_bs{size}"] = functools.partial(ours, batch_size=size)
         remaining: dict[str, tuple[int, ...]] = {}
         for round_ in range(1, args.rounds + 1):
             for contender, call in calls.items():
@@ -626,7 +659,12 @@ def main(argv: list[str] | None = None) -> int:
                     results.append(
                         measure(server, name, contender, f"nothing left, round {round_}", call)
                     )
-                    if contender == "ours":
+                    if contender.startswith("ours"):
+                        results.append(
+                            measure(
+                                server, name, contender, f"nothing left again, round {round_}", call
+                            )
+                        )
                         with psycopg.connect(dsn, autocommit=True) as conn:
                             conn.execute("VACUUM procrastinate_jobs, procrastinate_events")
                         results.append(
@@ -663,9 +701,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(results: list[Measure], made: Seed, args: argparse.Namespace) -> None:
+    def pick(contender: str, label: str) -> list[Measure]:
+        return [m for m in results if m.contender == contender and m.label.startswith(label)]
+
     def best(contender: str, label: str) -> Measure:
-        chosen = [m for m in results if m.contender == contender and m.label.startswith(label)]
-        return min(chosen, key=lambda m: m.wall)
+        return min(pick(contender, label), key=lambda m: m.wall)
 
     print()
     print(
@@ -675,32 +715,45 @@ def report(results: list[Measure], made: Seed, args: argparse.Namespace) -> None
     print("|---|---|---:|---:|---:|---:|---|")
     for m in results:
         print(m.row())
-    prune = {c: best(c, "prune") for c in ("builtin", "floor", "ours")}
-    walls = {
-        c: [m.wall for m in results if m.contender == c and m.label.startswith("prune")]
-        for c in prune
-    }
+    contenders = list(dict.fromkeys(m.contender for m in results if m.label.startswith("prune")))
+    floor_best = best("floor", "prune").wall
+    builtin_best = best("builtin", "prune").wall
     print()
-    for c, values in walls.items():
-        print(
-            f"{c}: prune walls {', '.join(f'{v:.2f}' for v in values)} s; median {statistics.median(values):.2f} s"
+    for c in contenders:
+        walls = [m.wall for m in pick(c, "prune")]
+        line = (
+            f"{c}: prune walls {', '.join(f'{v:.2f}' for v in walls)} s, "
+            f"median {statistics.median(walls):.2f} s, best {min(walls):.2f} s"
         )
-    print(
-        f"ours / floor (best walls): {prune['ours'].wall / prune['floor'].wall:.2f}x (target <= 1.3x)"
-    )
-    print(
-        f"ours / builtin (best walls): {prune['ours'].wall / prune['builtin'].wall:.2f}x (target <= 1x)"
-    )
-    print(
-        f"ours longest transaction: {max(m.longest_transaction for m in results if m.contender == 'ours'):.3f} s (target <= 1 s)"
-    )
-    noop = best("ours", "nothing left, round")
-    vacuumed = best("ours", "nothing left, vacuumed")
-    noop_builtin = best("builtin", "nothing left")
-    print(
-        f"nothing left: ours {noop.db_seconds * 1000:.1f} ms database time right after the prune, "
-        f"{vacuumed.db_seconds * 1000:.1f} ms after VACUUM; builtin {noop_builtin.db_seconds * 1000:.1f} ms"
-    )
+        if c.startswith("ours"):
+            longest = max(m.longest_transaction for m in pick(c, "prune"))
+            line += (
+                f"; / floor {min(walls) / floor_best:.2f}x (target <= 1.3x), "
+                f"/ builtin {min(walls) / builtin_best:.2f}x (target <= 1x), "
+                f"longest transaction {longest:.3f} s (target <= 1 s)"
+            )
+        print(line)
+    for c in ("builtin", "floor", "ours"):
+        line = ", ".join(
+            f"{shown} {best(c, label).db_seconds * 1000:.1f} ms"
+            for label, shown in (
+                ("nothing left, round", "right after the prune"),
+                ("nothing left again", "once more"),
+                ("nothing left, vacuumed", "after VACUUM"),
+            )
+            if pick(c, label)
+        )
+        print(f"{c}, database time of a run with nothing left (best): {line}")
+    for m in results:
+        if m.label == "with workers":
+            wait = m.longest_wait
+            shown = (
+                f"{wait.seconds:.2f} s by {wait.application or '?'} on {wait.lock} "
+                f"(blocked by {wait.blockers}): {wait.query}"
+                if wait
+                else "none seen"
+            )
+            print(f"{m.contender} with workers: {m.waits} lock waits, longest {shown}")
     if args.json:
         args.json.write_text(
             json.dumps(
