@@ -83,5 +83,14 @@ def location_for_app(app: Any, settings: settings_mod.Settings) -> Location:
     pool = getattr(app.connector, "_async_pool", None)
     conninfo = getattr(pool, "conninfo", None)
     if isinstance(conninfo, str):
-        return Location(conninfo=conninfo, source="the app's connector")
+        keywords = {item.keyword.decode() for item in psycopg.pq.Conninfo.get_defaults()}
+        extra = {
+            key: value
+            for key, value in (getattr(pool, "kwargs", None) or {}).items()
+            if key in keywords and isinstance(value, str | int)
+        }
+        if conninfo or extra:
+            return Location(
+                conninfo=libpq.make_conninfo(conninfo, **extra), source="the app's connector"
+            )
     return locate(settings)

@@ -136,9 +136,17 @@ class JobRule(Model):
 
 
 class JobsPolicy(Model):
-    """How long finished Procrastinate jobs are kept, by final status. A status left out, or set
-    to "forever", is kept forever. With no [jobs] section: succeeded 3d, failed 30d, cancelled 7d,
+    """How long finished Procrastinate jobs are kept, by final status. When the section names any
+    status, a status left out, or set to "forever", is kept forever; when it names none (no [jobs]
+    section, or only `schedule`, `enabled` or `rules`): succeeded 3d, failed 30d, cancelled 7d,
     aborted 7d."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_unless_a_status_is_named(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not any(status in data for status in FINAL_STATUSES):
+            return {**DEFAULT_JOB_AGES, **data}
+        return data
 
     enabled: bool = Field(True, description="Whether `retention run` prunes jobs.")
     schedule: Cron | None = Field(
@@ -163,7 +171,7 @@ class JobsPolicy(Model):
         return age
 
 
-DEFAULT_JOBS = JobsPolicy(**{k: v for k, v in DEFAULT_JOB_AGES.items()})
+DEFAULT_JOBS = JobsPolicy()
 
 
 class FileColumn(Model):

@@ -167,3 +167,14 @@ def test_readme_configuration_reference_matches_the_model():
         "README's configuration reference is stale: paste the output of "
         "`retention config --reference` between its markers"
     )
+
+
+def test_a_jobs_section_naming_no_status_keeps_the_default_ages(tmp_path, monkeypatch):
+    path = tmp_path / "r.toml"
+    path.write_text('[jobs]\nschedule = "*/10 * * * *"\n')
+    settings = settings_mod.load(path)
+    assert settings.jobs.schedule == "*/10 * * * *"
+    assert settings.jobs.succeeded == dt.timedelta(days=3)
+    assert settings.jobs.failed == dt.timedelta(days=30)
+    monkeypatch.setenv("RETENTION_JOBS__SCHEDULE", "0 * * * *")
+    assert settings_mod.load().jobs.aborted == dt.timedelta(days=7)
