@@ -152,6 +152,10 @@ def main() -> None:
         assert dry_root["deleted"] == real_root["deleted"] == orphans, (dry_root, real_root)
         assert left == args.files - orphans
         assert json.loads(again["stdout"])["orphans"]["deleted"] == 0
+        phases = {
+            name: json.loads(run["stdout"])["orphans"]["roots"][str(root)]["seconds"]
+            for name, run in (("dry_run", dry), ("delete", real), ("second", again))
+        }
         result = {
             "files": args.files,
             "rows": args.files,
@@ -161,10 +165,10 @@ def main() -> None:
             "dry_run": dry,
             "delete": real,
             "second": again,
+            "phases": phases,
         }
-        for entry in result.values():
-            if isinstance(entry, dict):
-                entry.pop("stdout", None)
+        for run in (floor_find, floor_sql, dry, real, again):
+            run.pop("stdout")
         print(json.dumps(result, indent=2))
     finally:
         with psycopg.connect(base, autocommit=True) as conn:

@@ -199,13 +199,16 @@ def sweep_root(
     problems: Counter[str] = Counter()
     links: list[tuple[bytes, bytes]] = []
     listing = sweeps.Listing(conn, TABLE)
+    clock = [time.monotonic()]
     try:
         listing.fill(_list(real_root, cutoff, links, problems))
+        clock.append(time.monotonic())
         _collect_references(conn, refs, root, real_root, links)
         referenced = conn.execute(
             queries.get("orphan_drop_referenced").format(table=listing.table)
         ).rowcount
         listing.index()
+        clock.append(time.monotonic())
         deleter = sweeps.FileDeleter(
             table=listing.table,
             root=root,
@@ -221,6 +224,7 @@ def sweep_root(
     finally:
         listing.drop()
         conn.execute(queries.text("orphan_teardown"))
+    clock.append(time.monotonic())
     files = problems.pop("files", 0)
     data = sweeps.section(
         result,
@@ -228,6 +232,12 @@ def sweep_root(
         files=files,
         older_than_grace=listing.count,
         referenced_old=referenced,
+        seconds={
+            stage: round(end - start, 3)
+            for stage, start, end in zip(
+                ("listing", "matching", "deleting"), clock[:-1], clock[1:], strict=True
+            )
+        },
         **problems,
     )
     if result.counts.get("referenced"):
