@@ -6,9 +6,9 @@ original image on disk, GPU stats, logs) and its Procrastinate jobs are tasks `h
 demo runs only in a database of its own: the embedded default, or a database holding nothing but
 Procrastinate's tables, ours and the demo's (it refuses any other, before touching anything). Its
 files are under <RETENTION_HOME>/demo-files/{thumbnails,images}, with a few files no row
-references. The data is seeded once, in one transaction (the files are written before it
-commits); a later `retention demo` reuses it, so a rerun deletes nothing new: seeded ages are
-d days + up to 23 h, never within the hour before a whole day. `--reset` seeds it again.
+references. The data is seeded once (see `prepare`); a later `retention demo` reuses it, so a
+rerun deletes nothing new: seeded ages are d days + up to 23 h, never within the hour before a
+whole day. `--reset` seeds it again.
 """
 
 from __future__ import annotations
@@ -105,37 +105,56 @@ def check_own_database(conn: psycopg.Connection, location: db.Location, queue: s
 
 
 def prepare(conn: psycopg.Connection, files: Path, *, reset: bool) -> bool:
-    """Create the demo schema and seed it when empty (or when `reset`); True when it seeded."""
-    with conn.transaction():
-        conn.execute(queries.text("demo_lock"))
-        if reset:
-            conn.execute(queries.text("demo_drop"))
-        conn.execute(queries.text("demo_schema"))
-        row = conn.execute(queries.text("demo_is_seeded")).fetchone()
-        if row and row[0]:
-            return False
-        conn.execute(queries.text("demo_delete_jobs"))
-        outbox = conn.execute(queries.text("demo_outbox_exists")).fetchone()
-        if outbox and outbox[0]:
-            conn.execute(queries.text("demo_forget_outbox"), {"prefix": f"{files}{os.sep}"})
-        conn.execute("SELECT setseed(%s)", (SEED,))
-        conn.execute(queries.text("demo_seed_jobs"))
-        conn.execute(queries.text("demo_seed_rows"))
-        conn.execute(queries.text("demo_mark_seeded"), {"files_dir": str(files)})
-        _write_files(conn, files)
-    logger.info("seeded the demo", extra={"action": "demo_seeded", "files_dir": str(files)})
-    return True
+    """Create the demo schema and seed it when empty (or when `reset`); True when it seeded.
+
+    The rows commit first, marked `files_ready = false`; the files, a function of the rows, are
+    written next and then marked ready (again when the files directory changed). Killed
+    anywhere, the next call finishes the job."""
+    conn.execute(queries.text("demo_lock"))
+    try:
+        with conn.transaction():
+            if reset:
+                conn.execute(queries.text("demo_drop"))
+            conn.execute(queries.text("demo_schema"))
+            row = conn.execute(queries.text("demo_is_seeded")).fetchone()
+            seeding = not (row and row[0])
+            if seeding:
+                _seed_rows(conn, files)
+        where = {"files_dir": str(files)}
+        ready = conn.execute(queries.text("demo_files_ready"), where).fetchone()
+        if not (ready and ready[0]):
+            _write_files(conn, files)
+            conn.execute(queries.text("demo_mark_files_ready"), where)
+    finally:
+        conn.execute(queries.text("demo_unlock"))
+    if seeding:
+        logger.info("seeded the demo", extra={"action": "demo_seeded", "files_dir": str(files)})
+    return seeding
+
+
+def _seed_rows(conn: psycopg.Connection, files: Path) -> None:
+    conn.execute(queries.text("demo_delete_jobs"))
+    outbox = conn.execute(queries.text("demo_outbox_exists")).fetchone()
+    if outbox and outbox[0]:
+        conn.execute(queries.text("demo_forget_outbox"), {"prefix": f"{files}{os.sep}"})
+    conn.execute("SELECT setseed(%s)", (SEED,))
+    conn.execute(queries.text("demo_seed_jobs"))
+    conn.execute(queries.text("demo_seed_rows"))
+    conn.execute(queries.text("demo_mark_seeded"), {"files_dir": str(files)})
 
 
 def _write_files(conn: psycopg.Connection, files: Path) -> None:
     shutil.rmtree(files, ignore_errors=True)
-    rng = random.Random(SEED)
-    for _, thumbnail, image, detected_at in conn.execute(queries.text("demo_detection_files")):
+    for detection, thumbnail, image, detected_at in conn.execute(
+        queries.text("demo_detection_files")
+    ):
         stamp = detected_at.timestamp()
+        rng = random.Random(detection)
         _write_png(files / "thumbnails" / thumbnail, THUMBNAIL_SIZE, rng, stamp)
         if image:
             _write_png(files / "images" / image, IMAGE_SIZE, rng, stamp)
     old = (dt.datetime.now(dt.UTC) - UNREFERENCED_AGE).timestamp()
+    rng = random.Random(SEED)
     for root, count in UNREFERENCED.items():
         size = THUMBNAIL_SIZE if root == "thumbnails" else IMAGE_SIZE
         for number in range(1, count + 1):

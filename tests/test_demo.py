@@ -6,9 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import random
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,16 @@ FINAL_AGES = {
     "aborted": "7 days",
 }
 DETECTION = re.compile(r"det-(\d+)\.png$")
+
+
+def cli_env(database: str) -> dict[str, str]:
+    """The environment run_cli gives the CLI: no RETENTION_*, PG* or DATABASE_URL of ours."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith("RETENTION_") or k.startswith("PG") or k == "DATABASE_URL")
+    }
+    return {**env, "DATABASE_URL": database}
 
 
 def demo_json(*args: str, **kwargs: Any) -> dict[str, Any]:
@@ -319,6 +334,45 @@ def test_reset_seeds_again(conn: psycopg.Connection, database: str, tmp_path: Pa
     assert again["before"]["files"] == first["before"]["files"]
     (count,) = conn.execute("SELECT count(*) FROM retention_demo.seeded").fetchone()
     assert count == 1
+
+
+def test_a_demo_killed_anywhere_recovers_on_the_next_run(
+    conn: psycopg.Connection, database: str, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    files = demo.files_dir(home)
+    env = {"RETENTION_HOME": str(home)}
+    rng = random.Random()
+    for _ in range(4):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "retention.cli", "demo", "--reset", "--json"],
+            env={**cli_env(database), **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(rng.uniform(0.5, 2.5))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+    data = demo_json(database=database, env=env)
+
+    assert eligible_counts(conn) == dict.fromkeys(
+        ("jobs", "events", "detections", "gpu_stats", "logs"), 0
+    )
+    assert conn.execute("SELECT bool_and(files_ready) FROM retention_demo.seeded").fetchone() == (
+        True,
+    )
+    rows = conn.execute(
+        "SELECT id, thumbnail_path, image_path FROM retention_demo.detections"
+    ).fetchall()
+    thumbnails = files_by_detection(files / "thumbnails")
+    assert set(thumbnails) == {row[0] for row in rows}
+    for detection_id, thumbnail, image in rows:
+        assert thumbnails[detection_id] == files / "thumbnails" / thumbnail
+        if image is not None:
+            assert (files / "images" / image).is_file()
+    assert data["run"]["files"]["pending"] == 0
+    assert len(unreferenced(files)) == sum(demo.UNREFERENCED.values())
 
 
 def test_refuses_a_database_with_other_tables(

@@ -6,7 +6,8 @@ CREATE SCHEMA IF NOT EXISTS retention_demo;
 
 CREATE TABLE IF NOT EXISTS retention_demo.seeded (
     seeded_at timestamptz NOT NULL DEFAULT now(),
-    files_dir text NOT NULL
+    files_dir text NOT NULL,
+    files_ready boolean NOT NULL DEFAULT false
 );
 
 CREATE TABLE IF NOT EXISTS retention_demo.events (
@@ -51,7 +52,10 @@ CREATE TABLE IF NOT EXISTS retention_demo.logs (
 CREATE INDEX IF NOT EXISTS logs_logged_at_idx ON retention_demo.logs (logged_at);
 
 -- name: demo_lock --
-SELECT pg_advisory_xact_lock(hashtext('retention_demo'));
+SELECT pg_advisory_lock(hashtext('retention_demo'));
+
+-- name: demo_unlock --
+SELECT pg_advisory_unlock(hashtext('retention_demo'));
 
 -- name: demo_is_seeded --
 SELECT EXISTS (SELECT 1 FROM retention_demo.seeded);
@@ -226,6 +230,13 @@ SELECT at, level, source,
 
 -- name: demo_mark_seeded --
 INSERT INTO retention_demo.seeded (files_dir) VALUES (%(files_dir)s);
+
+-- name: demo_files_ready --
+-- Whether the files of the rows are on disk, in this files directory.
+SELECT coalesce(bool_and(files_ready AND files_dir = %(files_dir)s), true) FROM retention_demo.seeded;
+
+-- name: demo_mark_files_ready --
+UPDATE retention_demo.seeded SET files_ready = true, files_dir = %(files_dir)s;
 
 -- name: demo_detection_files --
 SELECT id, thumbnail_path, image_path, detected_at FROM retention_demo.detections ORDER BY id;
