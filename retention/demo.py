@@ -224,10 +224,10 @@ def run(
     """Seed (when needed), plan, run; print each step on `console`; return everything as JSON."""
     home = db.home(settings)
     files = files_dir(home)
-    config = write_config(home, delete_images=delete_images)
-    demo_settings = settings_mod.load(config)
     with db.connect(location) as conn:
-        check_own_database(conn, location, demo_settings.queue)
+        check_own_database(conn, location, settings.queue)
+        config = write_config(home, delete_images=delete_images)
+        demo_settings = settings_mod.load(config)
         migrate.apply(conn)
         seeded = prepare(conn, files, reset=reset)
         info = conn.execute(queries.text("demo_seeded_info")).fetchone()

@@ -387,7 +387,7 @@ def test_refuses_a_database_with_other_tables(
     assert "public.customers" in result.stderr
     assert "--database-url" in result.stderr
     assert conn.execute("SELECT to_regnamespace('retention_demo')").fetchone() == (None,)
-    assert not (tmp_path / "h" / "demo-files").exists()
+    assert not (tmp_path / "h").exists()
 
 
 def test_refuses_a_database_with_other_jobs(
