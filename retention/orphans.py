@@ -13,6 +13,7 @@ file it leads to.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import os
 import time
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
-from retention import engine, errors, queries, sweeps
+from retention import catalog, engine, errors, queries, sweeps
 from retention import settings as settings_mod
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class Reference:
     root: Path
     real_root: Path
     delete: bool
+    timestamp: str | None = None
 
     def overlaps(self, root: Path, real_root: Path) -> bool:
         return any(
@@ -54,17 +56,51 @@ class Reference:
         )
 
 
-def table_identifier(name: str) -> sql.Identifier:
-    return sql.Identifier(*name.split("."))
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Column:
+    """A file column found in the database, and how a batch asks it again before deleting: by an
+    index on the column, else among recent rows by an index on the policy's timestamp, else not
+    (the listing's match is then the only check)."""
+
+    ref: Reference
+    table: sql.Identifier
+    recheck: sql.Composable | None
+
+
+def resolve(conn: psycopg.Connection, refs: list[Reference]) -> list[Column]:
+    found: list[Column] = []
+    for ref in refs:
+        relation = catalog.relation(conn, ref.table)
+        if relation is None or ref.column not in relation.columns:
+            what = f"table {ref.table!r}" if relation is None else f"column {ref.column!r}"
+            raise errors.ConfigError(
+                f"{what} of the file column {ref.table}.{ref.column} does not exist: fix the "
+                "[[tables]] policy (orphans are files that no such column references)"
+            )
+        column = relation.columns[ref.column]
+        stamp = relation.columns.get(ref.timestamp) if ref.timestamp else None
+        recheck: sql.Composable | None = None
+        if catalog.has_leading_index(conn, relation.oid, column):
+            recheck = queries.get("orphan_recheck").format(
+                table=relation.ident, column=sql.Identifier(ref.column)
+            )
+        elif stamp is not None and catalog.has_leading_index(conn, relation.oid, stamp):
+            recheck = queries.get("orphan_recheck_recent").format(
+                table=relation.ident,
+                column=sql.Identifier(ref.column),
+                timestamp=sql.Identifier(stamp.name),
+            )
+        found.append(Column(ref=ref, table=relation.ident, recheck=recheck))
+    return found
 
 
 def references(settings: settings_mod.Settings) -> list[Reference]:
     """Every file column of every table policy and child table, enabled or not."""
     found: list[Reference] = []
     for policy in settings.tables:
-        owners = [(policy.table, policy.files)]
-        owners += [(child.table, child.files) for child in policy.children]
-        for table, columns in owners:
+        owners = [(policy.table, policy.timestamp, policy.files)]
+        owners += [(child.table, None, child.files) for child in policy.children]
+        for table, timestamp, columns in owners:
             for column in columns:
                 found.append(
                     Reference(
@@ -73,6 +109,7 @@ def references(settings: settings_mod.Settings) -> list[Reference]:
                         root=column.root,
                         real_root=Path(os.path.realpath(column.root)),
                         delete=column.delete,
+                        timestamp=timestamp,
                     )
                 )
     return found
@@ -114,16 +151,17 @@ def _list(
 
 def _collect_references(
     conn: psycopg.Connection,
-    refs: list[Reference],
+    columns: list[Column],
     root: Path,
     real_root: Path,
     links: list[tuple[bytes, bytes]],
 ) -> None:
     conn.execute(queries.text("orphan_setup"))
     prefixes = [f"{root}/", f"{real_root}/"]
-    for ref in refs:
+    for found in columns:
+        ref = found.ref
         query = queries.get("orphan_refs_insert").format(
-            table=table_identifier(ref.table), column=sql.Identifier(ref.column)
+            table=found.table, column=sql.Identifier(ref.column)
         )
         spellings = [ref.root] + ([ref.real_root] if ref.real_root != ref.root else [])
         for index, column_root in enumerate(spellings):
@@ -150,12 +188,17 @@ def _collect_references(
             break
 
 
-def _recheck(refs: list[Reference], root: Path, real_root: Path) -> sweeps.Recheck:
+def _recheck(
+    columns: list[Column], root: Path, real_root: Path, since: dt.datetime
+) -> sweeps.Recheck:
     """Which files of a batch some row references now, in any spelling a column may store."""
 
     def recheck(cur: psycopg.Cursor[Any], rels: list[bytes]) -> set[bytes]:
         keep: set[bytes] = set()
-        for ref in refs:
+        for column in columns:
+            if column.recheck is None:
+                continue
+            ref = column.ref
             forms: dict[str, bytes] = {}
             for rel in rels:
                 try:
@@ -171,10 +214,8 @@ def _recheck(refs: list[Reference], root: Path, real_root: Path) -> sweeps.Reche
                             forms[path] = rel
             if not forms:
                 continue
-            query = queries.get("orphan_recheck").format(
-                table=table_identifier(ref.table), column=sql.Identifier(ref.column)
-            )
-            for (value,) in cur.execute(query, {"forms": list(forms)}):
+            params = {"forms": list(forms), "since": since}
+            for (value,) in cur.execute(column.recheck, params):
                 keep.add(forms[value])
         return keep
 
@@ -195,7 +236,19 @@ def sweep_root(
     """List, match against the rows, then delete (or preview) the orphans under one root."""
     real_root = sweeps.check_sweep_root(root)
     cutoff = time.time() - settings.orphans.grace.total_seconds()
-    refs = [ref for ref in references(settings) if ref.overlaps(root, real_root)]
+    grace = settings.orphans.grace
+    columns = resolve(conn, [ref for ref in references(settings) if ref.overlaps(root, real_root)])
+    unchecked = sorted({f"{c.ref.table}.{c.ref.column}" for c in columns if c.recheck is None})
+    if unchecked:
+        logger.info(
+            "no index to re-check %s before each batch: add an index on the column (or on the "
+            "policy's timestamp) to narrow the window of a row written during the sweep",
+            ", ".join(unchecked),
+            extra={"action": "orphans_unchecked", "columns": unchecked},
+        )
+    row = conn.execute("SELECT now()").fetchone()
+    assert row is not None
+    since = row[0] - grace
     problems: Counter[str] = Counter()
     links: list[tuple[bytes, bytes]] = []
     listing = sweeps.Listing(conn, TABLE)
@@ -203,7 +256,7 @@ def sweep_root(
     try:
         listing.fill(_list(real_root, cutoff, links, problems))
         clock.append(time.monotonic())
-        _collect_references(conn, refs, root, real_root, links)
+        _collect_references(conn, columns, root, real_root, links)
         referenced = conn.execute(
             queries.get("orphan_drop_referenced").format(table=listing.table)
         ).rowcount
@@ -217,7 +270,7 @@ def sweep_root(
             cutoff=cutoff,
             run_id=run_id,
             sample_size=sample_size,
-            recheck=_recheck(refs, root, real_root),
+            recheck=_recheck(columns, root, real_root, since),
         )
         target = sweeps.target(source(root), listing, deleter)
         result = engine.run(conn, target, limits, dry_run=dry_run, on_progress=on_progress)
@@ -232,6 +285,7 @@ def sweep_root(
         files=files,
         older_than_grace=listing.count,
         referenced_old=referenced,
+        unchecked_columns=unchecked,
         seconds={
             stage: round(end - start, 3)
             for stage, start, end in zip(

@@ -161,10 +161,8 @@ class FileDeleter:
         return self._settle(cur, ids, dry_run=True)
 
     def _settle(self, cur: psycopg.Cursor[Any], ids: list[Any], *, dry_run: bool) -> dict[str, int]:
-        rows = cur.execute(
-            queries.get("sweep_batch_files").format(table=self.table), {"ids": ids}
-        ).fetchall()
-        rels = [bytes(row[1]) for row in rows]
+        """`ids` are the paths (bytes, relative to the root) of one batch, oldest first."""
+        rels = [bytes(rel) for rel in ids]
         keep = self.recheck(cur, rels) if self.recheck else set()
         queued = self._queued(cur, rels)
         counts: Counter[str] = Counter(deleted=0, bytes=0, failed=0)

@@ -296,16 +296,42 @@ def test_a_missing_root_and_no_roots_are_clear_errors(app, database, tmp_path):
 
 
 def test_a_file_referenced_after_the_listing_is_kept(app, database, tmp_path):
+    app.execute("CREATE INDEX ON attachments (created_at)")
+    app.execute("CREATE INDEX ON thumbnails (file)")
     root = tmp_path / "media"
     root.mkdir()
     settings = make_settings(database, **policies(root))
-    refs = orphans.references(settings)
-    recheck = orphans._recheck(refs, root, root)
+    columns = orphans.resolve(app, orphans.references(settings))
+    assert [(c.ref.table, c.recheck is not None) for c in columns] == [
+        ("attachments", True),
+        ("thumbnails", True),
+        ("avatars", False),
+    ]
+    since = app.execute("SELECT now() - interval '1 hour'").fetchone()[0]
+    recheck = orphans._recheck(columns, root, root, since)
     refer(app, str(root / "late.jpg"))
     refer(app, "new.png", table="thumbnails")
+    refer(app, "avatar.png", table="avatars")
+    app.execute(
+        "INSERT INTO attachments (created_at, path) VALUES (now() - interval '2 hours', 'old.jpg')"
+    )
     with app.cursor() as cur:
-        kept = recheck(cur, [b"late.jpg", b"thumbs/new.png", b"other.jpg", b"new.png"])
-    assert kept == {b"late.jpg", b"thumbs/new.png"}
+        kept = recheck(
+            cur,
+            [b"late.jpg", b"thumbs/new.png", b"other.jpg", b"new.png", b"old.jpg", b"avatar.png"],
+        )
+    assert kept == {b"late.jpg", b"thumbs/new.png"}, "old rows were matched by the listing"
+
+
+def test_a_file_column_that_does_not_exist_is_a_clear_error(app, database, tmp_path):
+    root = tmp_path / "media"
+    put(root, "x.bin")
+    data = policies(root)
+    data["tables"][0]["files"][0]["column"] = "no_such_column"  # type: ignore[index]
+    write_config(tmp_path / "retention.toml", data)
+    result = run_cli("sweep-orphans", "--delete", database=database, cwd=tmp_path)
+    assert result.returncode == 2 and "no_such_column" in result.stderr
+    assert tree(root) == {"x.bin"}
 
 
 def _chattr(flag: str, path: Path) -> None:

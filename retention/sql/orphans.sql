@@ -64,5 +64,12 @@ DROP TABLE IF EXISTS retention_orphan_refs;
 DROP TABLE IF EXISTS retention_orphan_links;
 
 -- name: orphan_recheck --
--- Which of these spellings rows reference right now (a row written since the listing).
+-- Which of these spellings rows reference right now (a row written since the listing), through
+-- an index on the column.
 SELECT DISTINCT {column}::text FROM {table} WHERE {column} = ANY(%(forms)s::text[]);
+
+-- name: orphan_recheck_recent --
+-- The same among rows written lately (their timestamp within the grace period), through an
+-- index on the policy's timestamp.
+SELECT DISTINCT {column}::text FROM {table}
+ WHERE {timestamp} >= %(since)s AND {column} = ANY(%(forms)s::text[]);

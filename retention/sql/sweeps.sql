@@ -18,15 +18,12 @@ DROP TABLE IF EXISTS {table};
 SELECT count(*), coalesce(sum(size), 0), min(mtime), max(mtime) FROM {table};
 
 -- name: sweep_select --
--- One batch of the walk over the listed files, oldest first: key (mtime, id), then the id.
-SELECT c.mtime, c.id, c.id
+-- One batch of the walk over the listed files, oldest first: key (mtime, id), then the path.
+SELECT c.mtime, c.id, c.rel
   FROM {table} c
  WHERE (c.mtime, c.id) > (%(after_at)s::double precision, %(after_id)s::bigint)
  ORDER BY c.mtime, c.id
  LIMIT %(limit)s;
-
--- name: sweep_batch_files --
-SELECT id, rel, size FROM {table} WHERE id = ANY(%(ids)s::bigint[]) ORDER BY mtime, id;
 
 -- name: sweep_already_queued --
 -- Files of this batch that the outbox already holds: the files stage retries them.
