@@ -7,7 +7,9 @@ files (`find ROOT -type f | wc -l`) plus one SQL count of the referencing rows.
 The seed: `--files` empty files in directories of 1,000, all older than the grace period; the
 table `attachments (id, created_at, path)` has one row per file for all but `--orphan-share` of
 them, plus rows pointing at files that do not exist, so that it holds `--files` rows; one row in
-three stores an absolute path, the others paths relative to the root. The contenders, each a real
+three stores an absolute path, the others paths relative to the root; rows were created over the
+last days, and `created_at` has an index (as table retention wants), so that each batch re-checks
+the rows written lately. The contenders, each a real
 CLI process under `/usr/bin/time -v` (wall clock, maximum resident set size of the process; the
 PostgreSQL server's memory is not in it): the floor, the dry run, the real sweep (`--delete`),
 then a second sweep with nothing left. The database is named `bench_orphans_*` and dropped at the
@@ -17,6 +19,7 @@ end; the files are removed too.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import re
@@ -70,14 +73,18 @@ def seed_rows(dsn: str, root: Path, count: int, orphan_share: float) -> int:
             "CREATE TABLE attachments (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL "
             "DEFAULT now(), path text)"
         )
-        with conn.cursor() as cur, cur.copy("COPY attachments (path) FROM STDIN") as copy:
+        copy_sql = "COPY attachments (created_at, path) FROM STDIN"
+        start = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
+        with conn.cursor() as cur, cur.copy(copy_sql) as copy:
             for index in range(count):
                 if step and index % step == 0:
                     orphans += 1
                     rel = f"missing/m{index:07d}.bin"
                 else:
                     rel = f"d{index // PER_DIR:05d}/f{index:07d}.bin"
-                copy.write_row((f"{root}/{rel}" if index % 3 == 0 else rel,))
+                stored = f"{root}/{rel}" if index % 3 == 0 else rel
+                copy.write_row((start - dt.timedelta(seconds=index / 10), stored))
+        conn.execute("CREATE INDEX ON attachments (created_at, id)")
         conn.execute("ANALYZE attachments")
     return orphans
 
