@@ -46,7 +46,9 @@ class Deleter(Protocol):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Segment:
     """One keyset walk. The query returns rows ordered by key: the `key_width` key columns, then
-    the id of an eligible row (NULL for a row scanned but kept), then the `groups` columns."""
+    the id of an eligible row (NULL for a row scanned but kept), then the `groups` columns.
+    `oldest_column` is the column whose smallest non-NULL value is the summary's `oldest` (the
+    first key column unless said otherwise; None: no oldest)."""
 
     name: str
     select: Callable[[bool], sql.Composable]
@@ -55,6 +57,7 @@ class Segment:
     key_width: int
     groups: tuple[str, ...] = ()
     progress: Callable[[tuple[Any, ...]], float] | None = None
+    oldest_column: int | None = 0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -256,9 +259,14 @@ class _Walk:
             present = self.segment.groups[: max(len(eligible[0]) - width - 1, 0)]
             for offset, name in enumerate(present, start=width + 1):
                 result.by[name].update(map(str, map(operator.itemgetter(offset), eligible)))
-            first = min(map(operator.itemgetter(0), eligible))
-            if result.oldest is None or first < result.oldest:
-                result.oldest = first
+            column = self.segment.oldest_column
+            if column is not None:
+                first = min(
+                    (v for v in map(operator.itemgetter(column), eligible) if v is not None),
+                    default=None,
+                )
+                if first is not None and (result.oldest is None or first < result.oldest):
+                    result.oldest = first
         room = SAMPLE_SIZE - len(result.samples)
         if room > 0:
             result.samples.extend(ids[:room])

@@ -267,6 +267,7 @@ def purge_target(filters: PurgeFilters) -> engine.Target:
         start=(0,),
         key_width=1,
         groups=GROUPS,
+        oldest_column=5,
     )
     return engine.Target(
         name="jobs",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -667,8 +668,11 @@ def test_cli_run_only_jobs_json_and_plan(conn, database, tmp_path: Path):
 
     human = run_cli("--config", str(config), "plan", database=database, env={"COLUMNS": "200"})
     assert human.returncode == 0, human.stderr
-    assert "would delete" in human.stdout
-    assert "failed: 1" in human.stdout and "succeeded: 1" in human.stdout
+    text = " ".join(re.sub(r"[│┃]", " ", human.stdout).split())
+    assert "would delete" in text
+    assert "failed: 1, succeeded: 1" in text
+    assert "by queue: default: 1, emails: 1" in text
+    assert f"e.g. #{mail}, #{failed}" in text
 
     dry = run_cli(
         "--config", str(config), "run", "--only", "jobs", "--dry-run", "--json", database=database

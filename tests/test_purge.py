@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import pty
+import re
 import select
 import subprocess
 import sys
@@ -59,6 +60,11 @@ def world(conn):
 
 def purge(database: str, *args: str) -> subprocess.CompletedProcess[str]:
     return run_cli("purge", *args, database=database, env={"COLUMNS": "200"})
+
+
+def flat(text: str) -> str:
+    """A Rich table's text with borders and line wrapping removed."""
+    return " ".join(re.sub(r"[│┃]", " ", text).split())
 
 
 def purge_json(database: str, *args: str) -> dict:
@@ -199,11 +205,15 @@ def test_dry_run_deletes_nothing_and_reports_the_count(conn, database, world):
     summary = purge_json(database, "--queue", "emails*", "--dry-run")
     assert summary["dry_run"] is True
     assert summary["jobs"]["deleted"] == 4
+    oldest = dt.datetime.fromisoformat(summary["jobs"]["oldest"])
+    assert abs(oldest - (dt.datetime.now(dt.UTC) - 10 * DAY)) < dt.timedelta(minutes=5)
     assert summary["jobs"]["by"]["status"] == {"cancelled": 1, "failed": 2, "succeeded": 1}
     assert job_ids(conn) == before
     human = purge(database, "--queue", "emails*", "--dry-run")
     assert human.returncode == 0, human.stderr
     assert "would delete" in human.stdout and "dry run, nothing deleted" in human.stdout
+    assert f"#{world['mail_ok_old']}" in flat(human.stdout)
+    assert "by queue: emails: 3, emails_bulk: 1" in flat(human.stdout)
     assert job_ids(conn) == before
     assert runs(conn) == [("purge", "cli", True, "succeeded")] * 2
     real = purge_json(database, "--queue", "emails*", "--yes")

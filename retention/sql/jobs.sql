@@ -37,7 +37,9 @@ SELECT min(at) FROM procrastinate_events
 -- name: purge_jobs_select --
 -- One batch of an operator's purge, by job id. Only final statuses can ever match. A job finished
 -- before the given time when its latest state change is a final event older than that.
-SELECT j.id, j.id, j.status::text, j.queue_name, j.task_name
+SELECT j.id, j.id, j.status::text, j.queue_name, j.task_name,
+       (SELECT max(e.at) FROM procrastinate_events e
+         WHERE e.job_id = j.id AND e.type IN ('succeeded', 'failed', 'cancelled', 'aborted'))
   FROM procrastinate_jobs j
  WHERE j.id > %(after_id)s
    AND j.status = ANY(%(statuses)s::procrastinate_job_status[])
