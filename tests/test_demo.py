@@ -8,6 +8,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -415,3 +416,18 @@ def test_a_bad_delete_images_value_is_refused(
     assert result.returncode == 2
     assert "DELETE_IMAGES='maybe' is not a yes/no value" in result.stderr
     assert conn.execute("SELECT to_regnamespace('retention_demo')").fetchone() == (None,)
+
+
+README_DEMO_COMMANDS = ("retention demo --delete-images", "retention demo --reset --json")
+
+
+def test_the_readme_demo_commands_run_as_written(database: str, tmp_path: Path) -> None:
+    env = {"RETENTION_HOME": str(tmp_path / "home")}
+    human = run_cli(*shlex.split(README_DEMO_COMMANDS[0])[1:], database=database, env=env)
+    assert human.returncode == 0, human.stderr
+    assert "space reclaimed" in human.stdout
+    assert "original images kept" not in human.stdout
+    reset = run_cli(*shlex.split(README_DEMO_COMMANDS[1])[1:], database=database, env=env)
+    assert reset.returncode == 0, reset.stderr
+    data = json.loads(reset.stdout)
+    assert data["seeded"] is True and data["run"]["jobs"]["deleted"] > 0
