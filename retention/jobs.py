@@ -94,40 +94,80 @@ def shortest_age(policy: settings_mod.JobsPolicy, status: str) -> dt.timedelta |
     return min(finite) if finite else None
 
 
-def prune_target(
-    conn: psycopg.Connection, policy: settings_mod.JobsPolicy, now: dt.datetime
-) -> engine.Target:
-    """One segment per final event type that leads to a status some age applies to."""
-    segments = []
-    latest_cutoff: dt.datetime | None = None
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Walk:
+    """The final events of one type older than `cutoff`, and the statuses their jobs may have."""
+
+    event_type: str
+    statuses: tuple[str, ...]
+    cutoff: dt.datetime
+
+
+def walks(policy: settings_mod.JobsPolicy, now: dt.datetime) -> list[Walk]:
+    """One walk per final event type that leads to a status some age applies to."""
+    found = []
     for event_type, statuses in STATUSES_BY_EVENT.items():
         ages = {status: shortest_age(policy, status) for status in statuses}
         finite = {status: age for status, age in ages.items() if age is not None}
-        if not finite:
-            continue
-        cutoff = now - min(finite.values())
-        latest_cutoff = cutoff if latest_cutoff is None else max(latest_cutoff, cutoff)
-        type_sql = sql.Literal(event_type)
+        if finite:
+            found.append(
+                Walk(
+                    event_type=event_type,
+                    statuses=tuple(finite),
+                    cutoff=now - min(finite.values()),
+                )
+            )
+    return found
+
+
+def prune_target(
+    conn: psycopg.Connection, policy: settings_mod.JobsPolicy, now: dt.datetime
+) -> engine.Target:
+    """One segment per walk that has any event older than its cutoff."""
+    segments = []
+    planned = walks(policy, now)
+    for walk in planned:
+        type_sql = sql.Literal(walk.event_type)
         oldest_row = conn.execute(
-            queries.get("oldest_final_event").format(event_type=type_sql), {"cutoff": cutoff}
+            queries.get("oldest_final_event").format(event_type=type_sql),
+            {"cutoff": walk.cutoff},
         ).fetchone()
         oldest = oldest_row[0] if oldest_row else None
         if oldest is None:
             continue
         segments.append(
             engine.Segment(
-                name=event_type,
-                select=_prune_select(type_sql, policy, tuple(finite)),
-                params=_prune_params(cutoff, now),
+                name=walk.event_type,
+                select=_prune_select(type_sql, policy, walk.statuses),
+                params=_prune_params(walk.cutoff, now),
                 start=(_EPOCH, 0),
                 key_width=2,
                 groups=GROUPS,
-                progress=_time_progress(oldest, cutoff),
+                progress=_time_progress(oldest, walk.cutoff),
             )
         )
+    latest_cutoff = max((walk.cutoff for walk in planned), default=None)
     return engine.Target(
         name="jobs", segments=segments, deleter=JobDeleter(unchanged_since=latest_cutoff)
     )
+
+
+def eligible(
+    conn: psycopg.Connection, policy: settings_mod.JobsPolicy, now: dt.datetime
+) -> dict[str, tuple[int, dt.datetime | None]]:
+    """Per final status: how many jobs a run would delete now, and the oldest finish among them.
+    The prune walk's conditions, counted in one statement per walk."""
+    found: dict[str, tuple[int, dt.datetime | None]] = {}
+    for walk in walks(policy, now):
+        query = queries.get("eligible_jobs").format(
+            event_type=sql.Literal(walk.event_type),
+            statuses=sql.SQL(", ").join(sql.Literal(status) for status in walk.statuses),
+            age=_status_age(policy, walk.statuses),
+        )
+        for status, count, oldest in conn.execute(query, {"cutoff": walk.cutoff, "now": now}):
+            before, first = found.get(status, (0, None))
+            found[status] = (before + count, min(o for o in (first, oldest) if o is not None))
+    return found
 
 
 def _status_age(policy: settings_mod.JobsPolicy, statuses: tuple[str, ...]) -> sql.Composable:

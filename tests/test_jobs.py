@@ -156,6 +156,14 @@ def test_remaining_jobs_match_the_reference_model(conn, database, location, spec
 
     preview = run_jobs(settings, location, dry_run=True)
     assert job_ids(conn) == set(ids)
+    now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+    counted = jobs.eligible(conn, settings.jobs, now)
+    assert {status: count for status, (count, _) in counted.items()} == preview["jobs"]["by"].get(
+        "status", {}
+    )
+    if counted:
+        oldest = min(first for _, first in counted.values() if first is not None)
+        assert oldest.isoformat() == preview["jobs"]["oldest"]
     summary = run_jobs(settings, location)
 
     assert job_ids(conn) == kept

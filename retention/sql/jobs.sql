@@ -30,6 +30,22 @@ SELECT s.at, s.event_id, el.id, el.status, el.queue_name, el.task_name
   LEFT JOIN eligible el ON el.event_id = s.event_id
  ORDER BY s.at, s.event_id;
 
+-- name: eligible_jobs --
+-- What one prune walk would delete now, counted per status: the same conditions, no batches.
+SELECT j.status::text, count(*), min(e.at)
+  FROM procrastinate_events e
+  JOIN procrastinate_jobs j ON j.id = e.job_id
+ WHERE e.type = {event_type}::procrastinate_job_event_type
+   AND e.at < %(cutoff)s
+   AND j.status::text IN ({statuses})
+   AND e.at < %(now)s - {age}
+   AND NOT EXISTS (
+       SELECT 1 FROM procrastinate_events later
+        WHERE later.job_id = e.job_id
+          AND later.type NOT IN ('scheduled', 'abort_requested')
+          AND (later.at, later.id) > (e.at, e.id))
+ GROUP BY 1;
+
 -- name: oldest_final_event --
 SELECT min(at) FROM procrastinate_events
  WHERE type = {event_type}::procrastinate_job_event_type AND at < %(cutoff)s;
