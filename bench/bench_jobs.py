@@ -250,6 +250,18 @@ class Server:
         with self.admin() as conn:
             conn.execute("CHECKPOINT")
 
+    def wal_position(self) -> str:
+        with self.admin() as conn:
+            return conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]  # type: ignore[index]
+
+    def wal_bytes_since(self, position: str) -> int:
+        """WAL written by the whole server since `position` (other databases' writes included)."""
+        with self.admin() as conn:
+            row = conn.execute(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)::bigint", (position,)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
     def active_seconds(self, name: str) -> float:
         """pg_stat_database.active_time of `name`, once its sessions have ended and flushed."""
         with self.admin() as conn:
@@ -440,10 +452,12 @@ def measure(
     before_counts = counts(dsn)
     before = server.active_seconds(name) if quiet else 0.0
     server.checkpoint()
+    wal_before = server.wal_position()
     with LockSampler(server, name) as sampler:
         started = time.monotonic()
         extra = call(dsn)
         wall = time.monotonic() - started
+    wal = server.wal_bytes_since(wal_before)
     after = server.active_seconds(name) if quiet else float("nan")
     after_counts = counts(dsn)
     measured = Measure(
@@ -455,13 +469,13 @@ def measure(
         deleted_jobs=before_counts[0] - after_counts[0],
         longest_wait=sampler.longest(),
         waits=len(sampler.done),
-        extra={**extra, "counts_after": after_counts},
+        extra={**extra, "wal_mb": round(wal / 2**20, 1), "counts_after": after_counts},
     )
     print(
         f"  {contender:8} {label:28} wall {wall:7.2f} s  db {measured.db_seconds:7.3f} s  "
         f"longest tx {measured.longest_transaction:6.3f} s  deleted {measured.deleted_jobs:8}  "
         f"waits {measured.waits} longest "
-        f"{measured.longest_wait.seconds if measured.longest_wait else 0:.2f} s  {extra}",
+        f"{measured.longest_wait.seconds if measured.longest_wait else 0:.2f} s  {measured.extra}",
         flush=True,
     )
     return measured
