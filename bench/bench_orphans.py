@@ -1,6 +1,7 @@
 """Orphan sweep benchmark: wall time and peak memory of `retention sweep-orphans` over a storage
 root of `--files` files and a table of as many referencing rows, against the floor: listing the
-files (`find ROOT -type f | wc -l`) plus one SQL count of the referencing rows.
+files (`find ROOT -type f | wc -l`; also `-mmin +60`, which stats every file as the sweep
+must, to apply the grace period) plus one SQL count of the referencing rows.
 
     python bench/bench_orphans.py --files 1000000 --workdir /var/tmp/bench-orphans
 
@@ -146,6 +147,7 @@ def main() -> None:
         }
         subprocess.run(["sync"], check=True)
         floor_find = timed(f"find {root} -type f | wc -l", env, shell=True)
+        floor_find_old = timed(f"find {root} -type f -mmin +60 | wc -l", env, shell=True)
         floor_sql = timed(
             ["psql", dsn, "-Atc", "SELECT count(*) FROM attachments WHERE path IS NOT NULL"], env
         )
@@ -168,13 +170,14 @@ def main() -> None:
             "rows": args.files,
             "orphans": orphans,
             "floor_find": floor_find,
+            "floor_find_old": floor_find_old,
             "floor_sql": floor_sql,
             "dry_run": dry,
             "delete": real,
             "second": again,
             "phases": phases,
         }
-        for run in (floor_find, floor_sql, dry, real, again):
+        for run in (floor_find, floor_find_old, floor_sql, dry, real, again):
             run.pop("stdout")
         print(json.dumps(result, indent=2))
     finally:

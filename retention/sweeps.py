@@ -12,7 +12,6 @@ reports.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import logging
 import os
@@ -20,7 +19,7 @@ import stat
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
@@ -55,8 +54,7 @@ def check_sweep_root(root: Path) -> Path:
     return real
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Found:
+class Found(NamedTuple):
     """An entry met by the walk; `rel` is the path relative to the root, as bytes."""
 
     parent: bytes
