@@ -9,11 +9,14 @@ root is marked refused and never touched.
 
 from __future__ import annotations
 
+import concurrent.futures
+import errno
 import logging
 import os
+import resource
 import stat
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 2000
 PROBLEM_SAMPLES = 5
+OPEN_DIRECTORIES = min(1024, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 4)
+CHECKED_DIRECTORIES = 100_000
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -54,37 +59,60 @@ def enqueue(
 
 
 class _Directories:
-    """Open directories of one batch: each parent is checked against its root once (through
-    paths.resolve_inside) and the files in it are removed relative to that open directory, so a
-    directory swapped for a symlink after the check cannot redirect an unlink."""
+    """The parent directories of one drain. Each (root, stored directory) is checked against its
+    root once, through paths.resolve_inside, and remembered with the identity (device, inode) of
+    the real directory. Files are removed relative to an open descriptor of that directory whose
+    identity matches, so a directory swapped for a symlink after the check cannot redirect an
+    unlink. At most OPEN_DIRECTORIES descriptors stay open (least recently used closed first)."""
 
     def __init__(self) -> None:
-        self._open: dict[tuple[str, str], int | BaseException] = {}
+        self._checked: dict[tuple[str, str], tuple[str, int, int] | BaseException] = {}
+        self._open: OrderedDict[str, int] = OrderedDict()
 
-    def locate(self, root: str, stored: str) -> tuple[int, str]:
-        name = os.path.basename(stored)
-        if name in ("", ".", "..") or "\x00" in stored:
-            raise paths.UnsafePath(f"{stored!r} is not a file path")
-        key = (root, os.path.dirname(stored))
-        if key not in self._open:
-            self._open[key] = self._open_parent(root, stored)
-        handle = self._open[key]
-        if isinstance(handle, BaseException):
-            raise handle
-        return handle, name
+    def locate(self, root: str, stored: str, directory: str) -> int:
+        """An open descriptor of the real directory of `stored` (whose directory part is
+        `directory`), checked inside `root`; raises UnsafePath or OSError."""
+        key = (root, directory)
+        checked = self._checked.get(key)
+        if checked is None:
+            if len(self._checked) >= CHECKED_DIRECTORIES:
+                self._checked.clear()
+            checked = self._checked[key] = self._check(root, stored)
+        if isinstance(checked, BaseException):
+            raise checked.with_traceback(None)
+        real, device, inode = checked
+        handle = self._open.get(real)
+        if handle is not None:
+            self._open.move_to_end(real)
+            return handle
+        handle = self._remember(real)
+        info = os.fstat(handle)
+        if (info.st_dev, info.st_ino) != (device, inode):
+            del self._checked[key]
+            raise OSError(errno.EAGAIN, f"the directory of {stored!r} changed during the drain")
+        return handle
 
-    @staticmethod
-    def _open_parent(root: str, stored: str) -> int | BaseException:
+    def _check(self, root: str, stored: str) -> tuple[str, int, int] | BaseException:
         try:
-            resolved = paths.resolve_inside(Path(root), stored)
-            return os.open(resolved.parent, _DIR_FLAGS)
+            real = str(paths.resolve_inside(Path(root), stored).parent)
+            handle = self._open.get(real)
+            if handle is None:
+                handle = self._remember(real)
+            info = os.fstat(handle)
+            return real, info.st_dev, info.st_ino
         except (paths.UnsafePath, OSError) as exc:
             return exc
 
+    def _remember(self, real: str) -> int:
+        if len(self._open) >= OPEN_DIRECTORIES:
+            _, oldest = self._open.popitem(last=False)
+            os.close(oldest)
+        handle = self._open[real] = os.open(real, _DIR_FLAGS)
+        return handle
+
     def close(self) -> None:
         for handle in self._open.values():
-            if isinstance(handle, int):
-                os.close(handle)
+            os.close(handle)
         self._open.clear()
 
 
@@ -94,47 +122,54 @@ def _describe(exc: BaseException) -> str:
     return str(exc)
 
 
-def _settle(
-    rows: list[tuple[int, str, str]], dry_run: bool
-) -> tuple[Counter[str], list[int], list[tuple[int, str]], list[tuple[int, str]]]:
-    """Unlink (or, in a dry run, look at) the files of one batch."""
-    counts: Counter[str] = Counter()
+Settled = tuple[Counter[str], list[int], list[tuple[int, str]], list[tuple[int, str]]]
+
+
+def _settle(rows: list[tuple[int, str, str]], dry_run: bool, directories: _Directories) -> Settled:
+    """Unlink (or, in a dry run, look at) the files of one batch, directory by directory."""
+    deleted = missing = size = 0
     done: list[int] = []
     failed: list[tuple[int, str]] = []
     refused: list[tuple[int, str]] = []
-    directories = _Directories()
-    try:
-        for entry_id, root, stored in rows:
+    groups: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
+    for entry_id, root, stored in rows:
+        directory, _, name = stored.rpartition("/")
+        if name in ("", ".", "..") or "\x00" in stored:
+            refused.append((entry_id, f"{stored!r} is not a file path"))
+            continue
+        groups.setdefault((root, directory), []).append((entry_id, stored, name))
+    lstat, unlink, is_dir = os.lstat, os.unlink, stat.S_ISDIR
+    for (root, directory), members in groups.items():
+        try:
+            parent = directories.locate(root, members[0][1], directory)
+        except paths.UnsafePath as exc:
+            refused.extend((entry_id, str(exc)) for entry_id, _, _ in members)
+            continue
+        except FileNotFoundError:
+            missing += len(members)
+            done.extend(entry_id for entry_id, _, _ in members)
+            continue
+        except OSError as exc:
+            failed.extend((entry_id, _describe(exc)) for entry_id, _, _ in members)
+            continue
+        for entry_id, _, name in members:
             try:
-                parent, name = directories.locate(root, stored)
-            except paths.UnsafePath as exc:
-                refused.append((entry_id, str(exc)))
-                continue
-            except FileNotFoundError:
-                counts["missing"] += 1
-                done.append(entry_id)
-                continue
-            except OSError as exc:
-                failed.append((entry_id, _describe(exc)))
-                continue
-            try:
-                info = os.lstat(name, dir_fd=parent)
-                if stat.S_ISDIR(info.st_mode):
-                    raise IsADirectoryError(21, "is a directory, not a file")
+                info = lstat(name, dir_fd=parent)
+                if is_dir(info.st_mode):
+                    raise IsADirectoryError(errno.EISDIR, "is a directory, not a file")
                 if not dry_run:
-                    os.unlink(name, dir_fd=parent)
+                    unlink(name, dir_fd=parent)
             except FileNotFoundError:
-                counts["missing"] += 1
+                missing += 1
                 done.append(entry_id)
                 continue
             except OSError as exc:
                 failed.append((entry_id, _describe(exc)))
                 continue
-            counts["deleted"] += 1
-            counts["bytes"] += info.st_size
+            deleted += 1
+            size += info.st_size
             done.append(entry_id)
-    finally:
-        directories.close()
+    counts = Counter(deleted=deleted, bytes=size, missing=missing)
     return counts, done, failed, refused
 
 
@@ -147,49 +182,27 @@ def drain(
     should_abort: Callable[[], bool] | None = None,
     batch_size: int = BATCH_SIZE,
 ) -> dict[str, Any]:
-    """Unlink the files of pending outbox entries, oldest first, one batch per transaction.
-    `conn` must be in autocommit mode. In a dry run nothing is unlinked nor updated: the counts
-    say what would happen now. Entries that fail stay for the next run (not retried here)."""
+    """Unlink the files of pending outbox entries, oldest first, batch by batch. `conn` must be
+    in autocommit mode. An entry is removed only after its file is gone, so a drain killed at
+    any point loses nothing (a file already gone counts as missing, i.e. done). While one batch
+    is unlinked (in a worker thread), the previous one is recorded and the next one read.
+    One drain at a time (an advisory lock): another drain finding it held steps aside. In a dry
+    run nothing is unlinked nor recorded. Failed entries stay for the next run."""
     totals: Counter[str] = Counter()
     stopped: str | None = None
-    after = 0
-    query = queries.text("outbox_preview" if dry_run else "outbox_batch")
-    while True:
-        if should_abort is not None and should_abort():
-            stopped = "aborted"
-            break
-        if time.monotonic() >= deadline:
-            stopped = "time budget spent"
-            break
-        with conn.transaction(), conn.cursor() as cur:
-            if dry_run:
-                cur.execute("SET TRANSACTION READ ONLY")
-            rows = cur.execute(query, {"after": after, "limit": batch_size}).fetchall()
-            if not rows:
-                break
-            after = rows[-1][0]
-            counts, done, failed, refused = _settle(rows, dry_run)
+    if not dry_run and not _lock(conn):
+        stopped = "another drain is in progress"
+    else:
+        directories = _Directories()
+        try:
+            with concurrent.futures.ThreadPoolExecutor(1, "outbox-unlink") as pool:
+                stopped = _pipeline(
+                    conn, pool, directories, totals, dry_run, deadline, should_abort, batch_size
+                )
+        finally:
+            directories.close()
             if not dry_run:
-                _record(cur, done, failed, refused)
-        totals.update(counts)
-        totals["failed"] += len(failed)
-        totals["refused"] += len(refused)
-        for entry_id, error in failed:
-            logger.warning(
-                "could not delete outbox file #%s: %s",
-                entry_id,
-                error,
-                extra={"action": "file_failed", "outbox_id": entry_id, "run_id": run_id},
-            )
-        for entry_id, error in refused:
-            logger.warning(
-                "refused outbox file #%s: %s",
-                entry_id,
-                error,
-                extra={"action": "file_refused", "outbox_id": entry_id, "run_id": run_id},
-            )
-        if len(rows) < batch_size:
-            break
+                conn.execute(queries.text("outbox_unlock"))
     left = backlog(conn)
     result = {
         "deleted": totals["deleted"],
@@ -208,20 +221,79 @@ def drain(
     return result
 
 
+def _lock(conn: psycopg.Connection) -> bool:
+    row = conn.execute(queries.text("outbox_try_lock")).fetchone()
+    return bool(row and row[0])
+
+
+def _pipeline(
+    conn: psycopg.Connection,
+    pool: concurrent.futures.Executor,
+    directories: _Directories,
+    totals: Counter[str],
+    dry_run: bool,
+    deadline: float,
+    should_abort: Callable[[], bool] | None,
+    batch_size: int,
+) -> str | None:
+    query = queries.text("outbox_batch")
+
+    def read(after: int) -> list[tuple[int, str, str]]:
+        return conn.execute(query, {"after": after, "limit": batch_size}).fetchall()
+
+    rows = read(0)
+    settled: Settled | None = None
+    stopped: str | None = None
+    while rows:
+        if should_abort is not None and should_abort():
+            stopped = "aborted"
+            break
+        if time.monotonic() >= deadline:
+            stopped = "time budget spent"
+            break
+        work = pool.submit(_settle, rows, dry_run, directories)
+        if settled is not None:
+            _record(conn, settled, totals, dry_run)
+        following = read(rows[-1][0]) if len(rows) == batch_size else []
+        settled = work.result()
+        rows = following
+    if settled is not None:
+        _record(conn, settled, totals, dry_run)
+    return stopped
+
+
 def _record(
-    cur: psycopg.Cursor[Any],
-    done: list[int],
-    failed: list[tuple[int, str]],
-    refused: list[tuple[int, str]],
+    conn: psycopg.Connection, settled: Settled, totals: Counter[str], dry_run: bool
 ) -> None:
-    if done:
-        cur.execute(queries.text("outbox_done"), {"ids": done})
-    for name, entries in (("outbox_failed", failed), ("outbox_refused", refused)):
-        if entries:
-            cur.execute(
-                queries.text(name),
-                {"ids": [e[0] for e in entries], "errors": [e[1] for e in entries]},
-            )
+    counts, done, failed, refused = settled
+    if not dry_run:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(queries.text("outbox_transaction"))
+            if done:
+                cur.execute(queries.text("outbox_done"), {"ids": done})
+            for name, entries in (("outbox_failed", failed), ("outbox_refused", refused)):
+                if entries:
+                    cur.execute(
+                        queries.text(name),
+                        {"ids": [e[0] for e in entries], "errors": [e[1] for e in entries]},
+                    )
+    totals.update(counts)
+    totals["failed"] += len(failed)
+    totals["refused"] += len(refused)
+    for entry_id, error in failed:
+        logger.warning(
+            "could not delete outbox file #%s: %s",
+            entry_id,
+            error,
+            extra={"action": "file_failed", "outbox_id": entry_id},
+        )
+    for entry_id, error in refused:
+        logger.warning(
+            "refused outbox file #%s: %s",
+            entry_id,
+            error,
+            extra={"action": "file_refused", "outbox_id": entry_id},
+        )
 
 
 def backlog(conn: psycopg.Connection) -> dict[str, Any]:

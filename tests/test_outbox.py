@@ -158,7 +158,7 @@ def test_drain_stops_at_deadline_and_resumes(conn, tmp_path):
     assert list(root.iterdir()) == []
 
 
-def test_concurrent_drains_never_take_the_same_file(conn, database, tmp_path):
+def test_concurrent_drains_one_drains_the_others_step_aside(conn, database, tmp_path):
     root = tmp_path / "store"
     names = [f"d{i // 100}/f{i}" for i in range(600)]
     for name in names:

@@ -4,16 +4,21 @@ SELECT i.root, i.path, i.source, %(run_id)s
   FROM unnest(%(roots)s::text[], %(paths)s::text[], %(sources)s::text[]) AS i (root, path, source)
  WHERE i.path IS NOT NULL AND i.path <> '';
 
--- name: outbox_batch --
--- The next pending entries after a given id, locked so that two drains never take the same file.
-SELECT id, root, path
-  FROM retention_file_outbox
- WHERE NOT refused AND id > %(after)s
- ORDER BY id
- LIMIT %(limit)s
-   FOR UPDATE SKIP LOCKED;
+-- name: outbox_transaction --
+-- A drain transaction only forgets entries whose files are already gone: if a crash loses its
+-- commit, the entries come back and their files count as missing. No need to wait for the flush.
+SET LOCAL synchronous_commit = off;
 
--- name: outbox_preview --
+-- name: outbox_try_lock --
+-- One drain at a time: entries are read without row locks (a file's unlink happens outside any
+-- transaction), so two drains would only do the same work twice.
+SELECT pg_try_advisory_lock(hashtext('retention_file_outbox'));
+
+-- name: outbox_unlock --
+SELECT pg_advisory_unlock(hashtext('retention_file_outbox'));
+
+-- name: outbox_batch --
+-- The next pending entries after a given id.
 SELECT id, root, path
   FROM retention_file_outbox
  WHERE NOT refused AND id > %(after)s
