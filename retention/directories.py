@@ -108,7 +108,6 @@ def sweep(
         listing.fill(_candidates(real_root, policy, cutoff, tree, problems))
         listing.index()
         deleter = sweeps.FileDeleter(
-            table=listing.table,
             root=policy.root,
             real_root=real_root,
             source=source(policy.root),

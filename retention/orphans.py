@@ -263,7 +263,6 @@ def sweep_root(
         listing.index()
         clock.append(time.monotonic())
         deleter = sweeps.FileDeleter(
-            table=listing.table,
             root=root,
             real_root=real_root,
             source=source(root),

@@ -94,13 +94,12 @@ def walk(real_root: Path, problems: Counter[str]) -> Iterator[Found]:
 
 
 class Listing:
-    """A TEMP table of files (id, rel, size, mtime) on `conn`, filled by `add` through COPY."""
+    """A TEMP table of files (id, rel, size, mtime) on `conn`, filled by `fill` through COPY."""
 
     def __init__(self, conn: psycopg.Connection, name: str) -> None:
         self.conn = conn
         self.table = sql.Identifier(name)
         self.count = 0
-        self.bytes = 0
         conn.execute(queries.get("sweep_listing_create").format(table=self.table))
 
     def fill(self, rows: Iterable[tuple[bytes, int, float]]) -> None:
@@ -111,7 +110,6 @@ class Listing:
             copy.set_types(["bigint", "bytea", "bigint", "float8"])
             for rel, size, mtime in rows:
                 self.count += 1
-                self.bytes += size
                 copy.write_row((self.count, rel, size, mtime))
 
     def index(self) -> None:
@@ -132,7 +130,6 @@ class FileDeleter:
     def __init__(
         self,
         *,
-        table: sql.Identifier,
         root: Path,
         real_root: Path,
         source: str,
@@ -141,7 +138,6 @@ class FileDeleter:
         sample_size: int = SAMPLE_SIZE,
         recheck: Recheck | None = None,
     ) -> None:
-        self.table = table
         self.root = root
         self.real_root = real_root
         self.source = source
