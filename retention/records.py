@@ -369,7 +369,20 @@ def _rows(
     )
 
 
-def _child_match(child: Child, parent: sql.Composable, where: sql.Composable) -> sql.Composable:
+def _child_match(
+    child: Child, parent: sql.Composable, where: sql.Composable, *, batch: bool
+) -> sql.Composable:
+    """The child rows of the parent rows matching `where`. For a batch on a single-column key:
+    `= ANY(ARRAY(...))`, which the planner serves with the index on the child's column (a
+    semi-join may pick a scan of the whole child table for every batch); for a whole partition:
+    a semi-join, which may hash."""
+    if batch and len(child.columns) == 1:
+        return sql.SQL("t.{} = ANY(ARRAY(SELECT p.{} FROM {} AS p WHERE {}))").format(
+            sql.Identifier(child.columns[0]),
+            sql.Identifier(child.referenced[0]),
+            parent,
+            where,
+        )
     return sql.SQL("({}) IN (SELECT {} FROM {} AS p WHERE {})").format(
         sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in child.columns),
         sql.SQL(", ").join(sql.SQL("p.{}").format(sql.Identifier(c)) for c in child.referenced),
@@ -393,7 +406,9 @@ class RowDeleter:
         theirs = by_key.format(
             sql.Identifier("p"), sql.Identifier(plan.key.name), plan.key.cast, plan.eligible("p")
         )
-        self.children = [(child, _child_match(child, table, theirs)) for child in plan.children]
+        self.children = [
+            (child, _child_match(child, table, theirs, batch=True)) for child in plan.children
+        ]
         self.mine = mine
 
     def delete(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
@@ -521,7 +536,7 @@ def _drop_one(
     if not dry_run:
         cur.execute(queries.get("lock_partition").format(partition=partition.ident))
     for child in plan.children:
-        match = _child_match(child, partition.ident, everything)
+        match = _child_match(child, partition.ident, everything, batch=False)
         name = "rows_preview" if dry_run else "rows_delete"
         count, queued = cur.execute(
             _rows(name, child.relation.ident, child.files, match), params
@@ -559,49 +574,81 @@ def drop_partitions(
     dry_run: bool,
     run_id: int | None,
 ) -> tuple[list[dict[str, Any]], list[str], str | None]:
-    """Drop (or, in a dry run, count) the partitions lying entirely before the cutoff, one
-    transaction each. Returns what went, the errors of those that could not, and why it
-    stopped early (if it did). A partition that cannot go is left to the row-by-row walk."""
+    """Drop (or, in a dry run, count) the partitions lying entirely before the cutoff, oldest
+    first, as many per transaction as fit in the engine's share of max_batch_seconds. When a
+    transaction fails (a lock not granted within lock_timeout, a foreign key), the rest goes
+    one partition per transaction; a partition that still cannot go is left to the row-by-row
+    walk. Returns what went, the errors, and why it stopped early (if it did)."""
+    todo = _droppable(conn, plan, cutoff)
     dropped: list[dict[str, Any]] = []
     problems: list[str] = []
     params = {**plan.params(cutoff), "run_id": run_id}
-    timeout = f"{int(limits.lock_timeout.total_seconds() * 1000)}ms"
-    for partition in _droppable(conn, plan, cutoff):
+    budget = engine.TARGET_SHARE * limits.max_batch_seconds
+    single = False
+    attempts = 0
+    while todo:
         reason = limits.stop_reason()
         if reason:
             return dropped, problems, reason
-        for attempt in range(1, PARTITION_ATTEMPTS + 1):
-            try:
-                with conn.transaction(), conn.cursor() as cur:
-                    if dry_run:
-                        cur.execute("SET TRANSACTION READ ONLY")
-                    cur.execute("SELECT set_config('lock_timeout', %s, true)", (timeout,))
-                    outcome = _drop_one(cur, plan, partition, params, dry_run)
-                dropped.append(outcome)
-                logger.info(
-                    "%s partition %s of %s",
-                    "would drop" if dry_run else "dropped",
-                    partition.display,
-                    plan.name,
-                    extra={"action": "partition_dropped", "table": plan.name, **outcome},
-                )
-                break
-            except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled) as exc:
-                if attempt == PARTITION_ATTEMPTS:
-                    problems.append(f"{partition.display}: {type(exc).__name__}: {exc}")
-                else:
-                    time.sleep(random.uniform(0.02, 0.1) * attempt)
-            except psycopg.Error as exc:
-                problems.append(f"{partition.display}: {type(exc).__name__}: {exc}")
-                logger.warning(
-                    "could not drop partition %s of %s: %s",
-                    partition.display,
-                    plan.name,
-                    exc,
-                    extra={"action": "partition_failed", "table": plan.name},
-                )
-                break
+        try:
+            went = _drop_group(conn, plan, todo, params, limits, 0.0 if single else budget, dry_run)
+        except psycopg.Error as exc:
+            if not single:
+                single = True
+                continue
+            attempts += 1
+            retry = isinstance(exc, pg_errors.LockNotAvailable | pg_errors.QueryCanceled)
+            if retry and attempts < PARTITION_ATTEMPTS:
+                time.sleep(random.uniform(0.02, 0.1) * attempts)
+                continue
+            partition = todo.pop(0)
+            attempts = 0
+            problems.append(f"{partition.display}: {type(exc).__name__}: {exc}")
+            logger.warning(
+                "could not drop partition %s of %s: %s",
+                partition.display,
+                plan.name,
+                exc,
+                extra={"action": "partition_failed", "table": plan.name},
+            )
+            continue
+        attempts = 0
+        del todo[: len(went)]
+        dropped.extend(went)
+        for outcome in went:
+            logger.info(
+                "%s partition %s of %s",
+                "would drop" if dry_run else "dropped",
+                outcome["name"],
+                plan.name,
+                extra={"action": "partition_dropped", "table": plan.name, **outcome},
+            )
     return dropped, problems, None
+
+
+def _drop_group(
+    conn: psycopg.Connection,
+    plan: Plan,
+    todo: list[catalog.Partition],
+    params: dict[str, Any],
+    limits: engine.Limits,
+    budget: float,
+    dry_run: bool,
+) -> list[dict[str, Any]]:
+    """One transaction: partitions from the start of `todo` until `budget` seconds are spent
+    (at least one)."""
+    started = time.monotonic()
+    went: list[dict[str, Any]] = []
+    timeout = f"{int(limits.lock_timeout.total_seconds() * 1000)}ms"
+    with conn.transaction(), conn.cursor() as cur:
+        if dry_run:
+            cur.execute("SET TRANSACTION READ ONLY")
+        cur.execute("SELECT set_config('lock_timeout', %s, true)", (timeout,))
+        for partition in todo:
+            went.append(_drop_one(cur, plan, partition, params, dry_run))
+            if time.monotonic() - started >= budget:
+                break
+    return went
 
 
 def prune(
