@@ -177,10 +177,17 @@ DEFAULT_JOBS = JobsPolicy()
 class FileColumn(Model):
     """A column holding paths of files, relative to `root` (or absolute inside it)."""
 
-    column: Identifier = Field(description="Column holding the file path.")
-    root: Path = Field(description="Storage root the paths live under; nothing outside is deleted.")
+    column: Identifier = Field(
+        description="Text column holding the file path; NULL or empty means no file."
+    )
+    root: Path = Field(
+        description="Storage root the paths live under (relative to it, or absolute inside it); "
+        "a path resolving outside (.., symlinks) is refused, never deleted."
+    )
     delete: bool = Field(
-        True, description="Delete the files with their rows; false keeps them on disk."
+        True,
+        description="Delete the files with their rows (queued in the file outbox in the rows' "
+        "transaction, unlinked after commit); false keeps them on disk.",
     )
 
     @field_validator("root")
@@ -195,8 +202,14 @@ class ChildTable(Model):
     """Rows of another table that reference the policy's rows and go before them."""
 
     table: Identifier = Field(description="Child table, schema-qualified allowed.")
-    column: Identifier = Field(description="Its foreign-key column referencing the parent key.")
-    files: list[FileColumn] = Field(default_factory=list, description="File columns of the child.")
+    column: Identifier = Field(
+        description="Its column in the FOREIGN KEY referencing the policy's table (any one of "
+        "the columns of a composite key). With ON DELETE CASCADE the child rows are left to the "
+        "cascade, their files are still queued first."
+    )
+    files: list[FileColumn] = Field(
+        default_factory=list, description="File columns of the child ([[tables.children.files]])."
+    )
 
 
 class TablePolicy(Model):
@@ -204,23 +217,34 @@ class TablePolicy(Model):
     first, and the files their rows reference after commit (through the outbox)."""
 
     table: Identifier = Field(description="Table name, schema-qualified allowed (app.events).")
-    timestamp: Identifier = Field(description="Timestamp (or date) column that ages the row.")
+    timestamp: Identifier = Field(
+        description="Column that ages the row: timestamptz, timestamp or date. Without an index "
+        "starting with it, every batch scans the table (a warning gives the CREATE INDEX)."
+    )
     age: str | None = Field(
         None,
         description="A duration, or `retention_days` / `log_retention_days` to follow those "
         "knobs; default: retention_days.",
     )
     key: Identifier | None = Field(
-        None, description="Unique key column; default: the table's single-column primary key."
+        None,
+        description="Column identifying a row, unique alone or together with `timestamp` (as in "
+        "a partitioned table's primary key); default: the table's single-column primary key.",
     )
     where: dict[str, Any] = Field(
         default_factory=dict,
-        description="Structured filters: column = value, or column = [values] (any of).",
+        description="Structured filters, all of which must hold: column = value, or column = "
+        "[values] (any of), cast to the column's type. With filters, partitions are never "
+        "dropped whole.",
     )
     children: list[ChildTable] = Field(
-        default_factory=list, description="Child tables deleted first (unless a FK cascades)."
+        default_factory=list,
+        description="Tables referencing this one, handled first ([[tables.children]]); every "
+        "foreign key to the table that neither cascades nor sets NULL must be listed.",
     )
-    files: list[FileColumn] = Field(default_factory=list, description="File columns of the table.")
+    files: list[FileColumn] = Field(
+        default_factory=list, description="File columns of the table ([[tables.files]])."
+    )
     enabled: bool = Field(True, description="Whether `retention run` applies this policy.")
 
     @field_validator("age")
