@@ -726,3 +726,89 @@ def test_the_delete_leaves_a_job_that_changed_state_since_it_was_selected(conn):
         counts = deleter.delete(cur, [changed, unchanged])
     assert counts["deleted"] == 1
     assert job_ids(conn) == {changed}
+
+
+def test_sigkill_mid_run_then_a_rerun_finishes_the_job(conn, database, tmp_path: Path):
+    doomed = set(
+        seed_bulk(
+            conn,
+            [
+                {
+                    "status": FINAL[i % 4],
+                    "queue": "q",
+                    "task": "t",
+                    "finished_ago": dt.timedelta(days=60),
+                }
+                for i in range(3000)
+            ],
+        )
+    )
+    kept = {
+        seed_job(conn, status="succeeded", finished_ago=dt.timedelta(hours=1)),
+        seed_job(conn, status="todo", finished_ago=None),
+        seed_job(conn, status="doing", finished_ago=None),
+    }
+    for job_id in sorted(doomed)[::100]:
+        conn.execute(
+            "INSERT INTO procrastinate_periodic_defers (task_name, defer_timestamp, job_id) "
+            "VALUES ('t', %s, %s)",
+            (job_id, job_id),
+        )
+    config = tmp_path / "retention.toml"
+    config.write_text("batch_size = 10\n")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith("RETENTION_") or k.startswith("PG") or k == "DATABASE_URL")
+    }
+    env["DATABASE_URL"] = database
+    killed = 0
+    for _ in range(3):
+        before = len(job_ids(conn))
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "retention.cli",
+                "--config",
+                str(config),
+                "run",
+                "--only",
+                "jobs",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while len(job_ids(conn)) == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if process.poll() is None:
+            process.kill()
+            killed += 1
+        process.wait(timeout=30)
+        remaining = job_ids(conn)
+        assert kept <= remaining
+        assert remaining - kept <= doomed
+        events = conn.execute(
+            "SELECT count(DISTINCT job_id) FROM procrastinate_events WHERE job_id = ANY(%s)",
+            (list(remaining - kept),),
+        ).fetchone()
+        assert events == (len(remaining - kept),)
+        linked = conn.execute(
+            "SELECT count(*) FROM procrastinate_periodic_defers WHERE job_id IS NOT NULL"
+        ).fetchone()
+        assert linked is not None and linked[0] == len(
+            (remaining - kept) & set(sorted(doomed)[::100])
+        )
+    assert killed >= 1
+
+    done = run_cli("--config", str(config), "run", "--only", "jobs", "--json", database=database)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["complete"] is True
+    assert job_ids(conn) == kept
+    assert conn.execute("SELECT count(*) FROM procrastinate_periodic_defers").fetchone() == (30,)
+    statuses = [row[0] for row in conn.execute("SELECT status FROM retention_runs ORDER BY id")]
+    assert statuses.count("abandoned") == killed
+    assert statuses[-1] == "succeeded"
