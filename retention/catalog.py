@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -93,7 +92,7 @@ class Partition:
 def relation(conn: psycopg.Connection, name: str) -> Relation | None:
     try:
         row = conn.execute(queries.text("catalog_relation"), {"name": name}).fetchone()
-    except psycopg.errors.InvalidName:
+    except (psycopg.errors.InvalidName, psycopg.errors.SyntaxError):
         return None
     if row is None:
         return None
@@ -166,7 +165,3 @@ def _upper_bound(bound: str) -> str | None:
     if not (high.startswith("'") and high.endswith("'")):
         return None
     return high[1:-1].replace("''", "'")
-
-
-def describe(value: Any) -> str:
-    return ", ".join(value) if isinstance(value, tuple | list) else str(value)

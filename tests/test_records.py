@@ -271,6 +271,8 @@ def _toml(*policies: dict[str, Any]) -> str:
 
 BAD_POLICIES = [
     ({"table": "app.nope"}, "does not exist"),
+    ({"table": "a.b.c.d"}, "does not exist"),
+    ({"table": "bad name; drop table app.events"}, "does not exist"),
     ({"timestamp": "created"}, "has no column 'created'"),
     ({"timestamp": "kind"}, "must be timestamptz, timestamp or date"),
     ({"where": {"colour": "red"}}, "has no column 'colour'"),
