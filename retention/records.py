@@ -393,52 +393,58 @@ def _child_match(
 
 class RowDeleter:
     """One batch of a table policy: children first (deleted, or only their files queued when the
-    foreign key cascades), then the rows, every file into the outbox, in the batch's transaction."""
+    foreign key cascades), then the rows, every file into the outbox, in the batch's transaction.
+    The preview runs the same selections, counting."""
 
     def __init__(self, plan: Plan, params: dict[str, Any], run_id: int | None) -> None:
-        self.plan = plan
         self.params = {**params, "run_id": run_id}
-        table = plan.relation.ident
         by_key = sql.SQL("{}.{} = ANY(%(ids)s::{}[]) AND {}")
-        mine = by_key.format(
-            sql.Identifier("t"), sql.Identifier(plan.key.name), plan.key.cast, plan.eligible("t")
+        mine, theirs = (
+            by_key.format(
+                sql.Identifier(alias),
+                sql.Identifier(plan.key.name),
+                plan.key.cast,
+                plan.eligible(alias),
+            )
+            for alias in ("t", "p")
         )
-        theirs = by_key.format(
-            sql.Identifier("p"), sql.Identifier(plan.key.name), plan.key.cast, plan.eligible("p")
+        self.steps: list[tuple[sql.Composable, sql.Composable]] = []
+        for child in plan.children:
+            match = _child_match(child, plan.relation.ident, theirs, batch=True)
+            action = (
+                _rows("rows_collect", child.relation.ident, child.files, match, "FOR UPDATE OF t")
+                if child.cascades
+                else _rows("rows_delete", child.relation.ident, child.files, match)
+            )
+            self.steps.append(
+                (action, _rows("rows_preview", child.relation.ident, child.files, match))
+            )
+        self.steps.append(
+            (
+                _rows("rows_delete", plan.relation.ident, plan.files, mine),
+                _rows("rows_preview", plan.relation.ident, plan.files, mine),
+            )
         )
-        self.children = [
-            (child, _child_match(child, table, theirs, batch=True)) for child in plan.children
-        ]
-        self.mine = mine
+
+    def _run(self, cur: psycopg.Cursor[Any], ids: list[Any], preview: bool) -> dict[str, int]:
+        params = {**self.params, "ids": ids}
+        counts = []
+        for action, count in self.steps:
+            row = cur.execute(count if preview else action, params).fetchone()
+            assert row is not None
+            counts.append(row)
+        *children, (deleted, queued) = counts
+        return {
+            "deleted": deleted,
+            "child_rows": sum(rows for rows, _ in children),
+            "files_queued": queued + sum(files for _, files in children),
+        }
 
     def delete(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
-        params = {**self.params, "ids": ids}
-        child_rows = files = 0
-        for child, match in self.children:
-            if child.cascades:
-                query = _rows(
-                    "rows_collect", child.relation.ident, child.files, match, "FOR UPDATE OF t"
-                )
-            else:
-                query = _rows("rows_delete", child.relation.ident, child.files, match)
-            rows, queued = cur.execute(query, params).fetchone()  # type: ignore[misc]
-            child_rows += rows
-            files += queued
-        query = _rows("rows_delete", self.plan.relation.ident, self.plan.files, self.mine)
-        deleted, queued = cur.execute(query, params).fetchone()  # type: ignore[misc]
-        return {"deleted": deleted, "child_rows": child_rows, "files_queued": files + queued}
+        return self._run(cur, ids, preview=False)
 
     def preview(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
-        params = {**self.params, "ids": ids}
-        child_rows = files = 0
-        for child, match in self.children:
-            query = _rows("rows_preview", child.relation.ident, child.files, match)
-            rows, queued = cur.execute(query, params).fetchone()  # type: ignore[misc]
-            child_rows += rows
-            files += queued
-        query = _rows("rows_preview", self.plan.relation.ident, self.plan.files, self.mine)
-        deleted, queued = cur.execute(query, params).fetchone()  # type: ignore[misc]
-        return {"deleted": deleted, "child_rows": child_rows, "files_queued": files + queued}
+        return self._run(cur, ids, preview=True)
 
 
 def target(
