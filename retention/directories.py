@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from retention import engine, globs, paths, sweeps
+from retention import engine, globs, orphans, paths, sweeps
 from retention import settings as settings_mod
 
 if TYPE_CHECKING:
@@ -150,6 +150,17 @@ def _remove_empty(real_root: Path, emptied: list[bytes], dry_run: bool) -> dict[
     return {"dirs_removed": removed, "dirs_sample": sample}
 
 
+def overlapping_columns(settings: settings_mod.Settings, root: Path) -> list[str]:
+    """File columns of the table policies whose storage root contains, or lies in, `root`."""
+    return sorted(
+        {
+            f"{ref.table}.{ref.column}"
+            for ref in orphans.references(settings)
+            if ref.root.is_relative_to(root) or root.is_relative_to(ref.root)
+        }
+    )
+
+
 def sections(
     conn: psycopg.Connection,
     settings: settings_mod.Settings,
@@ -177,6 +188,16 @@ def sections(
         done[key] = sweep(
             conn, policy, dry_run=dry_run, limits=limits, run_id=run_id, on_progress=report
         )
+        shared = overlapping_columns(settings, policy.root)
+        if shared:
+            done[key]["warnings"] = [
+                f"{policy.root} overlaps the storage root of {', '.join(shared)}: files that rows "
+                "reference are deleted by age too; narrow the root or the include globs"
+            ]
+            logger.warning(
+                done[key]["warnings"][0],
+                extra={"action": "directory_overlaps_table", "root": str(policy.root)},
+            )
         stopped = done[key]["stopped"]
         if stopped:
             break

@@ -175,7 +175,7 @@ def test_failed_deletions_are_queued_in_the_outbox_and_retried(conn, database, l
     assert tree(root) == set()
 
 
-def test_a_periodic_run_includes_directories_and_status_shows_them(database, tmp_path):
+def test_a_full_run_includes_directories(database, tmp_path):
     root = tmp_path / "exports"
     put(root, "old.csv", age=3 * DAY, data=b"c" * 4096)
     write_config(tmp_path / "retention.toml", {"directories": [{"root": str(root), "age": "1d"}]})
@@ -184,3 +184,24 @@ def test_a_periodic_run_includes_directories_and_status_shows_them(database, tmp
     assert "directories" in result.stdout and "4.0 KiB" in result.stdout
     assert tree(root) == set()
     assert Path(root).is_dir()
+
+
+def test_a_directory_that_overlaps_a_table_storage_root_is_flagged(database, location, tmp_path):
+    root = tmp_path / "media"
+    put(root, "cache/old.bin", age=3 * DAY)
+    settings = make_settings(
+        database,
+        tables=[
+            {
+                "table": "attachments",
+                "timestamp": "created_at",
+                "files": [{"column": "path", "root": str(root)}],
+            }
+        ],
+        directories=[{"root": str(root / "cache"), "age": "1d"}],
+    )
+    summary = runner.execute(
+        settings, location, stages=["directories"], dry_run=True, trigger="cli"
+    )
+    warnings = summary["directories"]["roots"][str(root / "cache")]["warnings"]
+    assert "attachments.path" in warnings[0] and "overlaps" in warnings[0]
