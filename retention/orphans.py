@@ -319,6 +319,7 @@ def sweep(
     chosen = check_only(settings, only) if only else roots(settings)
     for root in chosen:
         sweeps.check_sweep_root(root)
+    resolve(conn, references(settings))
     done: dict[str, dict[str, Any]] = {}
     stopped: str | None = None
     for index, root in enumerate(chosen):
