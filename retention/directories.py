@@ -172,6 +172,8 @@ def sections(
 ) -> dict[str, Any]:
     """Every enabled directory policy, in order, until the run's limits stop it."""
     policies = [p for p in settings.directories if p.enabled]
+    for policy in policies:
+        sweeps.check_sweep_root(policy.root)
     done: dict[str, dict[str, Any]] = {}
     stopped: str | None = None
     for index, policy in enumerate(policies):
