@@ -205,3 +205,21 @@ def test_a_directory_that_overlaps_a_table_storage_root_is_flagged(database, loc
     )
     warnings = summary["directories"]["roots"][str(root / "cache")]["warnings"]
     assert "attachments.path" in warnings[0] and "overlaps" in warnings[0]
+
+
+def test_a_missing_second_root_stops_the_stage_before_anything_is_deleted(
+    conn, database, location, tmp_path
+):
+    one = tmp_path / "one"
+    put(one, "old.log", age=3 * DAY)
+    settings = make_settings(
+        database,
+        directories=[
+            {"root": str(one), "age": "1d"},
+            {"root": str(tmp_path / "gone"), "age": "1d"},
+        ],
+    )
+    with pytest.raises(errors.ConfigError, match="does not exist"):
+        runner.execute(settings, location, stages=["directories"], dry_run=False, trigger="cli")
+    assert tree(one) == {"old.log"}
+    assert conn.execute("SELECT status FROM retention_runs").fetchall() == [("failed",)]
