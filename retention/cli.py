@@ -501,6 +501,9 @@ def sweep_orphans_command(
         )
         for path in section["sample"]:
             out.print(f"  {path}", highlight=False, markup=False)
+        more = section["deleted"] - len(section["sample"])
+        if more > 0:
+            out.print(f"  ... and {more} more (--sample N lists more)", highlight=False)
         for problem in section.get("errors", []):
             out.print(f"  failed: {problem}", highlight=False, markup=False)
     if not delete:
