@@ -40,8 +40,11 @@ def check_sweep_root(root: Path) -> Path:
         paths.check_root(real)
     except ValueError as exc:
         raise errors.ConfigError(f"root {str(root)!r} resolves to {str(real)!r}: {exc}") from None
-    home = Path(os.path.realpath(Path.home()))
-    if home.is_relative_to(real):
+    try:
+        home: Path | None = Path(os.path.realpath(Path.home()))
+    except (KeyError, RuntimeError):
+        home = None
+    if home is not None and home.is_relative_to(real):
         raise errors.ConfigError(
             f"root {str(root)!r} holds the home directory {str(home)!r}: give the directory that "
             "holds only the application's files"
