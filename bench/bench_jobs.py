@@ -423,6 +423,70 @@ def ours_settings(dsn: str, batch_size: int | None) -> settings_mod.Settings:
     )
 
 
+ONE_STATEMENT_BATCH = """
+WITH scanned AS (
+    SELECT e.id AS event_id, e.at, e.job_id
+      FROM procrastinate_events e
+     WHERE e.type = %(event_type)s::procrastinate_job_event_type
+       AND e.at < %(cutoff)s
+       AND (e.at, e.id) > (%(after_at)s, %(after_id)s)
+     ORDER BY e.at, e.id
+     LIMIT %(limit)s
+), eligible AS (
+    SELECT j.id
+      FROM scanned s
+      JOIN procrastinate_jobs j ON j.id = s.job_id
+     WHERE j.status::text = %(status)s::text
+       AND NOT EXISTS (
+           SELECT 1 FROM procrastinate_events later
+            WHERE later.job_id = s.job_id
+              AND later.type NOT IN ('scheduled', 'abort_requested')
+              AND (later.at, later.id) > (s.at, s.event_id))
+       FOR UPDATE OF j SKIP LOCKED
+), gone AS (
+    DELETE FROM procrastinate_jobs j USING eligible el WHERE j.id = el.id RETURNING j.id
+), last AS (
+    SELECT at, event_id FROM scanned ORDER BY at DESC, event_id DESC LIMIT 1
+)
+SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM scanned),
+       (SELECT at FROM last), (SELECT event_id FROM last)
+"""
+
+
+def one_statement(dsn: str) -> dict[str, Any]:
+    """A prototype, not the engine: each batch selects, locks and deletes in one statement (the
+    events go through Procrastinate's ON DELETE CASCADE), nothing travels to the client but the
+    keyset position. It lacks what the engine adds: the re-check of jobs changed since the cutoff,
+    per-status/queue/task tallies, the dry run, the time budget and adaptive batch size."""
+    limit = settings_mod.DEFAULT_BATCH_SIZE
+    longest = 0.0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+        cutoff = now - dt.timedelta(days=KEEP_DAYS)
+        for status in settings_mod.FINAL_STATUSES:
+            after: tuple[Any, ...] = (dt.datetime(1, 1, 1, tzinfo=dt.UTC), 0)
+            while True:
+                started = time.monotonic()
+                with conn.transaction():
+                    row = conn.execute(
+                        ONE_STATEMENT_BATCH,
+                        {
+                            "event_type": status,
+                            "status": status,
+                            "cutoff": cutoff,
+                            "after_at": after[0],
+                            "after_id": after[1],
+                            "limit": limit,
+                        },
+                    ).fetchone()
+                longest = max(longest, time.monotonic() - started)
+                assert row is not None
+                if row[1] < limit:
+                    break
+                after = (row[2], row[3])
+    return {"transaction": longest}
+
+
 def ours(dsn: str, batch_size: int | None = None) -> dict[str, Any]:
     location = db.Location(conninfo=dsn, source="DATABASE_URL")
     summary = runner.execute(
@@ -636,6 +700,11 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="Also run ours with these batch_size settings (comma-separated), e.g. 2000,20000.",
     )
+    parser.add_argument(
+        "--one-statement",
+        action="store_true",
+        help="Also run a prototype that selects and deletes each batch in one statement.",
+    )
     args = parser.parse_args(argv)
     server = Server(args.server)
     template = f"{PREFIX}seed"
@@ -657,6 +726,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         for size in args.batch_sizes:
             calls[f"ours_bs{size}"] = functools.partial(ours, batch_size=size)
+        if args.one_statement:
+            calls["one_statement"] = one_statement
         remaining: dict[str, tuple[int, ...]] = {}
         for round_ in range(1, args.rounds + 1):
             for contender, call in calls.items():
@@ -739,7 +810,7 @@ def report(results: list[Measure], made: Seed, args: argparse.Namespace) -> None
             f"{c}: prune walls {', '.join(f'{v:.2f}' for v in walls)} s, "
             f"median {statistics.median(walls):.2f} s, best {min(walls):.2f} s"
         )
-        if c.startswith("ours"):
+        if c not in ("builtin", "floor"):
             longest = max(m.longest_transaction for m in pick(c, "prune"))
             line += (
                 f"; / floor {min(walls) / floor_best:.2f}x (target <= 1.3x), "
