@@ -1,10 +1,10 @@
 """The file outbox: files of deleted rows are queued in the rows' transaction, unlinked after.
 
 A crash between the commit of the rows and the unlink leaves the entry queued: the next drain
-unlinks it (a file already gone counts as done). An entry leaves the outbox only in the same
-transaction that finished with its file, so a drain killed at any point loses nothing. A file that
-cannot be deleted keeps its entry (attempts, last error) for later runs; a path that escapes its
-root is marked refused and never touched.
+unlinks it. An entry is removed only after its file is gone (a file already gone counts as
+missing, which is done too), so a drain killed at any point loses nothing. A file that cannot be
+deleted keeps its entry (attempts, last error) for later runs; a path that escapes its root is
+marked refused and never touched.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ BATCH_SIZE = 2000
 PROBLEM_SAMPLES = 5
 OPEN_DIRECTORIES = min(1024, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 4)
 CHECKED_DIRECTORIES = 100_000
+UNLINK_THREADS = 2
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -125,9 +126,15 @@ def _describe(exc: BaseException) -> str:
 Settled = tuple[Counter[str], list[int], list[tuple[int, str]], list[tuple[int, str]]]
 
 
-def _settle(rows: list[tuple[int, str, str]], dry_run: bool, directories: _Directories) -> Settled:
-    """Unlink (or, in a dry run, look at) the files of one batch, directory by directory."""
-    deleted = missing = size = 0
+def _settle(
+    rows: list[tuple[int, str, str]],
+    dry_run: bool,
+    directories: _Directories,
+    unlinkers: concurrent.futures.Executor,
+) -> Settled:
+    """Unlink (or, in a dry run, look at) the files of one batch, directory by directory: the
+    directories are checked first, then their files go, UNLINK_THREADS directories at a time."""
+    counts: Counter[str] = Counter()
     done: list[int] = []
     failed: list[tuple[int, str]] = []
     refused: list[tuple[int, str]] = []
@@ -138,7 +145,8 @@ def _settle(rows: list[tuple[int, str, str]], dry_run: bool, directories: _Direc
             refused.append((entry_id, f"{stored!r} is not a file path"))
             continue
         groups.setdefault((root, directory), []).append((entry_id, stored, name))
-    lstat, unlink, is_dir = os.lstat, os.unlink, stat.S_ISDIR
+    together = len(groups) <= OPEN_DIRECTORIES
+    work: list[tuple[int, list[tuple[int, str, str]]]] = []
     for (root, directory), members in groups.items():
         try:
             parent = directories.locate(root, members[0][1], directory)
@@ -146,31 +154,56 @@ def _settle(rows: list[tuple[int, str, str]], dry_run: bool, directories: _Direc
             refused.extend((entry_id, str(exc)) for entry_id, _, _ in members)
             continue
         except FileNotFoundError:
-            missing += len(members)
+            counts["missing"] += len(members)
             done.extend(entry_id for entry_id, _, _ in members)
             continue
         except OSError as exc:
             failed.extend((entry_id, _describe(exc)) for entry_id, _, _ in members)
             continue
-        for entry_id, _, name in members:
-            try:
-                info = lstat(name, dir_fd=parent)
-                if is_dir(info.st_mode):
-                    raise IsADirectoryError(errno.EISDIR, "is a directory, not a file")
-                if not dry_run:
-                    unlink(name, dir_fd=parent)
-            except FileNotFoundError:
-                missing += 1
-                done.append(entry_id)
-                continue
-            except OSError as exc:
-                failed.append((entry_id, _describe(exc)))
-                continue
-            deleted += 1
-            size += info.st_size
-            done.append(entry_id)
-    counts = Counter(deleted=deleted, bytes=size, missing=missing)
+        if together:
+            work.append((parent, members))
+        else:
+            _collect(_unlink(parent, members, dry_run), counts, done, failed)
+    # descriptors stay open while their files go: a batch holds at most OPEN_DIRECTORIES of them
+    for outcome in unlinkers.map(lambda item: _unlink(*item, dry_run), work):
+        _collect(outcome, counts, done, failed)
     return counts, done, failed, refused
+
+
+Unlinked = tuple[Counter[str], list[int], list[tuple[int, str]]]
+
+
+def _unlink(parent: int, members: list[tuple[int, str, str]], dry_run: bool) -> Unlinked:
+    deleted = missing = size = 0
+    done: list[int] = []
+    failed: list[tuple[int, str]] = []
+    lstat, unlink, is_dir = os.lstat, os.unlink, stat.S_ISDIR
+    for entry_id, _, name in members:
+        try:
+            info = lstat(name, dir_fd=parent)
+            if is_dir(info.st_mode):
+                raise IsADirectoryError(errno.EISDIR, "is a directory, not a file")
+            if not dry_run:
+                unlink(name, dir_fd=parent)
+        except FileNotFoundError:
+            missing += 1
+            done.append(entry_id)
+            continue
+        except OSError as exc:
+            failed.append((entry_id, _describe(exc)))
+            continue
+        deleted += 1
+        size += info.st_size
+        done.append(entry_id)
+    return Counter(deleted=deleted, bytes=size, missing=missing), done, failed
+
+
+def _collect(
+    outcome: Unlinked, counts: Counter[str], done: list[int], failed: list[tuple[int, str]]
+) -> None:
+    counts.update(outcome[0])
+    done.extend(outcome[1])
+    failed.extend(outcome[2])
 
 
 def drain(
@@ -195,9 +228,20 @@ def drain(
     else:
         directories = _Directories()
         try:
-            with concurrent.futures.ThreadPoolExecutor(1, "outbox-unlink") as pool:
+            with (
+                concurrent.futures.ThreadPoolExecutor(1, "outbox-batch") as pool,
+                concurrent.futures.ThreadPoolExecutor(UNLINK_THREADS, "outbox-unlink") as unlinkers,
+            ):
                 stopped = _pipeline(
-                    conn, pool, directories, totals, dry_run, deadline, should_abort, batch_size
+                    conn,
+                    pool,
+                    unlinkers,
+                    directories,
+                    totals,
+                    dry_run,
+                    deadline,
+                    should_abort,
+                    batch_size,
                 )
         finally:
             directories.close()
@@ -229,6 +273,7 @@ def _lock(conn: psycopg.Connection) -> bool:
 def _pipeline(
     conn: psycopg.Connection,
     pool: concurrent.futures.Executor,
+    unlinkers: concurrent.futures.Executor,
     directories: _Directories,
     totals: Counter[str],
     dry_run: bool,
@@ -251,7 +296,7 @@ def _pipeline(
         if time.monotonic() >= deadline:
             stopped = "time budget spent"
             break
-        work = pool.submit(_settle, rows, dry_run, directories)
+        work = pool.submit(_settle, rows, dry_run, directories, unlinkers)
         if settled is not None:
             _record(conn, settled, totals, dry_run)
         following = read(rows[-1][0]) if len(rows) == batch_size else []
