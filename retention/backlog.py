@@ -28,19 +28,14 @@ def _entry(count: int, oldest: Any, now: dt.datetime) -> dict[str, Any]:
 def job_backlog(
     conn: psycopg.Connection, policy: settings_mod.JobsPolicy, now: dt.datetime
 ) -> dict[str, dict[str, Any]]:
-    """Per final status that some age applies to: jobs a run would delete now."""
-    out: dict[str, dict[str, Any]] = {}
-    for status in settings_mod.FINAL_STATUSES:
-        shortest = jobs.shortest_age(policy, status)
-        if shortest is None:
-            continue
-        query = queries.get("backlog_jobs").format(
-            status=sql.Literal(status), age=jobs.age_expression(policy, status)
-        )
-        row = conn.execute(query, {"cutoff": now - shortest, "now": now}).fetchone()
-        assert row is not None
-        out[status] = _entry(row[0], row[1], now)
-    return out
+    """Per final status that some age applies to: jobs a run would delete now (the prune
+    walk's conditions, counted)."""
+    found = jobs.eligible(conn, policy, now)
+    return {
+        status: _entry(*found.get(status, (0, None)), now)
+        for status in settings_mod.FINAL_STATUSES
+        if jobs.shortest_age(policy, status) is not None
+    }
 
 
 def table_backlog(

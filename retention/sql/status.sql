@@ -1,17 +1,3 @@
--- name: backlog_jobs --
--- Jobs of one final status that a run would delete now, and the oldest finish among them: the
--- prune walk's condition, counted. Walks retention_events_final_at_idx from its start.
-SELECT count(*), min(e.at)
-  FROM procrastinate_events e
-  JOIN procrastinate_jobs j ON j.id = e.job_id
- WHERE e.type = {status}::procrastinate_job_event_type
-   AND e.at < %(cutoff)s
-   AND j.status = {status}::procrastinate_job_status
-   AND e.at < %(now)s - {age}
-   AND NOT EXISTS (
-       SELECT 1 FROM procrastinate_events later
-        WHERE later.job_id = e.job_id AND (later.at, later.id) > (e.at, e.id));
-
 -- name: backlog_table --
 -- Rows of one table policy that a run would delete now, and the oldest of them.
 SELECT count(*), min(t.{timestamp}) FROM {relation} t WHERE {eligible};
