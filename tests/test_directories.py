@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -75,8 +76,6 @@ def test_remove_empty_dirs_removes_what_the_sweep_emptied_never_the_root(
     old_empty = root / "old-empty"
     old_empty.mkdir()
     when = time.time() - 3 * DAY
-    import os
-
     os.utime(old_empty, (when, when))
     policy = {"root": str(root), "age": "1d", "remove_empty_dirs": True}
 
