@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -60,7 +62,8 @@ def test_every_readme_command_is_exercised_by_a_test(command):
 
 
 def test_readme_retention_commands_run(conn, database, tmp_path):
-    """Every `retention ...` command of the README, in order, on a database with old jobs."""
+    """Every `retention ...` command of the README, in order, on a database with old jobs, an
+    application table whose rows reference files, and an orphaned file."""
     for job_id, queue, status in (
         (42, "default", "failed"),
         (43, "default", "failed"),
@@ -76,6 +79,26 @@ def test_readme_retention_commands_run(conn, database, tmp_path):
             "VALUES (%s, %s, now() - interval '10 days')",
             (job_id, status),
         )
+    thumbs = tmp_path / "thumbs"
+    thumbs.mkdir()
+    conn.execute(
+        "CREATE TABLE events (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL, "
+        "thumbnail_path text)"
+    )
+    conn.execute("CREATE INDEX ON events (created_at)")
+    for name, age in (("old.png", "40 days"), ("new.png", "1 day")):
+        (thumbs / name).write_bytes(b"x" * 100)
+        conn.execute(
+            "INSERT INTO events (created_at, thumbnail_path) VALUES (now() - %s::interval, %s)",
+            (age, name),
+        )
+    orphan = thumbs / "orphan.png"
+    orphan.write_bytes(b"y" * 10)
+    os.utime(orphan, (time.time() - 7200, time.time() - 7200))
+    (tmp_path / "retention.toml").write_text(
+        '[[tables]]\ntable = "events"\ntimestamp = "created_at"\n'
+        f'files = [{{column = "thumbnail_path", root = "{thumbs}"}}]\n'
+    )
     seen = []
     for command in readme_commands():
         if not command.startswith("retention ") or command.split()[1] in README_ELSEWHERE:
@@ -83,10 +106,12 @@ def test_readme_retention_commands_run(conn, database, tmp_path):
         result = run_cli(*shlex.split(command)[1:], database=database, cwd=tmp_path)
         assert result.returncode == 0, f"{command}: {result.stderr}"
         seen.append(command)
-    assert "retention run --only jobs" in seen and "retention status" in seen
+    assert "retention run --only jobs" in seen and "retention sweep-orphans --delete --yes" in seen
     remaining = {row[0] for row in conn.execute("SELECT id FROM procrastinate_jobs")}
     assert not remaining & {42, 43}, "purge --job-id 42 --job-id 43 --yes deleted them"
     assert 44 in remaining, "the README's --dry-run purge deleted nothing"
+    assert sorted(p.name for p in thumbs.iterdir()) == ["new.png"]
+    assert "retention_last_run_deleted_rows" in (tmp_path / "retention.prom").read_text()
 
 
 def _cli_commands() -> set[str]:
