@@ -2,14 +2,17 @@
 exactly the same rows, triggers included) and `retention` (the engine, default batch settings),
 side by side on copies of one seeded database.
 
-    python bench/bench_jobs.py --jobs 1000000
+    python bench/bench_jobs.py --jobs 1000000 --rounds 3 --batch-sizes 2000,20000
+    python bench/bench_jobs.py --jobs 1000000 --rounds 3 --one-statement --no-load
+    python bench/bench_jobs.py --jobs 20000 --rounds 1        # smoke run, under a minute
 
 The seed: `--jobs` jobs (~3 events each: deferred, started, final; cancelled jobs have no
 `started`, aborted ones an `abort_requested`) whose final events are spread over `--days` days;
 ~2% of the jobs are still `todo` (deferred at any time in those days), 2% are periodic (they have
-a `procrastinate_periodic_defers` row). Job ids follow finish times, and every job older than 30
-days is final: the eligible jobs are exactly the ids <= N, so the floor is
-`DELETE FROM procrastinate_jobs WHERE id <= N`. The seed database is built once (generate_series,
+a `procrastinate_periodic_defers` row). Final jobs' ids follow their finish times and the todo
+jobs come last: the jobs finished more than 30 days ago are exactly the ids <= N, so the floor is
+`DELETE FROM procrastinate_jobs WHERE id <= N`; every contender must delete exactly N jobs and
+leave the same rows. The seed database is built once (generate_series,
 Procrastinate's triggers disabled during the load, then VACUUM ANALYZE) and every contender runs
 on its own `CREATE DATABASE ... TEMPLATE` copy, after a CHECKPOINT. Contenders are interleaved
 and run `--rounds` times; the best wall time of each is compared.
@@ -19,14 +22,20 @@ the contender's database (time its sessions spent executing statements, flushed 
 the longest transaction (the builtin and the floor are one statement; ours: the engine's
 `longest_batch_seconds`); lock waits = every 50 ms, the ungranted locks (pg_locks) of sessions of
 that database; one wait is a (pid, lock) pair seen in consecutive samples, its length is the time
-between its first and last sample plus one interval (an upper bound). Then, on the same database,
-a second run with nothing left to delete, and for ours also one after a VACUUM (the state of the
-next scheduled run once autovacuum has passed; autovacuum is off on the benchmark server).
+between its first and last sample plus one interval (an upper bound); the WAL written meanwhile
+(by the whole server). Then, on the same database, a second run with nothing left to delete, and
+for ours a third one and one after a VACUUM (the state of the next scheduled run once autovacuum
+has passed; autovacuum is off on the benchmark server).
+
+`--batch-sizes` adds runs of ours with other `batch_size` settings; `--one-statement` adds a
+prototype that selects, locks and deletes each batch in one statement (see `one_statement`), to
+measure what the engine's two-statement batches cost.
 
 Under load, on fresh copies: a worker running jobs during the prune and a second worker, whose id
 is on 10% of the finished jobs (all ages), stopped with SIGTERM during it: its shutdown deletes
 its `procrastinate_workers` row, which sets `worker_id` to NULL on all those jobs (ON DELETE SET
-NULL). Both are real `procrastinate` workers in subprocesses. Run for ours and for the builtin.
+NULL). Both are real `procrastinate` workers in subprocesses. Run for ours and for the builtin
+(`--no-load` skips it).
 
 Databases are named `bench_jobs_*` and dropped at the end (also after a failure).
 """
