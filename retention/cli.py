@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import logging
 import sys
@@ -227,18 +226,13 @@ def purge_command(
     json_output: JsonOption = False,
 ) -> None:
     """Delete chosen finished jobs now. Filters intersect; todo and doing jobs are refused."""
-    when = None
-    if finished_before:
-        try:
-            when = durations.parse_when(finished_before, dt.datetime.now(dt.UTC))
-        except ValueError as exc:
-            raise errors.ConfigError(f"--finished-before: {exc}") from None
-    filters = jobs.PurgeFilters(
-        job_ids=tuple(job_id or ()),
+    filters = jobs.PurgeFilters.parse(
+        job_ids=job_id,
         queue=queue,
         task=task,
-        statuses=tuple(status or ()),
-        finished_before=when,
+        statuses=status,
+        finished_before=finished_before,
+        finished_before_name="--finished-before",
     )
     if filters.empty:
         raise errors.ConfigError(

@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from retention import engine, errors, globs, queries
+from retention import durations, engine, errors, globs, queries
 from retention import settings as settings_mod
 
 FINAL = settings_mod.FINAL_STATUSES
@@ -225,6 +225,32 @@ class PurgeFilters:
     task: str | None = None
     statuses: tuple[str, ...] = ()
     finished_before: dt.datetime | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        job_ids: list[int] | None,
+        queue: str | None,
+        task: str | None,
+        statuses: list[str] | None,
+        finished_before: str | None,
+        finished_before_name: str = "finished_before",
+    ) -> PurgeFilters:
+        """Filters as a person gives them: `finished_before` a timestamp or a duration ago."""
+        when = None
+        if finished_before:
+            try:
+                when = durations.parse_when(finished_before, dt.datetime.now(dt.UTC))
+            except ValueError as exc:
+                raise errors.ConfigError(f"{finished_before_name}: {exc}") from None
+        return cls(
+            job_ids=tuple(job_ids or ()),
+            queue=queue,
+            task=task,
+            statuses=tuple(statuses or ()),
+            finished_before=when,
+        )
 
     @property
     def empty(self) -> bool:

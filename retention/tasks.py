@@ -12,14 +12,13 @@ its ledger row and the job both say 'aborted'.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import procrastinate
 from procrastinate import exceptions, job_context
 from procrastinate import tasks as procrastinate_tasks
 
-from retention import db, durations, errors, jobs, runner
+from retention import db, jobs, runner
 from retention import settings as settings_mod
 
 NAMESPACE = "retention"
@@ -124,18 +123,12 @@ def blueprint(settings: settings_mod.Settings | None = None) -> RetentionBluepri
         finished_before: str | None = None,
         dry_run: bool = False,
     ) -> dict[str, Any]:
-        when = None
-        if finished_before:
-            try:
-                when = durations.parse_when(finished_before, dt.datetime.now(dt.UTC))
-            except ValueError as exc:
-                raise errors.ConfigError(f"finished_before: {exc}") from None
-        filters = jobs.PurgeFilters(
-            job_ids=tuple(job_ids or ()),
+        filters = jobs.PurgeFilters.parse(
+            job_ids=job_ids,
             queue=queue,
             task=task,
-            statuses=tuple(statuses or ()),
-            finished_before=when,
+            statuses=statuses,
+            finished_before=finished_before,
         )
         return _finish(
             runner.purge(
