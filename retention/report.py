@@ -98,7 +98,8 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
     line = f"status: {summary.get('status')} in {summary.get('seconds', 0)} s"
     reclaimed = reclaimed_bytes(summary)
     if reclaimed:
-        line += f"; space reclaimed: {human_bytes(reclaimed)}"
+        verb = "would reclaim" if summary.get("dry_run") else "space reclaimed"
+        line += f"; {verb}: {human_bytes(reclaimed)}"
     if summary.get("stopped"):
         line += f"; stopped early ({summary['stopped']}): the next run continues"
     console.print(line, highlight=False)
