@@ -28,11 +28,10 @@ from retention import settings as settings_mod
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 2000
+BATCH_SIZE = 5000
 PROBLEM_SAMPLES = 5
 OPEN_DIRECTORIES = min(1024, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 4)
 CHECKED_DIRECTORIES = 100_000
-UNLINK_THREADS = 2
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -126,14 +125,8 @@ def _describe(exc: BaseException) -> str:
 Settled = tuple[Counter[str], list[int], list[tuple[int, str]], list[tuple[int, str]]]
 
 
-def _settle(
-    rows: list[tuple[int, str, str]],
-    dry_run: bool,
-    directories: _Directories,
-    unlinkers: concurrent.futures.Executor,
-) -> Settled:
-    """Unlink (or, in a dry run, look at) the files of one batch, directory by directory: the
-    directories are checked first, then their files go, UNLINK_THREADS directories at a time."""
+def _settle(rows: list[tuple[int, str, str]], dry_run: bool, directories: _Directories) -> Settled:
+    """Unlink (or, in a dry run, look at) the files of one batch, directory by directory."""
     counts: Counter[str] = Counter()
     done: list[int] = []
     failed: list[tuple[int, str]] = []
@@ -145,8 +138,6 @@ def _settle(
             refused.append((entry_id, f"{stored!r} is not a file path"))
             continue
         groups.setdefault((root, directory), []).append((entry_id, stored, name))
-    together = len(groups) <= OPEN_DIRECTORIES
-    work: list[tuple[int, list[tuple[int, str, str]]]] = []
     for (root, directory), members in groups.items():
         try:
             parent = directories.locate(root, members[0][1], directory)
@@ -160,13 +151,10 @@ def _settle(
         except OSError as exc:
             failed.extend((entry_id, _describe(exc)) for entry_id, _, _ in members)
             continue
-        if together:
-            work.append((parent, members))
-        else:
-            _collect(_unlink(parent, members, dry_run), counts, done, failed)
-    # descriptors stay open while their files go: a batch holds at most OPEN_DIRECTORIES of them
-    for outcome in unlinkers.map(lambda item: _unlink(*item, dry_run), work):
-        _collect(outcome, counts, done, failed)
+        unlinked, gone, stuck = _unlink(parent, members, dry_run)
+        counts.update(unlinked)
+        done.extend(gone)
+        failed.extend(stuck)
     return counts, done, failed, refused
 
 
@@ -198,14 +186,6 @@ def _unlink(parent: int, members: list[tuple[int, str, str]], dry_run: bool) -> 
     return Counter(deleted=deleted, bytes=size, missing=missing), done, failed
 
 
-def _collect(
-    outcome: Unlinked, counts: Counter[str], done: list[int], failed: list[tuple[int, str]]
-) -> None:
-    counts.update(outcome[0])
-    done.extend(outcome[1])
-    failed.extend(outcome[2])
-
-
 def drain(
     conn: psycopg.Connection,
     *,
@@ -228,20 +208,9 @@ def drain(
     else:
         directories = _Directories()
         try:
-            with (
-                concurrent.futures.ThreadPoolExecutor(1, "outbox-batch") as pool,
-                concurrent.futures.ThreadPoolExecutor(UNLINK_THREADS, "outbox-unlink") as unlinkers,
-            ):
+            with concurrent.futures.ThreadPoolExecutor(1, "outbox-unlink") as pool:
                 stopped = _pipeline(
-                    conn,
-                    pool,
-                    unlinkers,
-                    directories,
-                    totals,
-                    dry_run,
-                    deadline,
-                    should_abort,
-                    batch_size,
+                    conn, pool, directories, totals, dry_run, deadline, should_abort, batch_size
                 )
         finally:
             directories.close()
@@ -273,7 +242,6 @@ def _lock(conn: psycopg.Connection) -> bool:
 def _pipeline(
     conn: psycopg.Connection,
     pool: concurrent.futures.Executor,
-    unlinkers: concurrent.futures.Executor,
     directories: _Directories,
     totals: Counter[str],
     dry_run: bool,
@@ -296,7 +264,7 @@ def _pipeline(
         if time.monotonic() >= deadline:
             stopped = "time budget spent"
             break
-        work = pool.submit(_settle, rows, dry_run, directories, unlinkers)
+        work = pool.submit(_settle, rows, dry_run, directories)
         if settled is not None:
             _record(conn, settled, totals, dry_run)
         following = read(rows[-1][0]) if len(rows) == batch_size else []
