@@ -48,7 +48,13 @@ class Segment:
     """One keyset walk. The query returns rows ordered by key: the `key_width` key columns, then
     the id of an eligible row (NULL for a row scanned but kept), then the `groups` columns.
     `oldest_column` is the column whose smallest non-NULL value is the summary's `oldest` (the
-    first key column unless said otherwise; None: no oldest)."""
+    first key column unless said otherwise; None: no oldest).
+
+    `fused`, when given, is what a real run executes instead of the select and the deleter: one
+    statement that selects, locks and deletes the batch, with the select's parameters. It returns
+    the select's rows (the id only of a row it deleted), each followed by the `fused_counts`
+    columns: totals for the whole batch (the same on every row). A dry run still uses the select
+    and the deleter's preview."""
 
     name: str
     select: Callable[[bool], sql.Composable]
@@ -58,6 +64,8 @@ class Segment:
     groups: tuple[str, ...] = ()
     progress: Callable[[tuple[Any, ...]], float] | None = None
     oldest_column: int | None = 0
+    fused: Callable[[], sql.Composable] | None = None
+    fused_counts: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -175,7 +183,9 @@ class _Walk:
         self.limits = limits
         self.result = result
         self.dry_run = dry_run
-        self.query = segment.select(not dry_run)
+        fused = None if dry_run else segment.fused
+        self.fused = fused is not None
+        self.query = fused() if fused is not None else segment.select(not dry_run)
 
     def run(self, size: int, progress: Callable[[float], None]) -> int:
         key = self.segment.start
@@ -233,10 +243,12 @@ class _Walk:
                 )
             )
             rows = cur.execute(self.query, self.segment.params(key, size)).fetchall()
+            counts: dict[str, int] = {}
+            if self.fused:
+                rows, counts = _split_counts(rows, self.segment.fused_counts)
             eligible = [row for row in rows if row[width] is not None]
             ids = [row[width] for row in eligible]
-            counts: dict[str, int] = {}
-            if ids:
+            if ids and not self.fused:
                 deleter = self.target.deleter
                 counts = deleter.preview(cur, ids) if self.dry_run else deleter.delete(cur, ids)
         self._tally(rows, eligible, ids, counts)
@@ -280,6 +292,15 @@ class _Walk:
             reason,
             extra={"action": "walk_stopped", "target": self.target.name, "reason": reason},
         )
+
+
+def _split_counts(
+    rows: list[tuple[Any, ...]], names: tuple[str, ...]
+) -> tuple[list[tuple[Any, ...]], dict[str, int]]:
+    if not names or not rows:
+        return rows, {}
+    width = len(rows[0]) - len(names)
+    return [row[:width] for row in rows], dict(zip(names, rows[0][width:], strict=True))
 
 
 def _adapt(size: int, elapsed: float, limits: Limits) -> int:

@@ -138,7 +138,9 @@ def prune_target(
         segments.append(
             engine.Segment(
                 name=walk.event_type,
-                select=_prune_select(type_sql, policy, walk.statuses),
+                select=_prune_query("prune_jobs_select", type_sql, policy, walk.statuses),
+                fused=_prune_query("prune_jobs_fused", type_sql, policy, walk.statuses),
+                fused_counts=("events",),
                 params=_prune_params(walk.cutoff, now),
                 start=(_EPOCH, 0),
                 key_width=2,
@@ -146,10 +148,7 @@ def prune_target(
                 progress=_time_progress(oldest, walk.cutoff),
             )
         )
-    latest_cutoff = max((walk.cutoff for walk in planned), default=None)
-    return engine.Target(
-        name="jobs", segments=segments, deleter=JobDeleter(unchanged_since=latest_cutoff)
-    )
+    return engine.Target(name="jobs", segments=segments, deleter=JobDeleter())
 
 
 def eligible(
@@ -180,18 +179,25 @@ def _status_age(policy: settings_mod.JobsPolicy, statuses: tuple[str, ...]) -> s
     return sql.SQL("(CASE j.status::text {} END)").format(sql.SQL(" ").join(whens))
 
 
-def _prune_select(
-    event_type: sql.Composable, policy: settings_mod.JobsPolicy, statuses: tuple[str, ...]
+def _prune_query(
+    name: str,
+    event_type: sql.Composable,
+    policy: settings_mod.JobsPolicy,
+    statuses: tuple[str, ...],
 ):
-    def select(lock: bool) -> sql.Composable:
-        return queries.get("prune_jobs_select").format(
-            event_type=event_type,
-            statuses=sql.SQL(", ").join(sql.Literal(status) for status in statuses),
-            age=_status_age(policy, statuses),
-            lock=sql.SQL("FOR UPDATE OF j SKIP LOCKED" if lock else ""),
-        )
+    """The query `name` around the walk's CTEs (one composition for the dry run's select and the
+    real run's fused statement, so the two select the same jobs). The select locks nothing: a real
+    run locks in the fused statement."""
+    walk = queries.get("prune_jobs_walk").format(
+        event_type=event_type,
+        statuses=sql.SQL(", ").join(sql.Literal(status) for status in statuses),
+        age=_status_age(policy, statuses),
+    )
 
-    return select
+    def query(*_lock: bool) -> sql.Composable:
+        return queries.get(name).format(walk=walk)
+
+    return query
 
 
 def _prune_params(cutoff: dt.datetime, now: dt.datetime):

@@ -1,9 +1,12 @@
--- name: prune_jobs_select --
--- One batch of the walk over final events of one type, oldest first. A job is eligible when its
--- status is one of the statuses this event type leads to, the event is its latest state change (`scheduled` and
--- `abort_requested` events are not state changes: a scheduled event's `at` is when the job was
--- due, possibly after it was cancelled), and the event is older than the age the rules give the
--- job. The event type, statuses, age and row lock are composed in jobs.py (never from raw text).
+-- name: prune_jobs_walk --
+-- One batch of the walk over final events of one type, oldest first, as the CTEs `scanned` (the
+-- events) and `eligible` (their jobs that may go, read in the statement's snapshot, unlocked). A
+-- job is eligible when its status is one of the statuses this event type leads to, the event is
+-- its latest state change (`scheduled` and `abort_requested` events are not state changes: a
+-- scheduled event's `at` is when the job was due, possibly after it was cancelled), and the event
+-- is older than the age the rules give the job. `version` (the row version's xmin) and `row` (its
+-- ctid) let prune_jobs_fused lock and delete exactly the row version these conditions were checked
+-- on. The event type, statuses and age are composed in jobs.py (never from raw text).
 WITH scanned AS (
     SELECT e.id AS event_id, e.at, e.job_id
       FROM procrastinate_events e
@@ -13,7 +16,8 @@ WITH scanned AS (
      ORDER BY e.at, e.id
      LIMIT %(limit)s
 ), eligible AS (
-    SELECT j.id, s.event_id, j.status::text AS status, j.queue_name, j.task_name
+    SELECT j.id, j.ctid AS row, j.xmin AS version, s.event_id,
+           j.status::text AS status, j.queue_name, j.task_name
       FROM scanned s
       JOIN procrastinate_jobs j ON j.id = s.job_id
      WHERE j.status::text IN ({statuses})
@@ -23,11 +27,41 @@ WITH scanned AS (
             WHERE later.job_id = s.job_id
               AND later.type NOT IN ('scheduled', 'abort_requested')
               AND (later.at, later.id) > (s.at, s.event_id))
-       {lock}
 )
+
+-- name: prune_jobs_select --
+-- The walk's batch as the engine's rows, nothing locked: what a dry run would delete.
+{walk}
 SELECT s.at, s.event_id, el.id, el.status, el.queue_name, el.task_name
   FROM scanned s
   LEFT JOIN eligible el ON el.event_id = s.event_id
+ ORDER BY s.at, s.event_id;
+
+-- name: prune_jobs_fused --
+-- The walk's batch selected, locked and deleted in one statement; the events go through the
+-- ON DELETE CASCADE of Procrastinate's schema. Rows as prune_jobs_select's (the id only of a job
+-- deleted), then the number of events deleted with the batch's jobs.
+-- A job that changed after the statement's snapshot (retried and finished again, or any other
+-- update) is left for the next run: `eligible` checked the snapshot's row version, whose xmin
+-- `version` is; FOR UPDATE finds the newest version of a row updated since, re-evaluates this
+-- CTE's conditions on it (EvalPlanQual) and, its xmin being another transaction's, drops it.
+-- Rows another transaction has locked are skipped, never waited for.
+{walk}, locked AS (
+    SELECT j.ctid AS row, j.id
+      FROM eligible el
+      JOIN procrastinate_jobs j ON j.ctid = el.row
+     WHERE j.xmin = el.version
+       AND j.id = el.id
+       AND j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
+       FOR UPDATE OF j SKIP LOCKED
+), gone AS (
+    DELETE FROM procrastinate_jobs j USING locked l WHERE j.ctid = l.row RETURNING j.id
+)
+SELECT s.at, s.event_id, g.id, el.status, el.queue_name, el.task_name,
+       (SELECT count(*) FROM procrastinate_events e JOIN gone ON e.job_id = gone.id)
+  FROM scanned s
+  LEFT JOIN eligible el ON el.event_id = s.event_id
+  LEFT JOIN gone g ON g.id = el.id
  ORDER BY s.at, s.event_id;
 
 -- name: eligible_jobs --
