@@ -41,11 +41,13 @@ SELECT s.at, s.event_id, el.id, el.status, el.queue_name, el.task_name
 -- The walk's batch selected, locked and deleted in one statement; the events go through the
 -- ON DELETE CASCADE of Procrastinate's schema. Rows as prune_jobs_select's (the id only of a job
 -- deleted), then the number of events deleted with the batch's jobs.
--- A job that changed after the statement's snapshot (retried and finished again, or any other
--- update) is left for the next run: `eligible` checked the snapshot's row version, whose xmin
--- `version` is; FOR UPDATE finds the newest version of a row updated since, re-evaluates this
--- CTE's conditions on it (EvalPlanQual) and, its xmin being another transaction's, drops it.
--- Rows another transaction has locked are skipped, never waited for.
+-- A job updated after the statement's snapshot (retried and finished again: its new events are
+-- invisible to the snapshot, so `eligible` still sees the old final event as its latest) is left
+-- for the next run, by two guards each sufficient alone (tests/test_jobs_race.py): FOR UPDATE
+-- locks the newest version of a row updated since and re-evaluates `locked`'s conditions on it
+-- (EvalPlanQual), where its xmin is not `version`, the xmin of the version `eligible` checked;
+-- and the delete goes by ctid, which finds only the row version the snapshot sees. Rows another
+-- transaction has locked are skipped, never waited for.
 {walk}, locked AS (
     SELECT j.ctid AS row, j.id
       FROM eligible el
