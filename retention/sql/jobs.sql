@@ -6,7 +6,8 @@
 -- scheduled event's `at` is when the job was due, possibly after it was cancelled), and the event
 -- is older than the age the rules give the job. `version` (the row version's xmin) and `row` (its
 -- ctid) let prune_jobs_fused lock and delete exactly the row version these conditions were checked
--- on. The event type, statuses and age are composed in jobs.py (never from raw text).
+-- on; `events` counts the job's events, read by the same probe that looks for a later state
+-- change. The event type, statuses and age are composed in jobs.py (never from raw text).
 WITH scanned AS (
     SELECT e.id AS event_id, e.at, e.job_id
       FROM procrastinate_events e
@@ -17,16 +18,19 @@ WITH scanned AS (
      LIMIT %(limit)s
 ), eligible AS (
     SELECT j.id, j.ctid AS row, j.xmin AS version, s.event_id,
-           j.status::text AS status, j.queue_name, j.task_name
+           j.status::text AS status, j.queue_name, j.task_name, ev.events
       FROM scanned s
       JOIN procrastinate_jobs j ON j.id = s.job_id
+     CROSS JOIN LATERAL (
+           SELECT count(*) AS events,
+                  count(*) FILTER (
+                      WHERE later.type NOT IN ('scheduled', 'abort_requested')
+                        AND (later.at, later.id) > (s.at, s.event_id)) AS later
+             FROM procrastinate_events later
+            WHERE later.job_id = s.job_id) ev
      WHERE j.status::text IN ({statuses})
        AND s.at < %(now)s - {age}
-       AND NOT EXISTS (
-           SELECT 1 FROM procrastinate_events later
-            WHERE later.job_id = s.job_id
-              AND later.type NOT IN ('scheduled', 'abort_requested')
-              AND (later.at, later.id) > (s.at, s.event_id))
+       AND ev.later = 0
 )
 
 -- name: prune_jobs_select --
@@ -60,7 +64,7 @@ SELECT s.at, s.event_id, el.id, el.status, el.queue_name, el.task_name
     DELETE FROM procrastinate_jobs j USING locked l WHERE j.ctid = l.row RETURNING j.id
 )
 SELECT s.at, s.event_id, g.id, el.status, el.queue_name, el.task_name,
-       (SELECT count(*) FROM procrastinate_events e JOIN gone ON e.job_id = gone.id)
+       (SELECT coalesce(sum(el.events), 0)::bigint FROM eligible el JOIN gone ON gone.id = el.id)
   FROM scanned s
   LEFT JOIN eligible el ON el.event_id = s.event_id
   LEFT JOIN gone g ON g.id = el.id
