@@ -28,8 +28,9 @@ for ours a third one and one after a VACUUM (the state of the next scheduled run
 has passed; autovacuum is off on the benchmark server).
 
 `--batch-sizes` adds runs of ours with other `batch_size` settings; `--one-statement` adds a
-prototype that selects, locks and deletes each batch in one statement (see `one_statement`), to
-measure what the engine's two-statement batches cost.
+bare prototype that selects, locks and deletes each batch in one statement (see `one_statement`):
+ours does the same since the engine's fused batches, plus the guard against jobs changed since
+the snapshot, the tallies, the time budget and adaptive sizing; the prototype shows their cost.
 
 Under load, on fresh copies: a worker running jobs during the prune and a second worker, whose id
 is on 10% of the finished jobs (all ages), stopped with SIGTERM during it: its shutdown deletes
