@@ -7,7 +7,12 @@
 -- is older than the age the rules give the job. `version` (the row version's xmin) and `row` (its
 -- ctid) let prune_jobs_fused lock and delete exactly the row version these conditions were checked
 -- on; `events` counts the job's events, read by the same probe that looks for a later state
--- change. The event type, statuses and age are composed in jobs.py (never from raw text).
+-- change. Each job is read by a primary-key probe whatever the planner estimates (the lateral
+-- subquery with OFFSET 0 is not flattened into a join: a hash join over a seq scan of all jobs,
+-- which it picks for the walks that lead to several statuses, costs about a second a batch on a
+-- million jobs), and `eligible` is materialized in the dry run's select as in the fused
+-- statement, so both run the same plan. The event type, statuses and age are composed in jobs.py
+-- (never from raw text).
 WITH scanned AS (
     SELECT e.id AS event_id, e.at, e.job_id
       FROM procrastinate_events e
@@ -16,11 +21,15 @@ WITH scanned AS (
        AND (e.at, e.id) > (%(after_at)s, %(after_id)s)
      ORDER BY e.at, e.id
      LIMIT %(limit)s
-), eligible AS (
-    SELECT j.id, j.ctid AS row, j.xmin AS version, s.event_id,
-           j.status::text AS status, j.queue_name, j.task_name, ev.events
+), eligible AS MATERIALIZED (
+    SELECT j.id, j.row, j.version, s.event_id, j.status, j.queue_name, j.task_name, ev.events
       FROM scanned s
-      JOIN procrastinate_jobs j ON j.id = s.job_id
+     CROSS JOIN LATERAL (
+           SELECT j.id, j.ctid AS row, j.xmin AS version, j.status::text AS status,
+                  j.queue_name, j.task_name
+             FROM procrastinate_jobs j
+            WHERE j.id = s.job_id
+           OFFSET 0) j
      CROSS JOIN LATERAL (
            SELECT count(*) AS events,
                   count(*) FILTER (
