@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,13 +69,17 @@ def template_db(server_conninfo: str) -> Iterator[str]:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     name = f"retention_tpl_{worker}_{os.getpid()}"
     with psycopg.connect(server_conninfo, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     with psycopg.connect(dsn_for(server_conninfo, name), autocommit=True) as conn:
         migrate.apply(conn)
     yield name
     with psycopg.connect(server_conninfo, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture
@@ -89,7 +94,9 @@ def database(server_conninfo: str, template_db: str) -> Iterator[str]:
         )
     yield dsn_for(server_conninfo, name)
     with psycopg.connect(server_conninfo, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture
@@ -100,7 +107,9 @@ def empty_database(server_conninfo: str) -> Iterator[str]:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     yield dsn_for(server_conninfo, name)
     with psycopg.connect(server_conninfo, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture
@@ -165,8 +174,7 @@ def seed_job(
             (finished_ago, job_id),
         )
         conn.execute(
-            "UPDATE procrastinate_events SET at = now() - %s "
-            "WHERE job_id = %s AND type::text = %s",
+            "UPDATE procrastinate_events SET at = now() - %s WHERE job_id = %s AND type::text = %s",
             (finished_ago, job_id, status),
         )
     if not with_events:
@@ -204,3 +212,18 @@ def run_cli(
         input=input,
         timeout=timeout,
     )
+
+
+def wait_for_killed_sessions(conn: psycopg.Connection, timeout: float = 30) -> None:
+    """After a client is SIGKILLed, its server session may still commit the statement in flight:
+    wait until no `retention` session but ours is left on this database."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND application_name = 'retention'"
+        ).fetchone()
+        if row == (0,):
+            return
+        time.sleep(0.02)
+    raise AssertionError("a killed run's session is still alive")

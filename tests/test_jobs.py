@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from conftest import job_ids, make_settings, run_cli, seed_job
+from conftest import job_ids, make_settings, run_cli, seed_job, wait_for_killed_sessions
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -787,6 +787,7 @@ def test_sigkill_mid_run_then_a_rerun_finishes_the_job(conn, database, tmp_path:
             process.kill()
             killed += 1
         process.wait(timeout=30)
+        wait_for_killed_sessions(conn)
         remaining = job_ids(conn)
         assert kept <= remaining
         assert remaining - kept <= doomed

@@ -9,7 +9,7 @@ import time
 
 import psycopg
 import pytest
-from conftest import make_settings, run_cli
+from conftest import make_settings, run_cli, wait_for_killed_sessions
 
 from retention import errors, ledger, runner
 
@@ -96,6 +96,7 @@ def test_sigkill_mid_run_leaves_an_abandoned_row_and_the_next_run_finishes(conn,
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    wait_for_killed_sessions(conn)
     assert row is not None
     remaining = conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone()[0]
     assert 0 < remaining < 20000
