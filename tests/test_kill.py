@@ -149,7 +149,8 @@ def test_sigkill_at_random_points_loses_nothing(conn, database, tmp_path):
     killed = 0
     for _ in range(ITERATIONS):
         process = _start(config, database)
-        time.sleep(rng.uniform(0.8, 3.0))
+        if _wait_for_stage(conn, process, "tables"):
+            time.sleep(rng.uniform(0.0, 0.8))
         killed += _kill(conn, process)
         _check(conn, root, everything)
     assert killed >= 2, f"runs finished before being killed (seed {seed}); slow them down"
