@@ -82,8 +82,12 @@ def markdown() -> str:
         ("`[[jobs.rules]]`", settings_mod.JobRule, "jobs.rules[].", None),
         ("`[[tables]]`", settings_mod.TablePolicy, "tables[].", None),
         ("`[[tables.children]]`", settings_mod.ChildTable, "tables[].children[].", None),
-        ("`[[tables.files]]` and `[[tables.children.files]]`", settings_mod.FileColumn,
-         "...files[].", None),
+        (
+            "`[[tables.files]]` and `[[tables.children.files]]`",
+            settings_mod.FileColumn,
+            "...files[].",
+            None,
+        ),
         ("`[[directories]]`", settings_mod.DirectoryPolicy, "directories[].", None),
         ("`[orphans]`", settings_mod.OrphanPolicy, "orphans.", "RETENTION_ORPHANS__"),
     ]

@@ -52,9 +52,7 @@ def test_a_bad_database_url_is_a_config_error():
 
 
 def test_connection_errors_never_show_the_password():
-    result = run_cli(
-        "run", database="postgresql://app:topsecret@127.0.0.1:1/app?connect_timeout=2"
-    )
+    result = run_cli("run", database="postgresql://app:topsecret@127.0.0.1:1/app?connect_timeout=2")
     assert result.returncode == 2
     assert "cannot connect" in result.stderr
     assert "topsecret" not in result.stderr + result.stdout

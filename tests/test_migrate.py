@@ -38,9 +38,7 @@ def test_migrate_keeps_an_existing_procrastinate_schema(empty_database):
 
     with psycopg.connect(empty_database, autocommit=True) as conn:
         conn.execute(schema.SchemaManager.get_schema())
-        conn.execute(
-            "INSERT INTO procrastinate_jobs (queue_name, task_name) VALUES ('q', 't')"
-        )
+        conn.execute("INSERT INTO procrastinate_jobs (queue_name, task_name) VALUES ('q', 't')")
         report = migrate.apply(conn)
         assert not report.procrastinate_schema_applied
         assert conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone() == (1,)
@@ -72,8 +70,10 @@ def test_an_interrupted_concurrent_index_build_is_rebuilt(empty_database):
         migrate.apply(conn)
         name = "0002_jobs_finished_index.sql"
         conn.execute("DELETE FROM retention_migrations WHERE name = %s", (name,))
-        conn.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = "
-                     "'retention_events_final_at_idx'::regclass")
+        conn.execute(
+            "UPDATE pg_index SET indisvalid = false WHERE indexrelid = "
+            "'retention_events_final_at_idx'::regclass"
+        )
         assert migrate.pending(conn) == [name]
         migrate.apply(conn)
         valid = conn.execute(
