@@ -207,15 +207,11 @@ def sections(
 
 
 def stage(ctx: runner.Context) -> dict[str, Any]:
-    def progress(partial: dict[str, Any], fraction: float) -> None:
-        ctx.summary["directories"] = partial
-        ctx.progress("directories", fraction)
-
     return sections(
         ctx.conn,
         ctx.settings,
         dry_run=ctx.dry_run,
         limits=ctx.limits,
         run_id=ctx.run.id,
-        on_progress=progress,
+        on_progress=ctx.section_progress("directories"),
     )

@@ -374,15 +374,11 @@ def no_roots_message() -> str:
 
 
 def stage(ctx: runner.Context) -> dict[str, Any]:
-    def progress(partial: dict[str, Any], fraction: float) -> None:
-        ctx.summary["orphans"] = partial
-        ctx.progress("orphans", fraction)
-
     return sweep(
         ctx.conn,
         ctx.settings,
         dry_run=ctx.dry_run,
         limits=ctx.limits,
         run_id=ctx.run.id,
-        on_progress=progress,
+        on_progress=ctx.section_progress("orphans"),
     )

@@ -40,27 +40,30 @@ class Context:
         if self.hook is not None:
             self.hook(stage, fraction, self.summary)
 
-    def engine_progress(self, stage: str) -> engine.ProgressCallback:
-        def report(result: engine.Result) -> None:
-            self.summary[stage] = result.as_dict()
-            self.progress(stage, result.fraction)
+    def section_progress(self, stage: str) -> Callable[[dict[str, Any], float], None]:
+        """A callback that keeps the stage's partial section in the summary as it goes."""
+
+        def report(section: dict[str, Any], fraction: float) -> None:
+            self.summary[stage] = section
+            self.progress(stage, fraction)
 
         return report
 
-    def remaining_seconds(self) -> float:
-        return max(0.0, self.limits.deadline - time.monotonic())
+    def run_target(self, stage: str, target: engine.Target) -> dict[str, Any]:
+        """Walk a target through the engine, reporting progress under `stage`."""
+        report = self.section_progress(stage)
+        result = engine.run(
+            self.conn,
+            target,
+            self.limits,
+            dry_run=self.dry_run,
+            on_progress=lambda partial: report(partial.as_dict(), partial.fraction),
+        )
+        return result.as_dict()
 
 
 def stage_jobs(ctx: Context) -> dict[str, Any]:
-    target = jobs.prune_target(ctx.conn, ctx.settings.jobs, ctx.now)
-    result = engine.run(
-        ctx.conn,
-        target,
-        ctx.limits,
-        dry_run=ctx.dry_run,
-        on_progress=ctx.engine_progress("jobs"),
-    )
-    return result.as_dict()
+    return ctx.run_target("jobs", jobs.prune_target(ctx.conn, ctx.settings.jobs, ctx.now))
 
 
 def stage_files(ctx: Context) -> dict[str, Any]:
@@ -74,20 +77,14 @@ def stage_files(ctx: Context) -> dict[str, Any]:
 
 
 def stage_tables(ctx: Context) -> dict[str, Any]:
-    plans = records.check(ctx.conn, ctx.settings)
-
-    def report(sections: dict[str, Any], fraction: float) -> None:
-        ctx.summary["tables"] = sections
-        ctx.progress("tables", fraction)
-
     return records.prune(
         ctx.conn,
-        plans,
+        records.check(ctx.conn, ctx.settings),
         ctx.limits,
         ctx.now,
         dry_run=ctx.dry_run,
         run_id=ctx.run.id,
-        on_progress=report,
+        on_progress=ctx.section_progress("tables"),
     )
 
 
@@ -229,15 +226,7 @@ def purge(
         jobs.check_purge(conn, filters)
 
     def stage(ctx: Context) -> dict[str, Any]:
-        target = jobs.purge_target(filters)
-        result = engine.run(
-            ctx.conn,
-            target,
-            ctx.limits,
-            dry_run=ctx.dry_run,
-            on_progress=ctx.engine_progress("jobs"),
-        )
-        return result.as_dict()
+        return ctx.run_target("jobs", jobs.purge_target(filters))
 
     return execute(
         settings,
