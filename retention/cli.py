@@ -6,7 +6,7 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -109,6 +109,17 @@ def ensure_migrated(location: db.Location) -> None:
 
 def _emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _emit_pairs(
+    data: dict[str, Any], json_output: bool, show: Callable[[Any], str], separator: str
+) -> None:
+    """A mapping as JSON, or as one `key<separator>value` line per key."""
+    if json_output:
+        _emit_json(data)
+        return
+    for key, value in data.items():
+        out.print(f"[bold]{key}[/bold]{separator}{show(value)}", highlight=False)
 
 
 @contextlib.contextmanager
@@ -334,11 +345,7 @@ def db_command(
             data.update(database=row[0], user=row[1], server=row[2])
         except errors.DatabaseError as exc:
             data["error"] = str(exc)
-    if json_output:
-        _emit_json(data)
-        return
-    for key, value in data.items():
-        out.print(f"[bold]{key}[/bold]: {value}", highlight=False)
+    _emit_pairs(data, json_output, str, ": ")
 
 
 @app.command("config")
@@ -355,11 +362,7 @@ def config_command(
     settings = state.settings()
     data = settings.public()
     data["config_file"] = str(settings_mod.config_path(state.config) or "")
-    if json_output:
-        _emit_json(data)
-        return
-    for key, value in data.items():
-        out.print(f"[bold]{key}[/bold] = {json.dumps(value, default=str)}", highlight=False)
+    _emit_pairs(data, json_output, lambda value: json.dumps(value, default=str), " = ")
 
 
 @app.command("worker")
