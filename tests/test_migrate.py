@@ -99,3 +99,36 @@ def test_migrations_ship_inside_the_package():
     names = [m.name for m in migrate.available()]
     assert names and names == sorted(names)
     assert names[0].startswith("0001_")
+
+
+def test_the_wheel_ships_migrations_queries_and_the_demo_config(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "-w",
+            str(tmp_path),
+            str(root),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("procrastinate_retention-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for migration in migrate.available():
+        assert f"retention/migrations/{migration.name}" in names
+    for path in (root / "retention" / "sql").glob("*.sql"):
+        assert f"retention/sql/{path.name}" in names
+    assert "retention/demo.toml" in names
