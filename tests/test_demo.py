@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import run_cli, seed_job
+from conftest import cli_env, run_cli, seed_job
 
 from retention import demo, embedded
 
@@ -32,16 +32,6 @@ FINAL_AGES = {
     "aborted": "7 days",
 }
 DETECTION = re.compile(r"det-(\d+)\.png$")
-
-
-def cli_env(database: str) -> dict[str, str]:
-    """The environment run_cli gives the CLI: no RETENTION_*, PG* or DATABASE_URL of ours."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.startswith("RETENTION_") or k.startswith("PG") or k == "DATABASE_URL")
-    }
-    return {**env, "DATABASE_URL": database}
 
 
 def demo_json(*args: str, **kwargs: Any) -> dict[str, Any]:

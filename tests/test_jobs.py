@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from conftest import job_ids, make_settings, run_cli, seed_job, wait_for_killed_sessions
+from conftest import cli_env, job_ids, make_settings, run_cli, seed_job, wait_for_killed_sessions
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -756,12 +756,7 @@ def test_sigkill_mid_run_then_a_rerun_finishes_the_job(conn, database, tmp_path:
         )
     config = tmp_path / "retention.toml"
     config.write_text("batch_size = 10\n")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.startswith("RETENTION_") or k.startswith("PG") or k == "DATABASE_URL")
-    }
-    env["DATABASE_URL"] = database
+    env = cli_env(database)
     killed = 0
     for _ in range(3):
         before = len(job_ids(conn))

@@ -13,22 +13,12 @@ import time
 from pathlib import Path
 
 import psycopg
-from conftest import run_cli, wait_for_killed_sessions
+from conftest import cli_env, run_cli, wait_for_killed_sessions
 from test_records import _toml, make_schema, policy
 
 EVENTS = 2000
 ITERATIONS = 6
 DRAIN_KILLS = 2
-
-
-def _env(database: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.startswith("RETENTION_") or k.startswith("PG") or k == "DATABASE_URL")
-    }
-    env["DATABASE_URL"] = database
-    return env
 
 
 def _row_files(conn: psycopg.Connection) -> set[str]:
@@ -99,7 +89,7 @@ def _seed(conn: psycopg.Connection, root: Path) -> set[int]:
 def _start(config: Path, database: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "retention.cli", "--config", str(config), "run", "--json"],
-        env=_env(database),
+        env=cli_env(database),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -9,7 +8,7 @@ import time
 
 import psycopg
 import pytest
-from conftest import make_settings, run_cli, wait_for_killed_sessions
+from conftest import cli_env, make_settings, run_cli, wait_for_killed_sessions
 
 from retention import errors, ledger, runner
 
@@ -71,11 +70,8 @@ def test_two_real_runs_at_once_are_refused_dry_runs_are_not(conn, database, loca
 
 def test_sigkill_mid_run_leaves_an_abandoned_row_and_the_next_run_finishes(conn, database):
     _seed_many_old_jobs(conn, 20000)
-    env = {
-        k: v for k, v in os.environ.items() if not (k.startswith("PG") or k.startswith("RETENTION"))
-    }
-    env.update(
-        DATABASE_URL=database,
+    env = cli_env(
+        database,
         RETENTION_BATCH_SIZE="10",
         RETENTION_MAX_BATCH_SECONDS="0.5",
         RETENTION_LOCK_TIMEOUT="100ms",

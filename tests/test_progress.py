@@ -8,17 +8,12 @@ import pty
 import subprocess
 import sys
 
-from conftest import run_cli, seed_job
+from conftest import cli_env, run_cli, seed_job
 
 
 def _on_a_terminal(args: list[str], database: str) -> tuple[int, str]:
     master, slave = pty.openpty()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.startswith("PG") or k.startswith("RETENTION") or k == "DATABASE_URL")
-    }
-    env.update(DATABASE_URL=database, COLUMNS="120", TERM="xterm")
+    env = cli_env(database, COLUMNS="120", TERM="xterm")
     process = subprocess.Popen(
         [sys.executable, "-m", "retention.cli", *args],
         stdin=slave,

@@ -14,7 +14,7 @@ import time
 
 import psycopg
 import pytest
-from conftest import job_ids, make_settings, run_cli, seed_job
+from conftest import cli_env, job_ids, make_settings, run_cli, seed_job
 
 from retention import jobs, runner
 
@@ -243,12 +243,7 @@ def test_without_a_terminal_there_is_no_prompt(conn, database, world):
 def on_a_terminal(database: str, answer: str, *args: str) -> tuple[int, str]:
     """Run purge with a pseudo-terminal as stdin and stdout; type `answer` at the prompt."""
     master, slave = pty.openpty()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.startswith("RETENTION_") or k.startswith("PG") or k == "DATABASE_URL")
-    }
-    env.update(DATABASE_URL=database, COLUMNS="200", TERM="dumb")
+    env = cli_env(database, COLUMNS="200", TERM="dumb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "retention.cli", "purge", *args],
         stdin=slave,
