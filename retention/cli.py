@@ -111,6 +111,16 @@ def _emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def _show(
+    data: dict[str, Any], json_output: bool, printer: Callable[[Console, dict[str, Any]], None]
+) -> None:
+    """JSON for scripts, or the human rendering."""
+    if json_output:
+        _emit_json(data)
+    else:
+        printer(out, data)
+
+
 def _emit_pairs(
     data: dict[str, Any], json_output: bool, show: Callable[[Any], str], separator: str
 ) -> None:
@@ -198,10 +208,7 @@ def run_command(
         summary = runner.execute(
             settings, location, stages=stages, dry_run=dry_run, trigger="cli", hook=hook
         )
-    if json_output:
-        _emit_json(summary)
-    else:
-        report.print_summary(out, summary)
+    _show(summary, json_output, report.print_summary)
 
 
 @app.command("plan")
@@ -212,10 +219,7 @@ def plan_command(json_output: JsonOption = False) -> None:
     location = _location(settings)
     ensure_migrated(location)
     summary = runner.execute(settings, location, stages=stages, dry_run=True, trigger="cli")
-    if json_output:
-        _emit_json(summary)
-    else:
-        report.print_summary(out, summary)
+    _show(summary, json_output, report.print_summary)
 
 
 @app.command("purge")
@@ -263,10 +267,7 @@ def purge_command(
             out.print("cancelled: nothing deleted")
             raise typer.Exit(1)
     summary = runner.purge(settings, location, filters, dry_run=dry_run, trigger="cli")
-    if json_output:
-        _emit_json(summary)
-    else:
-        report.print_summary(out, summary)
+    _show(summary, json_output, report.print_summary)
 
 
 @app.command("status")
@@ -282,10 +283,7 @@ def status_command(
             raise errors.DatabaseError("the database is not migrated: run `retention migrate`")
         ledger.abandon_dead(conn)
         data = report.status(conn, settings, limit=limit)
-    if json_output:
-        _emit_json(data)
-    else:
-        report.print_status(out, data)
+    _show(data, json_output, report.print_status)
 
 
 @app.command("demo")
