@@ -107,6 +107,15 @@ def ensure_migrated(location: db.Location) -> None:
     )
 
 
+@contextlib.contextmanager
+def _ledger_connection(location: db.Location) -> Iterator[psycopg.Connection]:
+    """A connection to a migrated database whose ledger no longer shows killed runs as running."""
+    ensure_migrated(location)
+    with db.connect(location) as conn:
+        ledger.abandon_dead(conn)
+        yield conn
+
+
 def _emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
@@ -278,10 +287,7 @@ def status_command(
     """Recent runs and the one in progress."""
     settings = state.settings()
     location = _location(settings)
-    with db.connect(location) as conn:
-        if migrate.pending(conn):
-            raise errors.DatabaseError("the database is not migrated: run `retention migrate`")
-        ledger.abandon_dead(conn)
+    with _ledger_connection(location) as conn:
         data = report.status(conn, settings, limit=limit)
     _show(data, json_output, report.print_status)
 
@@ -405,10 +411,7 @@ def metrics_command(
     """Prometheus metrics: the last run, failures, the file outbox, the backlog per policy."""
     settings = state.settings()
     location = _location(settings)
-    with db.connect(location) as conn:
-        if migrate.pending(conn):
-            raise errors.DatabaseError("the database is not migrated: run `retention migrate`")
-        ledger.abandon_dead(conn)
+    with _ledger_connection(location) as conn:
         text = metrics.exposition(conn, settings)
     if output:
         metrics.write_atomically(Path(output), text)
