@@ -51,10 +51,14 @@ class Segment:
     first key column unless said otherwise; None: no oldest).
 
     `fused`, when given, is what a real run executes instead of the select and the deleter: one
-    statement that selects, locks and deletes the batch, with the select's parameters. It returns
-    the select's rows (the id only of a row it deleted), each followed by the `fused_counts`
-    columns: totals for the whole batch (the same on every row). A dry run still uses the select
-    and the deleter's preview."""
+    statement that selects and deletes the batch, with the select's parameters, and tallies it
+    in SQL (`fused(skip_locked)`; with `skip_locked` False it may wait for a locked row, up to
+    `lock_timeout`, after which the walk goes on with `fused(True)`, which skips such rows). It
+    returns rows of: the last key scanned, how many rows were scanned, the `groups` values, how
+    many rows of that group were deleted, the oldest of them (the `oldest_column` value), the
+    `fused_counts` for that group, then the first ids deleted in key order (the same on every row).
+    With nothing deleted, one row with NULL groups; with nothing scanned, no row. A dry run still
+    uses the select and the deleter's preview."""
 
     name: str
     select: Callable[[bool], sql.Composable]
@@ -64,7 +68,7 @@ class Segment:
     groups: tuple[str, ...] = ()
     progress: Callable[[tuple[Any, ...]], float] | None = None
     oldest_column: int | None = 0
-    fused: Callable[[], sql.Composable] | None = None
+    fused: Callable[[bool], sql.Composable] | None = None
     fused_counts: tuple[str, ...] = ()
 
 
@@ -167,6 +171,14 @@ def _report(result: Result, fraction: float, on_progress: ProgressCallback | Non
         on_progress(result)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Batch:
+    """What the walk needs from a batch: where it ended and how many rows it scanned."""
+
+    last: tuple[Any, ...] | None
+    scanned: int
+
+
 class _Walk:
     def __init__(
         self,
@@ -183,9 +195,14 @@ class _Walk:
         self.limits = limits
         self.result = result
         self.dry_run = dry_run
-        fused = None if dry_run else segment.fused
-        self.fused = fused is not None
-        self.query = fused() if fused is not None else segment.select(not dry_run)
+        self.fused = segment.fused if not dry_run else None
+        self.skip_locked = False
+        self.query = self._query()
+
+    def _query(self) -> sql.Composable:
+        if self.fused is not None:
+            return self.fused(self.skip_locked)
+        return self.segment.select(not self.dry_run)
 
     def run(self, size: int, progress: Callable[[float], None]) -> int:
         key = self.segment.start
@@ -197,7 +214,7 @@ class _Walk:
                 return size
             started = time.monotonic()
             try:
-                rows = self._batch(key, size)
+                batch = self._batch(key, size)
             except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled) as exc:
                 backoffs += 1
                 self.result.lock_backoffs += 1
@@ -210,6 +227,15 @@ class _Walk:
                 if backoffs > MAX_BACKOFFS:
                     self._stop("lock contention", key)
                     return size
+                if (
+                    self.fused is not None
+                    and not self.skip_locked
+                    and isinstance(exc, pg_errors.LockNotAvailable)
+                ):
+                    # A row is locked: from now on this walk skips locked rows instead.
+                    self.skip_locked = True
+                    self.query = self._query()
+                    continue
                 size = max(MIN_BATCH_SIZE, size // 2)
                 time.sleep(random.uniform(0.01, 0.05) * backoffs)
                 continue
@@ -217,19 +243,19 @@ class _Walk:
             elapsed = time.monotonic() - started
             self.result.batches += 1
             self.result.longest_batch_seconds = max(self.result.longest_batch_seconds, elapsed)
-            if not rows:
+            self.result.scanned += batch.scanned
+            if batch.last is None:
                 progress(1.0)
                 return size
-            key = tuple(rows[-1][: self.segment.key_width])
+            key = batch.last
             if self.segment.progress is not None:
                 progress(self.segment.progress(key))
-            if len(rows) < size:
+            if batch.scanned < size:
                 progress(1.0)
                 return size
             size = _adapt(size, elapsed, self.limits)
 
-    def _batch(self, key: tuple[Any, ...], size: int) -> list[tuple[Any, ...]]:
-        width = self.segment.key_width
+    def _batch(self, key: tuple[Any, ...], size: int) -> _Batch:
         with self.conn.transaction(), self.conn.cursor() as cur:
             if self.dry_run:
                 cur.execute("SET TRANSACTION READ ONLY")
@@ -243,27 +269,27 @@ class _Walk:
                 )
             )
             rows = cur.execute(self.query, self.segment.params(key, size)).fetchall()
-            counts: dict[str, int] = {}
-            if self.fused:
-                rows, counts = _split_counts(rows, self.segment.fused_counts)
+            if self.fused is not None:
+                return self._tally_groups(rows)
+            width = self.segment.key_width
             eligible = [row for row in rows if row[width] is not None]
             ids = [row[width] for row in eligible]
-            if ids and not self.fused:
+            counts: dict[str, int] = {}
+            if ids:
                 deleter = self.target.deleter
                 counts = deleter.preview(cur, ids) if self.dry_run else deleter.delete(cur, ids)
-        self._tally(rows, eligible, ids, counts)
-        return rows
+        self._tally(eligible, ids, counts)
+        last = tuple(rows[-1][:width]) if rows else None
+        return _Batch(last=last, scanned=len(rows))
 
     def _tally(
         self,
-        rows: list[tuple[Any, ...]],
         eligible: list[tuple[Any, ...]],
         ids: list[Any],
         counts: dict[str, int],
     ) -> None:
         result = self.result
         width = self.segment.key_width
-        result.scanned += len(rows)
         deleted = counts.pop("deleted", len(ids))
         result.deleted += deleted
         result.counts.update(counts)
@@ -273,15 +299,44 @@ class _Walk:
                 result.by[name].update(map(str, map(operator.itemgetter(offset), eligible)))
             column = self.segment.oldest_column
             if column is not None:
-                first = min(
-                    (v for v in map(operator.itemgetter(column), eligible) if v is not None),
-                    default=None,
+                self._older(
+                    min(
+                        (v for v in map(operator.itemgetter(column), eligible) if v is not None),
+                        default=None,
+                    )
                 )
-                if first is not None and (result.oldest is None or first < result.oldest):
-                    result.oldest = first
-        room = SAMPLE_SIZE - len(result.samples)
+        self._sample(ids)
+
+    def _tally_groups(self, rows: list[tuple[Any, ...]]) -> _Batch:
+        """A fused batch's rows (see Segment.fused) into the result."""
+        if not rows:
+            return _Batch(last=None, scanned=0)
+        result = self.result
+        width = self.segment.key_width
+        groups = self.segment.groups
+        names = self.segment.fused_counts
+        for row in rows:
+            values = row[width + 1 : width + 1 + len(groups)]
+            deleted, oldest, *counts = row[width + 1 + len(groups) : -1]
+            if not deleted:
+                continue
+            result.deleted += deleted
+            result.counts.update(dict(zip(names, counts, strict=True)))
+            for name, value in zip(groups, values, strict=True):
+                result.by[name][str(value)] += deleted
+            if self.segment.oldest_column is not None:
+                self._older(oldest)
+        self._sample(rows[0][-1] or [])
+        return _Batch(last=tuple(rows[0][:width]), scanned=rows[0][width])
+
+    def _older(self, first: Any) -> None:
+        if first is not None and (self.result.oldest is None or first < self.result.oldest):
+            self.result.oldest = first
+
+    def _sample(self, ids: Sequence[Any]) -> None:
+        room = SAMPLE_SIZE - len(self.result.samples)
         if room > 0:
-            result.samples.extend(ids[:room])
+            self.result.samples.extend(ids[:room])
 
     def _stop(self, reason: str, key: tuple[Any, ...]) -> None:
         self.result.stopped = reason
@@ -292,15 +347,6 @@ class _Walk:
             reason,
             extra={"action": "walk_stopped", "target": self.target.name, "reason": reason},
         )
-
-
-def _split_counts(
-    rows: list[tuple[Any, ...]], names: tuple[str, ...]
-) -> tuple[list[tuple[Any, ...]], dict[str, int]]:
-    if not names or not rows:
-        return rows, {}
-    width = len(rows[0]) - len(names)
-    return [row[:width] for row in rows], dict(zip(names, rows[0][width:], strict=True))
 
 
 def _adapt(size: int, elapsed: float, limits: Limits) -> int:

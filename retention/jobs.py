@@ -186,16 +186,19 @@ def _prune_query(
     statuses: tuple[str, ...],
 ):
     """The query `name` around the walk's CTEs (one composition for the dry run's select and the
-    real run's fused statement, so the two select the same jobs). The select locks nothing: a real
-    run locks in the fused statement."""
+    real run's fused statement, so the two select the same jobs). The select locks nothing; the
+    fused statement deletes, skipping locked rows when asked (see engine.Segment.fused)."""
     walk = queries.get("prune_jobs_walk").format(
         event_type=event_type,
         statuses=sql.SQL(", ").join(sql.Literal(status) for status in statuses),
         age=_status_age(policy, statuses),
     )
 
-    def query(*_lock: bool) -> sql.Composable:
-        return queries.get(name).format(walk=walk)
+    def query(skip_locked: bool = False) -> sql.Composable:
+        delete = queries.get(
+            "prune_jobs_delete_skip_locked" if skip_locked else "prune_jobs_delete"
+        )
+        return queries.get(name).format(walk=walk, delete=delete)
 
     return query
 
@@ -208,6 +211,7 @@ def _prune_params(cutoff: dt.datetime, now: dt.datetime):
             "after_at": after[0],
             "after_id": after[1],
             "limit": limit,
+            "samples": engine.SAMPLE_SIZE,
         }
 
     return params

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from retention import db, jobs, ledger, runner
+from retention import db, engine, jobs, ledger, runner
 from retention import settings as settings_mod
 
 FINAL = settings_mod.FINAL_STATUSES
@@ -726,6 +726,41 @@ def test_the_delete_leaves_a_job_that_changed_state_since_it_was_selected(conn):
         counts = deleter.delete(cur, [changed, unchanged])
     assert counts["deleted"] == 1
     assert job_ids(conn) == {changed}
+
+
+def test_a_job_locked_by_another_transaction_is_skipped_not_waited_for(conn, database):
+    """A batch that meets a row another transaction holds locked waits at most lock_timeout, then
+    the walk skips locked rows: the other jobs go, the locked one stays for the next run."""
+    old = [
+        seed_job(conn, status="succeeded", finished_ago=dt.timedelta(days=40)) for _ in range(30)
+    ]
+    held = old[10]
+    policy = settings_mod.Settings(database_url=database, jobs={"succeeded": "30d"}).jobs
+    limits = dict(batch_size=100, max_batch_seconds=5.0, lock_timeout=dt.timedelta(seconds=0.2))
+    with psycopg.connect(database) as other:
+        other.execute("SELECT 1 FROM procrastinate_jobs WHERE id = %s FOR UPDATE", (held,))
+        now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+        started = time.monotonic()
+        with psycopg.connect(database, autocommit=True) as pruning:
+            result = engine.run(
+                pruning,
+                jobs.prune_target(pruning, policy, now),
+                engine.Limits(**limits, deadline=time.monotonic() + 60),
+                dry_run=False,
+            )
+        assert time.monotonic() - started < 3
+        assert result.stopped is None
+        assert result.lock_backoffs == 1
+        assert result.deleted == 29 and result.counts["events"] == 29 * 3
+        assert job_ids(conn) == {held}
+    again = engine.run(
+        conn,
+        jobs.prune_target(conn, policy, now),
+        engine.Limits(**limits, deadline=time.monotonic() + 60),
+        dry_run=False,
+    )
+    assert again.deleted == 1 and again.lock_backoffs == 0
+    assert job_ids(conn) == set()
 
 
 def test_sigkill_mid_run_then_a_rerun_finishes_the_job(conn, database, tmp_path: Path):

@@ -9,6 +9,7 @@ and finished again meanwhile; then the lock is released."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 import time
@@ -64,7 +65,10 @@ def _wait_for_gate(conn: psycopg.Connection, pid: int) -> None:
     raise AssertionError("the prune's batch never reached the gate")
 
 
-def test_a_job_finished_again_after_the_batch_snapshot_is_kept(conn, database, gated_role):
+@pytest.mark.parametrize("skip_locked", [False, True], ids=["plain", "skip-locked"])
+def test_a_job_finished_again_after_the_batch_snapshot_is_kept(
+    conn, database, gated_role, skip_locked
+):
     changed = seed_job(conn, status="failed", finished_ago=dt.timedelta(days=40))
     unchanged = seed_job(conn, status="failed", finished_ago=dt.timedelta(days=40))
     kept = seed_job(conn, status="failed", finished_ago=dt.timedelta(days=2))
@@ -72,6 +76,12 @@ def test_a_job_finished_again_after_the_batch_snapshot_is_kept(conn, database, g
     now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
     target = jobs.prune_target(conn, policy, now)
     assert [segment.name for segment in target.segments] == ["failed"]
+    fused = target.segments[0].fused
+    assert fused is not None
+    target = dataclasses.replace(
+        target,
+        segments=[dataclasses.replace(target.segments[0], fused=lambda _: fused(skip_locked))],
+    )
     limits = engine.Limits(
         batch_size=100,
         max_batch_seconds=10.0,

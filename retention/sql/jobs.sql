@@ -5,14 +5,13 @@
 -- its latest state change (`scheduled` and `abort_requested` events are not state changes: a
 -- scheduled event's `at` is when the job was due, possibly after it was cancelled), and the event
 -- is older than the age the rules give the job. `version` (the row version's xmin) and `row` (its
--- ctid) let prune_jobs_fused lock and delete exactly the row version these conditions were checked
--- on; `events` counts the job's events, read by the same probe that looks for a later state
--- change. Each job is read by a primary-key probe whatever the planner estimates (the lateral
--- subquery with OFFSET 0 is not flattened into a join: a hash join over a seq scan of all jobs,
--- which it picks for the walks that lead to several statuses, costs about a second a batch on a
--- million jobs), and `eligible` is materialized in the dry run's select as in the fused
--- statement, so both run the same plan. The event type, statuses and age are composed in jobs.py
--- (never from raw text).
+-- ctid) let the delete take exactly the row version these conditions were checked on; `events`
+-- counts the job's events, read by the same probe that looks for a later state change. Each job
+-- is read by a primary-key probe whatever the planner estimates (the lateral subquery with
+-- OFFSET 0 is not flattened into a join: a hash join over a seq scan of all jobs, which it picks
+-- for the walks that lead to several statuses, costs about a second a batch on a million jobs),
+-- and `eligible` is materialized in the dry run's select as in the fused statement, so both run
+-- the same plan. The event type, statuses and age are composed in jobs.py (never from raw text).
 WITH scanned AS (
     SELECT e.id AS event_id, e.at, e.job_id
       FROM procrastinate_events e
@@ -22,7 +21,8 @@ WITH scanned AS (
      ORDER BY e.at, e.id
      LIMIT %(limit)s
 ), eligible AS MATERIALIZED (
-    SELECT j.id, j.row, j.version, s.event_id, j.status, j.queue_name, j.task_name, ev.events
+    SELECT j.id, j.row, j.version, s.event_id, s.at, j.status, j.queue_name, j.task_name,
+           ev.events
       FROM scanned s
      CROSS JOIN LATERAL (
            SELECT j.id, j.ctid AS row, j.xmin AS version, j.status::text AS status,
@@ -50,18 +50,30 @@ SELECT s.at, s.event_id, el.id, el.status, el.queue_name, el.task_name
   LEFT JOIN eligible el ON el.event_id = s.event_id
  ORDER BY s.at, s.event_id;
 
--- name: prune_jobs_fused --
--- The walk's batch selected, locked and deleted in one statement; the events go through the
--- ON DELETE CASCADE of Procrastinate's schema. Rows as prune_jobs_select's (the id only of a job
--- deleted), then the number of events deleted with the batch's jobs.
--- A job updated after the statement's snapshot (retried and finished again: its new events are
--- invisible to the snapshot, so `eligible` still sees the old final event as its latest) is left
--- for the next run, by two guards each sufficient alone (tests/test_jobs_race.py): FOR UPDATE
--- locks the newest version of a row updated since and re-evaluates `locked`'s conditions on it
--- (EvalPlanQual), where its xmin is not `version`, the xmin of the version `eligible` checked;
--- and the delete goes by ctid, which finds only the row version the snapshot sees. Rows another
--- transaction has locked are skipped, never waited for.
-{walk}, locked AS (
+-- name: prune_jobs_delete --
+-- The eligible jobs deleted by ctid, the row version `eligible` checked, and only while it is
+-- still the newest: a job updated after the statement's snapshot (retried and finished again: its
+-- new events are invisible to the snapshot, so `eligible` still sees the old final event as its
+-- latest) has a new version at another ctid, which the delete's recheck of its conditions
+-- (EvalPlanQual) refuses, and whose xmin is not `version`; such a job is left for the next run
+-- (tests/test_jobs_race.py). A row another transaction holds locked is waited for, up to the
+-- batch's lock_timeout: the engine then retries the batch with prune_jobs_delete_skip_locked.
+gone AS (
+    DELETE FROM procrastinate_jobs j
+     USING eligible el
+     WHERE j.ctid = el.row
+       AND j.xmin = el.version
+       AND j.id = el.id
+       AND j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
+    RETURNING j.id
+)
+
+-- name: prune_jobs_delete_skip_locked --
+-- As prune_jobs_delete, for a batch that met a locked row: the rows are locked first, and rows
+-- another transaction has locked are skipped, never waited for (left for the next run). FOR UPDATE
+-- re-evaluates `locked`'s conditions on the newest version of a row updated since the snapshot,
+-- where the xmin is not `version`.
+locked AS (
     SELECT j.ctid AS row, j.id
       FROM eligible el
       JOIN procrastinate_jobs j ON j.ctid = el.row
@@ -72,12 +84,30 @@ SELECT s.at, s.event_id, el.id, el.status, el.queue_name, el.task_name
 ), gone AS (
     DELETE FROM procrastinate_jobs j USING locked l WHERE j.ctid = l.row RETURNING j.id
 )
-SELECT s.at, s.event_id, g.id, el.status, el.queue_name, el.task_name,
-       (SELECT coalesce(sum(el.events), 0)::bigint FROM eligible el JOIN gone ON gone.id = el.id)
-  FROM scanned s
-  LEFT JOIN eligible el ON el.event_id = s.event_id
-  LEFT JOIN gone g ON g.id = el.id
- ORDER BY s.at, s.event_id;
+
+-- name: prune_jobs_fused --
+-- The walk's batch selected and deleted in one statement (by prune_jobs_delete or its
+-- skip-locked twin); the events go through the ON DELETE CASCADE of Procrastinate's schema. What
+-- comes back is the engine's grouped tally, not a row per job: the last event scanned (the keyset
+-- position) and how many were scanned, then per status, queue and task of the deleted jobs: how
+-- many, the oldest finish, their events; and the first ids deleted, in walk order. With nothing
+-- deleted, one row whose groups are NULL; with nothing scanned, no row.
+{walk}, {delete}, deleted AS MATERIALIZED (
+    SELECT el.id, el.at, el.event_id, el.status, el.queue_name, el.task_name, el.events
+      FROM eligible el
+      JOIN gone g ON g.id = el.id
+), last AS (
+    SELECT s.at, s.event_id, count(*) OVER () AS scanned
+      FROM scanned s
+     ORDER BY s.at DESC, s.event_id DESC
+     LIMIT 1
+)
+SELECT l.at, l.event_id, l.scanned, d.status, d.queue_name, d.task_name,
+       count(d.id), min(d.at), coalesce(sum(d.events), 0)::bigint,
+       (SELECT (array_agg(f.id ORDER BY f.at, f.event_id))[1:%(samples)s] FROM deleted f)
+  FROM last l
+  LEFT JOIN deleted d ON true
+ GROUP BY l.at, l.event_id, l.scanned, d.status, d.queue_name, d.task_name;
 
 -- name: eligible_jobs --
 -- What one prune walk would delete now, counted per status: the same conditions, no batches.
