@@ -22,9 +22,12 @@ and `find DIR -type f -delete` is timed. Rates in files per second.
 Partitions. `--partition-rows` rows in a table range-partitioned by day over `--days` days (plus a
 default partition), no children, no file columns. The policy's age puts the cutoff one minute
 after a midnight, so that every partition but one is dropped whole and the straddling one has a
-minute of rows. Measured separately: the partition drops (records.drop_partitions: DETACH + DROP
-of each partition, one transaction each; wall and database time), then the whole tables stage
-(drops already done: only the straddling minute, through the engine).
+minute of rows. Measured separately: the partition drops (records.drop_partitions: DETACH + DROP,
+several partitions per transaction; wall and database time), then the whole tables stage (drops
+already done: only the straddling minute, through the engine). Side by side, on another copy of
+the same seed: a bare `DROP TABLE` of the same partitions in one statement (the floor: what
+PostgreSQL itself costs, mostly removing the relation files at commit). `--rounds` rounds,
+interleaved.
 
 Databases are named `bench_records_*` and dropped at the end.
 """
@@ -350,8 +353,8 @@ def seed_partitions(server: str, rows: int, days: int) -> str:
     return name
 
 
-def bench_partitions(server: str, seed: str, keep_days: int) -> dict[str, Any]:
-    name = PREFIX + "parts_ours"
+def bench_partitions(server: str, seed: str, keep_days: int, label: str) -> dict[str, Any]:
+    name = PREFIX + "parts_" + label
     conninfo = create(server, name, seed)
     checkpoint(server)
     with psycopg.connect(conninfo, autocommit=True) as conn:
@@ -387,9 +390,11 @@ def bench_partitions(server: str, seed: str, keep_days: int) -> dict[str, Any]:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         left = conn.execute("SELECT count(*) FROM metrics").fetchone()[0]
         older = conn.execute("SELECT count(*) FROM metrics WHERE at < %s", (cutoff,)).fetchone()[0]
+    admin(server, sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
     return {
         "rows": total,
         "partitions_dropped": len(dropped),
+        "partition_names": [p["name"] for p in dropped],
         "rows_in_dropped_partitions": sum(p["rows"] for p in dropped),
         "drop_errors": problems,
         "drop_wall_s": round(drop_wall, 3),
@@ -399,6 +404,44 @@ def bench_partitions(server: str, seed: str, keep_days: int) -> dict[str, Any]:
         "then_stage_rows_deleted": summary["tables"]["metrics"]["deleted"],
         "rows_left": left,
         "rows_left_older_than_cutoff": older,
+    }
+
+
+def bare_drop(server: str, seed: str, names: list[str], label: str) -> dict[str, Any]:
+    """The floor: one `DROP TABLE` of the given partitions, one transaction, nothing else."""
+    name = PREFIX + "parts_bare_" + label
+    conninfo = create(server, name, seed)
+    checkpoint(server)
+    before = active_ms(server, name)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        started = time.monotonic()
+        conn.execute(
+            sql.SQL("DROP TABLE {}").format(
+                sql.SQL(", ").join(sql.Identifier(*n.split(".")) for n in names)
+            )
+        )
+        wall = time.monotonic() - started
+    db_s = active_ms(server, name) - before
+    admin(server, sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    return {"partitions": len(names), "wall_s": round(wall, 3), "db_s": round(db_s / 1000, 3)}
+
+
+def compare_partitions(server: str, seed: str, rounds: int) -> dict[str, Any]:
+    ours: list[dict[str, Any]] = []
+    bare: list[dict[str, Any]] = []
+    for round_ in range(rounds):
+        ours.append(bench_partitions(server, seed, keep_days=30, label=f"ours{round_}"))
+        names = ours[-1].pop("partition_names")
+        bare.append(bare_drop(server, seed, names, label=str(round_)))
+        log(f"partitions round {round_ + 1}: ours {ours[-1]}, bare DROP {bare[-1]}")
+    best_ours = min(r["drop_db_s"] for r in ours)
+    best_bare = min(r["db_s"] for r in bare)
+    return {
+        "ours": ours,
+        "bare_drop": bare,
+        "ours_drop_db_s": [r["drop_db_s"] for r in ours],
+        "bare_drop_db_s": [r["db_s"] for r in bare],
+        "best_ours_over_best_bare": round(best_ours / max(best_bare, 1e-9), 2),
     }
 
 
@@ -413,7 +456,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=300_000)
     parser.add_argument("--file-bytes", type=int, default=0)
     parser.add_argument("--files-dir", default="/var/tmp/bench-records-files")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of the files benchmark")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the files and partitions benchmarks")
     parser.add_argument("--partition-rows", type=int, default=1_000_000)
     parser.add_argument("--only", choices=["rows", "files", "partitions"], action="append")
     args = parser.parse_args()
@@ -449,7 +492,7 @@ def main() -> None:
         if "partitions" in parts:
             log(f"partitions: seeding {args.partition_rows} rows over {args.days} days")
             seed = seed_partitions(args.server, args.partition_rows, args.days)
-            results["partitions"] = bench_partitions(args.server, seed, keep_days=30)
+            results["partitions"] = compare_partitions(args.server, seed, args.rounds)
             log(f"partitions: {results['partitions']}")
     finally:
         drop_all(args.server)
