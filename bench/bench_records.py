@@ -456,7 +456,9 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=300_000)
     parser.add_argument("--file-bytes", type=int, default=0)
     parser.add_argument("--files-dir", default="/var/tmp/bench-records-files")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of the files and partitions benchmarks")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of the files and partitions benchmarks"
+    )
     parser.add_argument("--partition-rows", type=int, default=1_000_000)
     parser.add_argument("--only", choices=["rows", "files", "partitions"], action="append")
     args = parser.parse_args()

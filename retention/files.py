@@ -125,8 +125,19 @@ def _describe(exc: BaseException) -> str:
 Settled = tuple[Counter[str], list[int], list[tuple[int, str]], list[tuple[int, str]]]
 
 
-def _settle(rows: list[tuple[int, str, str]], dry_run: bool, directories: _Directories) -> Settled:
-    """Unlink (or, in a dry run, look at) the files of one batch, directory by directory."""
+Unlinked = tuple[Counter[str], list[int], list[tuple[int, str]]]
+
+
+def _settle(
+    rows: list[tuple[int, str, str]],
+    dry_run: bool,
+    directories: _Directories,
+    helper: concurrent.futures.Executor | None = None,
+) -> Settled:
+    """Unlink (or, in a dry run, look at) the files of one batch, directory by directory. With a
+    `helper`, the directories are shared between this thread and the helper's (unlink and lstat
+    release the GIL, so the two run in parallel). Directories are located (checked and opened)
+    here only, in chunks small enough that no descriptor of a chunk is closed while in use."""
     counts: Counter[str] = Counter()
     done: list[int] = []
     failed: list[tuple[int, str]] = []
@@ -138,27 +149,52 @@ def _settle(rows: list[tuple[int, str, str]], dry_run: bool, directories: _Direc
             refused.append((entry_id, f"{stored!r} is not a file path"))
             continue
         groups.setdefault((root, directory), []).append((entry_id, stored, name))
-    for (root, directory), members in groups.items():
-        try:
-            parent = directories.locate(root, members[0][1], directory)
-        except paths.UnsafePath as exc:
-            refused.extend((entry_id, str(exc)) for entry_id, _, _ in members)
-            continue
-        except FileNotFoundError:
-            counts["missing"] += len(members)
-            done.extend(entry_id for entry_id, _, _ in members)
-            continue
-        except OSError as exc:
-            failed.extend((entry_id, _describe(exc)) for entry_id, _, _ in members)
-            continue
-        unlinked, gone, stuck = _unlink(parent, members, dry_run)
-        counts.update(unlinked)
-        done.extend(gone)
-        failed.extend(stuck)
+    chunk = max(1, OPEN_DIRECTORIES // 2)
+    items = list(groups.items())
+    for start in range(0, len(items), chunk):
+        located: list[tuple[int, list[tuple[int, str, str]]]] = []
+        for (root, directory), members in items[start : start + chunk]:
+            try:
+                located.append((directories.locate(root, members[0][1], directory), members))
+            except paths.UnsafePath as exc:
+                refused.extend((entry_id, str(exc)) for entry_id, _, _ in members)
+            except FileNotFoundError:
+                counts["missing"] += len(members)
+                done.extend(entry_id for entry_id, _, _ in members)
+            except OSError as exc:
+                failed.extend((entry_id, _describe(exc)) for entry_id, _, _ in members)
+        for unlinked, gone, stuck in _unlink_all(located, dry_run, helper):
+            counts.update(unlinked)
+            done.extend(gone)
+            failed.extend(stuck)
     return counts, done, failed, refused
 
 
-Unlinked = tuple[Counter[str], list[int], list[tuple[int, str]]]
+def _unlink_all(
+    located: list[tuple[int, list[tuple[int, str, str]]]],
+    dry_run: bool,
+    helper: concurrent.futures.Executor | None,
+) -> list[Unlinked]:
+    """_unlink over located directories; with a helper, the second half of the files (in order,
+    a directory split in two if need be) goes to its thread."""
+    total = sum(len(members) for _, members in located)
+    if helper is None or total < 2:
+        return [_unlink(parent, members, dry_run) for parent, members in located]
+    mine: list[tuple[int, list[tuple[int, str, str]]]] = []
+    theirs: list[tuple[int, list[tuple[int, str, str]]]] = []
+    room = total // 2
+    for parent, members in located:
+        if room >= len(members):
+            mine.append((parent, members))
+        elif room > 0:
+            mine.append((parent, members[:room]))
+            theirs.append((parent, members[room:]))
+        else:
+            theirs.append((parent, members))
+        room = max(0, room - len(members))
+    other = helper.submit(lambda: [_unlink(parent, members, dry_run) for parent, members in theirs])
+    here = [_unlink(parent, members, dry_run) for parent, members in mine]
+    return here + other.result()
 
 
 def _unlink(parent: int, members: list[tuple[int, str, str]], dry_run: bool) -> Unlinked:
@@ -208,9 +244,20 @@ def drain(
     else:
         directories = _Directories()
         try:
-            with concurrent.futures.ThreadPoolExecutor(1, "outbox-unlink") as pool:
+            with (
+                concurrent.futures.ThreadPoolExecutor(1, "outbox-unlink") as pool,
+                concurrent.futures.ThreadPoolExecutor(1, "outbox-unlink-helper") as helper,
+            ):
                 stopped = _pipeline(
-                    conn, pool, directories, totals, dry_run, deadline, should_abort, batch_size
+                    conn,
+                    pool,
+                    helper,
+                    directories,
+                    totals,
+                    dry_run,
+                    deadline,
+                    should_abort,
+                    batch_size,
                 )
         finally:
             directories.close()
@@ -242,6 +289,7 @@ def _lock(conn: psycopg.Connection) -> bool:
 def _pipeline(
     conn: psycopg.Connection,
     pool: concurrent.futures.Executor,
+    helper: concurrent.futures.Executor,
     directories: _Directories,
     totals: Counter[str],
     dry_run: bool,
@@ -264,7 +312,7 @@ def _pipeline(
         if time.monotonic() >= deadline:
             stopped = "time budget spent"
             break
-        work = pool.submit(_settle, rows, dry_run, directories)
+        work = pool.submit(_settle, rows, dry_run, directories, helper)
         if settled is not None:
             _record(conn, settled, totals, dry_run)
         following = read(rows[-1][0]) if len(rows) == batch_size else []

@@ -92,6 +92,30 @@ def test_drain_deletes_files_counts_bytes_and_missing(conn, tmp_path):
     assert _entries(conn) == []
 
 
+@pytest.mark.parametrize("layout", ["grouped", "interleaved"])
+def test_drain_over_more_directories_than_descriptors_it_keeps_open(
+    conn, tmp_path, monkeypatch, layout
+):
+    """Batches spanning more directories than the drain keeps open, split between two threads:
+    every queued file goes with its bytes counted, files next to them that were not queued stay."""
+    monkeypatch.setattr(files, "OPEN_DIRECTORIES", 6)
+    root = tmp_path / "store"
+    queued = [f"d{d:02}/f{f}.jpg" for d in range(25) for f in range(7)]
+    if layout == "interleaved":
+        queued.sort(key=lambda name: name.split("/")[1])
+    for index, name in enumerate(queued):
+        _make(root, name, index % 5 + 1)
+    bystanders = [_make(root, f"d{d:02}/keep.jpg") for d in range(25)]
+    _queue(conn, root, queued)
+    result = files.drain(conn, dry_run=False, deadline=FAR, batch_size=40)
+    assert result["deleted"] == len(queued) and result["failed"] == 0
+    assert result["bytes"] == sum(index % 5 + 1 for index in range(len(queued)))
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.jpg")) == sorted(
+        p.relative_to(root).as_posix() for p in bystanders
+    )
+    assert _entries(conn) == []
+
+
 def test_escaping_paths_are_refused_and_kept(conn, tmp_path):
     root = tmp_path / "store"
     outside = _make(tmp_path, "outside/secret.txt")
