@@ -58,7 +58,12 @@ class Segment:
     many rows of that group were deleted, the oldest of them (the `oldest_column` value), the
     `fused_counts` for that group, then the first ids deleted in key order (the same on every row).
     With nothing deleted, one row with NULL groups; with nothing scanned, no row. A dry run still
-    uses the select and the deleter's preview."""
+    uses the select and the deleter's preview.
+
+    `settle`, when given, runs once (with the start key's parameters) after a real walk that
+    deleted rows has reached its end: a pass over the walk's index range, so that the entries of
+    the rows just deleted are marked dead now (PostgreSQL does so for an index scan that finds a
+    row dead to every transaction) rather than visited one by one by the next run."""
 
     name: str
     select: Callable[[bool], sql.Composable]
@@ -70,6 +75,7 @@ class Segment:
     oldest_column: int | None = 0
     fused: Callable[[bool], sql.Composable] | None = None
     fused_counts: tuple[str, ...] = ()
+    settle: Callable[[], sql.Composable] | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -155,11 +161,14 @@ def run(
     total = max(len(target.segments), 1)
     for index, segment in enumerate(target.segments):
         walk = _Walk(conn, target, segment, limits, result, dry_run)
+        deleted = result.deleted
         size = walk.run(
             size, lambda frac, i=index: _report(result, (i + frac) / total, on_progress)
         )
         if result.stopped in ("aborted", "time budget spent"):
             break
+        if segment.settle is not None and not dry_run and result.deleted > deleted:
+            conn.execute(segment.settle(), segment.params(segment.start, 1))
     if not result.stopped:
         result.fraction = 1.0
     return result

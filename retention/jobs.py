@@ -128,10 +128,8 @@ def prune_target(
     planned = walks(policy, now)
     for walk in planned:
         type_sql = sql.Literal(walk.event_type)
-        oldest_row = conn.execute(
-            queries.get("oldest_final_event").format(event_type=type_sql),
-            {"cutoff": walk.cutoff},
-        ).fetchone()
+        oldest_query = queries.get("oldest_final_event").format(event_type=type_sql)
+        oldest_row = conn.execute(oldest_query, {"cutoff": walk.cutoff}).fetchone()
         oldest = oldest_row[0] if oldest_row else None
         if oldest is None:
             continue
@@ -141,6 +139,7 @@ def prune_target(
                 select=_prune_query("prune_jobs_select", type_sql, policy, walk.statuses),
                 fused=_prune_query("prune_jobs_fused", type_sql, policy, walk.statuses),
                 fused_counts=("events",),
+                settle=lambda query=oldest_query: query,
                 params=_prune_params(walk.cutoff, now),
                 start=(_EPOCH, 0),
                 key_width=2,

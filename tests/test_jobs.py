@@ -728,6 +728,27 @@ def test_the_delete_leaves_a_job_that_changed_state_since_it_was_selected(conn):
     assert job_ids(conn) == {changed}
 
 
+def test_a_real_run_leaves_no_index_entry_of_its_deleted_events_to_visit(conn, database, location):
+    """After a real run, the final-events index entries of the events it deleted are marked dead:
+    the next run's scan of that range skips them instead of visiting each dead row's heap page
+    (the cost of a run with nothing left to delete right after a mass delete)."""
+    old = {"status": "succeeded", "queue": "q", "task": "t", "finished_ago": dt.timedelta(days=40)}
+    seed_bulk(conn, [old] * 300)
+    seed_job(conn, status="succeeded", finished_ago=dt.timedelta(days=1))
+    settings = make_settings(database, jobs={"succeeded": "30d"})
+    assert run_jobs(settings, location)["jobs"]["deleted"] == 300
+    plan = "\n".join(
+        row[0]
+        for row in conn.execute(
+            "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT min(at) FROM procrastinate_events "
+            "WHERE type = 'succeeded' AND at < now() - interval '30 days'"
+        )
+    )
+    assert "retention_events_final_at_idx" in plan
+    fetches = re.search(r"Heap Fetches: (\d+)", plan)
+    assert fetches is not None and int(fetches.group(1)) == 0, plan
+
+
 def test_a_job_locked_by_another_transaction_is_skipped_not_waited_for(conn, database):
     """A batch that meets a row another transaction holds locked waits at most lock_timeout, then
     the walk skips locked rows: the other jobs go, the locked one stays for the next run."""

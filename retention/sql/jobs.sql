@@ -126,6 +126,9 @@ SELECT j.status::text, count(*), min(e.at)
  GROUP BY 1;
 
 -- name: oldest_final_event --
+-- Where a walk starts (for its progress). Also the walk's settle pass after a real run deleted
+-- jobs: this scan goes through the index entries of the events just deleted up to the first
+-- event left, and marks them dead, so that the next run does not visit them one by one.
 SELECT min(at) FROM procrastinate_events
  WHERE type = {event_type}::procrastinate_job_event_type AND at < %(cutoff)s;
 
