@@ -65,7 +65,7 @@ gone AS (
        AND j.xmin = el.version
        AND j.id = el.id
        AND j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
-    RETURNING j.id
+    RETURNING j.id, el.at, el.event_id, el.status, el.queue_name, el.task_name, el.events
 )
 
 -- name: prune_jobs_delete_skip_locked --
@@ -74,7 +74,8 @@ gone AS (
 -- re-evaluates `locked`'s conditions on the newest version of a row updated since the snapshot,
 -- where the xmin is not `version`.
 locked AS (
-    SELECT j.ctid AS row, j.id
+    SELECT j.ctid AS row, j.id, el.at, el.event_id, el.status, el.queue_name, el.task_name,
+           el.events
       FROM eligible el
       JOIN procrastinate_jobs j ON j.ctid = el.row
      WHERE j.xmin = el.version
@@ -82,7 +83,8 @@ locked AS (
        AND j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
        FOR UPDATE OF j SKIP LOCKED
 ), gone AS (
-    DELETE FROM procrastinate_jobs j USING locked l WHERE j.ctid = l.row RETURNING j.id
+    DELETE FROM procrastinate_jobs j USING locked l WHERE j.ctid = l.row
+    RETURNING j.id, l.at, l.event_id, l.status, l.queue_name, l.task_name, l.events
 )
 
 -- name: prune_jobs_fused --
@@ -92,22 +94,22 @@ locked AS (
 -- position) and how many were scanned, then per status, queue and task of the deleted jobs: how
 -- many, the oldest finish, their events; and the first ids deleted, in walk order. With nothing
 -- deleted, one row whose groups are NULL; with nothing scanned, no row.
-{walk}, {delete}, deleted AS MATERIALIZED (
-    SELECT el.id, el.at, el.event_id, el.status, el.queue_name, el.task_name, el.events
-      FROM eligible el
-      JOIN gone g ON g.id = el.id
-), last AS (
-    SELECT s.at, s.event_id, count(*) OVER () AS scanned
-      FROM scanned s
-     ORDER BY s.at DESC, s.event_id DESC
-     LIMIT 1
+{walk}, {delete}, tally AS (
+    SELECT g.status, g.queue_name, g.task_name, count(*) AS deleted, min(g.at) AS oldest,
+           sum(g.events)::bigint AS events
+      FROM gone g
+     GROUP BY g.status, g.queue_name, g.task_name
+), edge AS (
+    SELECT max(s.at) AS at, count(*) AS scanned FROM scanned s
 )
-SELECT l.at, l.event_id, l.scanned, d.status, d.queue_name, d.task_name,
-       count(d.id), min(d.at), coalesce(sum(d.events), 0)::bigint,
-       (SELECT (array_agg(f.id ORDER BY f.at, f.event_id))[1:%(samples)s] FROM deleted f)
-  FROM last l
-  LEFT JOIN deleted d ON true
- GROUP BY l.at, l.event_id, l.scanned, d.status, d.queue_name, d.task_name;
+SELECT e.at, (SELECT max(s.event_id) FROM scanned s WHERE s.at = e.at), e.scanned,
+       t.status, t.queue_name, t.task_name, coalesce(t.deleted, 0), t.oldest,
+       coalesce(t.events, 0),
+       (SELECT array_agg(f.id)
+          FROM (SELECT g.id FROM gone g ORDER BY g.at, g.event_id LIMIT %(samples)s) f)
+  FROM edge e
+  LEFT JOIN tally t ON true
+ WHERE e.scanned > 0;
 
 -- name: eligible_jobs --
 -- What one prune walk would delete now, counted per status: the same conditions, no batches.
