@@ -37,14 +37,19 @@ def test_run_works_with_only_the_documented_grants(conn, database):
         for grant in documented_grants():
             conn.execute(grant.rstrip(";").replace(" TO retention", f" TO {role}"))
         old = seed_job(conn, status="succeeded", finished_ago=dt.timedelta(days=10))
+        held = seed_job(conn, status="succeeded", finished_ago=dt.timedelta(days=10))
         keep = seed_job(conn, status="failed", finished_ago=dt.timedelta(days=10))
         params = libpq.conninfo_to_dict(database)
         params["user"] = role
         as_role = libpq.make_conninfo(**params)
-        result = run_cli("run", "--json", database=as_role)
+        # A row held locked sends the batch to the skip-locked statement, which the grants allow.
+        with psycopg.connect(database) as other:
+            other.execute("SELECT 1 FROM procrastinate_jobs WHERE id = %s FOR UPDATE", (held,))
+            result = run_cli("run", "--json", database=as_role)
         assert result.returncode == 0, result.stderr
-        assert json.loads(result.stdout)["jobs"]["deleted"] == 1
-        assert job_ids(conn) == {keep}
+        summary = json.loads(result.stdout)["jobs"]
+        assert summary["deleted"] == 1 and summary["lock_backoffs"] == 1
+        assert job_ids(conn) == {keep, held}
         assert old not in job_ids(conn)
         status = run_cli("status", "--json", database=as_role)
         assert status.returncode == 0, status.stderr
