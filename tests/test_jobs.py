@@ -728,15 +728,7 @@ def test_the_delete_leaves_a_job_that_changed_state_since_it_was_selected(conn):
     assert job_ids(conn) == {changed}
 
 
-def test_a_real_run_leaves_no_index_entry_of_its_deleted_events_to_visit(conn, database, location):
-    """After a real run, the final-events index entries of the events it deleted are marked dead:
-    the next run's scan of that range skips them instead of visiting each dead row's heap page
-    (the cost of a run with nothing left to delete right after a mass delete)."""
-    old = {"status": "succeeded", "queue": "q", "task": "t", "finished_ago": dt.timedelta(days=40)}
-    seed_bulk(conn, [old] * 300)
-    seed_job(conn, status="succeeded", finished_ago=dt.timedelta(days=1))
-    settings = make_settings(database, jobs={"succeeded": "30d"})
-    assert run_jobs(settings, location)["jobs"]["deleted"] == 300
+def _heap_fetches_of_the_succeeded_range(conn: psycopg.Connection) -> int:
     plan = "\n".join(
         row[0]
         for row in conn.execute(
@@ -744,9 +736,30 @@ def test_a_real_run_leaves_no_index_entry_of_its_deleted_events_to_visit(conn, d
             "WHERE type = 'succeeded' AND at < now() - interval '30 days'"
         )
     )
-    assert "retention_events_final_at_idx" in plan
+    assert "retention_events_final_at_idx" in plan, plan
     fetches = re.search(r"Heap Fetches: (\d+)", plan)
-    assert fetches is not None and int(fetches.group(1)) == 0, plan
+    assert fetches is not None, plan
+    return int(fetches.group(1))
+
+
+def test_a_real_run_leaves_no_index_entry_of_its_deleted_events_to_visit(conn, database, location):
+    """After a real run, the final-events index entries of the events it deleted are marked dead:
+    the next run's scan of that range skips them instead of visiting each dead row's heap page
+    (the cost of a run with nothing left to delete right after a mass delete). PostgreSQL marks an
+    entry dead only when no transaction anywhere that it must consider could still see the row,
+    which another test's transaction can prevent for a moment: the scenario is tried up to three
+    times, each time on new jobs. Without the settle pass every attempt sees all 300 entries."""
+    old = {"status": "succeeded", "queue": "q", "task": "t", "finished_ago": dt.timedelta(days=40)}
+    seed_job(conn, status="succeeded", finished_ago=dt.timedelta(days=1))
+    settings = make_settings(database, jobs={"succeeded": "30d"})
+    fetches = []
+    for _ in range(3):
+        seed_bulk(conn, [old] * 300)
+        assert run_jobs(settings, location)["jobs"]["deleted"] == 300
+        fetches.append(_heap_fetches_of_the_succeeded_range(conn))
+        if fetches[-1] == 0:
+            break
+    assert fetches[-1] == 0, fetches
 
 
 def test_a_job_locked_by_another_transaction_is_skipped_not_waited_for(conn, database):
