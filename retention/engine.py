@@ -224,7 +224,11 @@ class _Walk:
             started = time.monotonic()
             try:
                 batch = self._batch(key, size)
-            except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled) as exc:
+            except (
+                pg_errors.LockNotAvailable,
+                pg_errors.DeadlockDetected,
+                pg_errors.QueryCanceled,
+            ) as exc:
                 backoffs += 1
                 self.result.lock_backoffs += 1
                 logger.info(
@@ -239,9 +243,11 @@ class _Walk:
                 if (
                     self.fused is not None
                     and not self.skip_locked
-                    and isinstance(exc, pg_errors.LockNotAvailable)
+                    and isinstance(exc, pg_errors.LockNotAvailable | pg_errors.DeadlockDetected)
                 ):
-                    # A row is locked: from now on this walk skips locked rows instead.
+                    # A row is locked (or waiting for it closed a cycle with the holder, when
+                    # deadlock_timeout is shorter than lock_timeout): from now on this walk skips
+                    # locked rows instead.
                     self.skip_locked = True
                     self.query = self._query()
                     continue

@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -795,6 +796,63 @@ def test_a_job_locked_by_another_transaction_is_skipped_not_waited_for(conn, dat
     )
     assert again.deleted == 1 and again.lock_backoffs == 0
     assert job_ids(conn) == set()
+
+
+def test_a_batch_chosen_as_deadlock_victim_goes_on_skipping_locked_rows(conn, database):
+    """With lock_timeout longer than deadlock_timeout, a batch that deleted job A and waits for
+    job B, held by a transaction that then asks for A, is the deadlock's victim: the walk goes on
+    with the skip-locked statement instead of failing the run."""
+    first = seed_job(conn, status="succeeded", finished_ago=dt.timedelta(days=41))
+    second = seed_job(conn, status="succeeded", finished_ago=dt.timedelta(days=40))
+    rest = [
+        seed_job(conn, status="succeeded", finished_ago=dt.timedelta(days=39)) for _ in range(5)
+    ]
+    policy = settings_mod.Settings(database_url=database, jobs={"succeeded": "30d"}).jobs
+    limits = engine.Limits(
+        batch_size=100,
+        max_batch_seconds=20.0,
+        lock_timeout=dt.timedelta(seconds=10),
+        deadline=time.monotonic() + 60,
+    )
+    outcome: dict[str, Any] = {}
+    with psycopg.connect(database) as other:
+        other.execute("SET deadlock_timeout = '30s'")
+        other.execute("SELECT 1 FROM procrastinate_jobs WHERE id = %s FOR UPDATE", (second,))
+
+        def prune() -> None:
+            try:
+                with psycopg.connect(database, autocommit=True) as pruning:
+                    pruning.execute("SET deadlock_timeout = '1s'")
+                    outcome["pid"] = pruning.info.backend_pid
+                    now = pruning.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+                    target = jobs.prune_target(pruning, policy, now)
+                    outcome["result"] = engine.run(pruning, target, limits, dry_run=False)
+            except BaseException as exc:
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=prune)
+        thread.start()
+        for _ in range(250):
+            pid = outcome.get("pid")
+            row = (
+                pid
+                and conn.execute(
+                    "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
+                ).fetchone()
+            )
+            if row and row[0] == "Lock" or "error" in outcome:
+                break
+            time.sleep(0.02)
+        else:
+            raise AssertionError("the batch never waited for the held row")
+        # Now ask for the job the waiting batch has deleted: a cycle, which the batch detects.
+        other.execute("SELECT 1 FROM procrastinate_jobs WHERE id = %s FOR UPDATE", (first,))
+        thread.join(30)
+        assert "error" not in outcome, outcome.get("error")
+        result = outcome["result"]
+        assert result.stopped is None and result.lock_backoffs == 1
+        assert result.deleted == len(rest)
+        assert job_ids(conn) == {first, second}
 
 
 def test_sigkill_mid_run_then_a_rerun_finishes_the_job(conn, database, tmp_path: Path):
