@@ -55,10 +55,15 @@ class Segment:
     in SQL (`fused(skip_locked)`; with `skip_locked` False it may wait for a locked row, up to
     `lock_timeout`, after which the walk goes on with `fused(True)`, which skips such rows). It
     returns rows of: the last key scanned, how many rows were scanned, the `groups` values, how
-    many rows of that group were deleted, the oldest of them (the `oldest_column` value), the
-    `fused_counts` for that group, then the first ids deleted in key order (the same on every row).
-    With nothing deleted, one row with NULL groups; with nothing scanned, no row. A dry run still
-    uses the select and the deleter's preview.
+    many rows of that group were deleted, the oldest of them (the `oldest_column` value), then
+    the first ids deleted in key order (the same on every row; a `samples` parameter, when the
+    segment's parameters have one, is set to how many the result still lacks). With nothing
+    deleted, one row with NULL groups; with nothing scanned, no row. A dry run still uses the
+    select and the deleter's preview.
+
+    `counter`, when given, is (names, statement): the statement returns one row of integers,
+    read before and after each fused batch inside its transaction; the differences go to the
+    result's counts under those names (rows deleted by a cascade, which no RETURNING sees).
 
     `settle`, when given, runs once (with the start key's parameters) after a real walk that
     deleted rows has reached its end: a pass over the walk's index range, so that the entries of
@@ -74,7 +79,7 @@ class Segment:
     progress: Callable[[tuple[Any, ...]], float] | None = None
     oldest_column: int | None = 0
     fused: Callable[[bool], sql.Composable] | None = None
-    fused_counts: tuple[str, ...] = ()
+    counter: tuple[tuple[str, ...], sql.Composable] | None = None
     settle: Callable[[], sql.Composable] | None = None
 
 
@@ -283,9 +288,19 @@ class _Walk:
                     sql.Literal(f"{int(max(5.0, 10 * self.limits.max_batch_seconds) * 1000)}ms"),
                 )
             )
-            rows = cur.execute(self.query, self.segment.params(key, size)).fetchall()
+            params = self.segment.params(key, size)
             if self.fused is not None:
+                if "samples" in params:
+                    params["samples"] = max(SAMPLE_SIZE - len(self.result.samples), 0)
+                counter = self.segment.counter
+                before = cur.execute(counter[1]).fetchone() if counter else None
+                rows = cur.execute(self.query, params).fetchall()
+                if counter and before is not None:
+                    after = cur.execute(counter[1]).fetchone() or before
+                    counted = {n: a - b for n, a, b in zip(counter[0], after, before, strict=True)}
+                    self.result.counts.update(counted)
                 return self._tally_groups(rows)
+            rows = cur.execute(self.query, params).fetchall()
             width = self.segment.key_width
             eligible = [row for row in rows if row[width] is not None]
             ids = [row[width] for row in eligible]
@@ -329,14 +344,12 @@ class _Walk:
         result = self.result
         width = self.segment.key_width
         groups = self.segment.groups
-        names = self.segment.fused_counts
         for row in rows:
             values = row[width + 1 : width + 1 + len(groups)]
-            deleted, oldest, *counts = row[width + 1 + len(groups) : -1]
+            deleted, oldest = row[width + 1 + len(groups) : -1]
             if not deleted:
                 continue
             result.deleted += deleted
-            result.counts.update(dict(zip(names, counts, strict=True)))
             for name, value in zip(groups, values, strict=True):
                 result.by[name][str(value)] += deleted
             if self.segment.oldest_column is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -123,9 +124,12 @@ def walks(policy: settings_mod.JobsPolicy, now: dt.datetime) -> list[Walk]:
 def prune_target(
     conn: psycopg.Connection, policy: settings_mod.JobsPolicy, now: dt.datetime
 ) -> engine.Target:
-    """One segment per walk that has any event older than its cutoff."""
+    """One segment per walk that has any event older than its cutoff. The events deleted with the
+    jobs (by the cascade) are counted by PostgreSQL's per-transaction statistics; with
+    `track_counts` off (it is on by default) they are not counted."""
     segments = []
     planned = walks(policy, now)
+    counting = _counts_tuples(conn)
     for walk in planned:
         type_sql = sql.Literal(walk.event_type)
         oldest_query = queries.get("oldest_final_event").format(event_type=type_sql)
@@ -133,12 +137,13 @@ def prune_target(
         oldest = oldest_row[0] if oldest_row else None
         if oldest is None:
             continue
+        select, fused = _prune_queries(type_sql, policy, walk.statuses)
         segments.append(
             engine.Segment(
                 name=walk.event_type,
-                select=_prune_query("prune_jobs_select", type_sql, policy, walk.statuses),
-                fused=_prune_query("prune_jobs_fused", type_sql, policy, walk.statuses),
-                fused_counts=("events",),
+                select=select,
+                fused=fused,
+                counter=(("events",), queries.get("deleted_job_events")) if counting else None,
                 settle=lambda query=oldest_query: query,
                 params=_prune_params(walk.cutoff, now),
                 start=(_EPOCH, 0),
@@ -148,6 +153,11 @@ def prune_target(
             )
         )
     return engine.Target(name="jobs", segments=segments, deleter=JobDeleter())
+
+
+def _counts_tuples(conn: psycopg.Connection) -> bool:
+    row = conn.execute("SELECT current_setting('track_counts')::bool").fetchone()
+    return bool(row and row[0])
 
 
 def eligible(
@@ -178,28 +188,41 @@ def _status_age(policy: settings_mod.JobsPolicy, statuses: tuple[str, ...]) -> s
     return sql.SQL("(CASE j.status::text {} END)").format(sql.SQL(" ").join(whens))
 
 
-def _prune_query(
-    name: str,
+def _prune_queries(
     event_type: sql.Composable,
     policy: settings_mod.JobsPolicy,
     statuses: tuple[str, ...],
-):
-    """The query `name` around the walk's CTEs (one composition for the dry run's select and the
-    real run's fused statement, so the two select the same jobs). The select locks nothing; the
-    fused statement deletes, skipping locked rows when asked (see engine.Segment.fused)."""
-    walk = queries.get("prune_jobs_walk").format(
-        event_type=event_type,
-        statuses=sql.SQL(", ").join(sql.Literal(status) for status in statuses),
-        age=_status_age(policy, statuses),
-    )
+) -> tuple[Callable[[bool], sql.Composable], Callable[[bool], sql.Composable]]:
+    """The dry run's select and the real run's fused statement of one walk, composed from the
+    same scan and the same conditions, so that both select the same jobs. The select locks
+    nothing; the fused statement deletes, skipping locked rows when asked (see
+    engine.Segment.fused)."""
+    conditions = {
+        "statuses": sql.SQL(", ").join(sql.Literal(status) for status in statuses),
+        "age": _status_age(policy, statuses),
+    }
+    scan = queries.get("prune_jobs_scan").format(event_type=event_type)
 
-    def query(skip_locked: bool = False) -> sql.Composable:
-        delete = queries.get(
-            "prune_jobs_delete_skip_locked" if skip_locked else "prune_jobs_delete"
+    def eligible(source: str) -> sql.Composable:
+        return queries.get("prune_jobs_eligible").format(
+            source=sql.Identifier(source), **conditions
         )
-        return queries.get(name).format(walk=walk, delete=delete)
 
-    return query
+    def select(lock: bool = False) -> sql.Composable:
+        return queries.get("prune_jobs_select").format(scan=scan, eligible=eligible("scanned"))
+
+    def fused(skip_locked: bool = False) -> sql.Composable:
+        if skip_locked:
+            delete = queries.get("prune_jobs_delete_skip_locked").format(
+                eligible=eligible("scanned")
+            )
+        else:
+            delete = queries.get("prune_jobs_delete").format(
+                eligible=eligible("rest"), **conditions
+            )
+        return queries.get("prune_jobs_fused").format(scan=scan, delete=delete)
+
+    return select, fused
 
 
 def _prune_params(cutoff: dt.datetime, now: dt.datetime):

@@ -1,81 +1,109 @@
--- name: prune_jobs_walk --
--- One batch of the walk over final events of one type, oldest first, as the CTEs `scanned` (the
--- events) and `eligible` (their jobs that may go, read in the statement's snapshot, unlocked). A
--- job is eligible when its status is one of the statuses this event type leads to, the event is
--- its latest state change (`scheduled` and `abort_requested` events are not state changes: a
--- scheduled event's `at` is when the job was due, possibly after it was cancelled), and the event
--- is older than the age the rules give the job. `version` (the row version's xmin) and `row` (its
--- ctid) let the delete take exactly the row version these conditions were checked on; `events`
--- counts the job's events, read by the same probe that looks for a later state change. Each job
--- is read by a primary-key probe whatever the planner estimates (the lateral subquery with
--- OFFSET 0 is not flattened into a join: a hash join over a seq scan of all jobs, which it picks
--- for the walks that lead to several statuses, costs about a second a batch on a million jobs),
--- and `eligible` is materialized in the dry run's select as in the fused statement, so both run
--- the same plan. The event type, statuses and age are composed in jobs.py (never from raw text).
+-- name: prune_jobs_scan --
+-- One batch of the walk over final events of one type, oldest first: the CTE `scanned`. The
+-- event type is composed in jobs.py (never from raw text). `version` is the event's xmin: the
+-- transaction that wrote it.
 WITH scanned AS (
-    SELECT e.id AS event_id, e.at, e.job_id
+    SELECT e.id AS event_id, e.at, e.job_id, e.xmin AS version
       FROM procrastinate_events e
      WHERE e.type = {event_type}::procrastinate_job_event_type
        AND e.at < %(cutoff)s
        AND (e.at, e.id) > (%(after_at)s, %(after_id)s)
      ORDER BY e.at, e.id
      LIMIT %(limit)s
-), eligible AS MATERIALIZED (
-    SELECT j.id, j.row, j.version, s.event_id, s.at, j.status, j.queue_name, j.task_name,
-           ev.events
-      FROM scanned s
+)
+
+-- name: prune_jobs_eligible --
+-- The jobs of the source CTE's events (`scanned`, or `rest` in prune_jobs_delete) that may go,
+-- read in the statement's snapshot, unlocked: the CTE `eligible`. A job is eligible when its status is one of the statuses this event type
+-- leads to, the event is its latest state change (`scheduled` and `abort_requested` events are
+-- not state changes: a scheduled event's `at` is when the job was due, possibly after it was
+-- cancelled), and the event is older than the age the rules give the job. `version` (the row
+-- version's xmin) and `row` (its ctid) let a delete take exactly the row version these
+-- conditions were checked on. Each job is read by a primary-key probe whatever the planner
+-- estimates (the lateral subquery with OFFSET 0 is not flattened into a join: a hash join over a
+-- seq scan of all jobs, which it picks for the walks that lead to several statuses, costs about
+-- a second a batch on a million jobs), and `eligible` is materialized, in the dry run's select
+-- as in the deletes. The statuses and age are composed in jobs.py.
+eligible AS MATERIALIZED (
+    SELECT j.id, j.row, j.version, s.event_id, s.at, j.status, j.queue_name, j.task_name
+      FROM {source} s
      CROSS JOIN LATERAL (
            SELECT j.id, j.ctid AS row, j.xmin AS version, j.status::text AS status,
                   j.queue_name, j.task_name
              FROM procrastinate_jobs j
             WHERE j.id = s.job_id
            OFFSET 0) j
-     CROSS JOIN LATERAL (
-           SELECT count(*) AS events,
-                  count(*) FILTER (
-                      WHERE later.type NOT IN ('scheduled', 'abort_requested')
-                        AND (later.at, later.id) > (s.at, s.event_id)) AS later
-             FROM procrastinate_events later
-            WHERE later.job_id = s.job_id) ev
      WHERE j.status::text IN ({statuses})
        AND s.at < %(now)s - {age}
-       AND ev.later = 0
+       AND NOT EXISTS (
+           SELECT 1 FROM procrastinate_events later
+            WHERE later.job_id = s.job_id
+              AND later.type NOT IN ('scheduled', 'abort_requested')
+              AND (later.at, later.id) > (s.at, s.event_id))
 )
 
 -- name: prune_jobs_select --
 -- The walk's batch as the engine's rows, nothing locked: what a dry run would delete.
-{walk}
+{scan}, {eligible}
 SELECT s.at, s.event_id, el.id, el.status, el.queue_name, el.task_name
   FROM scanned s
   LEFT JOIN eligible el ON el.event_id = s.event_id
  ORDER BY s.at, s.event_id;
 
 -- name: prune_jobs_delete --
--- The eligible jobs deleted by ctid, the row version `eligible` checked, and only while it is
--- still the newest: a job updated after the statement's snapshot (retried and finished again: its
--- new events are invisible to the snapshot, so `eligible` still sees the old final event as its
--- latest) has a new version at another ctid, which the delete's recheck of its conditions
--- (EvalPlanQual) refuses, and whose xmin is not `version`; such a job is left for the next run
--- (tests/test_jobs_race.py). A row another transaction holds locked is waited for, up to the
--- batch's lock_timeout: the engine then retries the batch with prune_jobs_delete_skip_locked.
-gone AS (
+-- The batch's eligible jobs deleted, as the CTE `gone`, in two steps.
+--
+-- `fast`: a job whose row version was written by the transaction that wrote the event (the same
+-- xmin: Procrastinate's trigger inserts the event in the transaction that changes the status) has
+-- had no state change since that event: any later one would have been written with a new row
+-- version, or in that same transaction, with the same `at` (now()) and the status the row holds,
+-- which is what the conditions read. Such a job is deleted through its primary key with no probe
+-- of its events. A row updated after the statement's snapshot is rechecked by the delete
+-- (EvalPlanQual) on its new version, whose xmin is not the event's: it stays. (xmin 2, frozen
+-- before PostgreSQL 9.4, says nothing about the transaction and never takes this step.)
+--
+-- `slow`: every other job of the batch (a job rewritten since it finished, e.g. by the
+-- `ON DELETE SET NULL` of its worker's row) goes through `eligible`, by ctid, and only while that
+-- row version is still the newest: a job updated after the statement's snapshot (retried and
+-- finished again: its new events are invisible to the snapshot, so `eligible` still sees the old
+-- final event as its latest) has a new version at another ctid, which the delete's recheck
+-- refuses, and whose xmin is not `version`; such a job is left for the next run
+-- (tests/test_jobs_race.py). Both steps select what the dry run's select does (a job that made
+-- two final transitions in one transaction may go by the earlier event's walk: with the same
+-- `at`, and its own status, the same decision).
+--
+-- A row another transaction holds locked is waited for, up to the batch's lock_timeout: the
+-- engine then retries the batch with prune_jobs_delete_skip_locked.
+fast AS (
+    DELETE FROM procrastinate_jobs j
+     USING scanned s
+     WHERE j.id = s.job_id
+       AND j.xmin = s.version
+       AND j.xmin <> '2'::xid
+       AND j.status::text IN ({statuses})
+       AND s.at < %(now)s - {age}
+    RETURNING j.id, s.at, s.event_id, j.status::text AS status, j.queue_name, j.task_name
+), rest AS (
+    SELECT s.* FROM scanned s WHERE s.job_id NOT IN (SELECT f.id FROM fast f)
+), {eligible}, slow AS (
     DELETE FROM procrastinate_jobs j
      USING eligible el
      WHERE j.ctid = el.row
        AND j.xmin = el.version
        AND j.id = el.id
        AND j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
-    RETURNING j.id, el.at, el.event_id, el.status, el.queue_name, el.task_name, el.events
+    RETURNING j.id, el.at, el.event_id, el.status, el.queue_name, el.task_name
+), gone AS (
+    SELECT * FROM fast UNION ALL SELECT * FROM slow
 )
 
 -- name: prune_jobs_delete_skip_locked --
--- As prune_jobs_delete, for a batch that met a locked row: the rows are locked first, and rows
--- another transaction has locked are skipped, never waited for (left for the next run). FOR UPDATE
--- re-evaluates `locked`'s conditions on the newest version of a row updated since the snapshot,
--- where the xmin is not `version`.
-locked AS (
-    SELECT j.ctid AS row, j.id, el.at, el.event_id, el.status, el.queue_name, el.task_name,
-           el.events
+-- As prune_jobs_delete, for a batch that met a locked row: every job goes through `eligible`,
+-- the rows are locked first, and rows another transaction has locked are skipped, never waited
+-- for (left for the next run). FOR UPDATE re-evaluates `locked`'s conditions on the newest
+-- version of a row updated since the snapshot, where the xmin is not `version`.
+{eligible}, locked AS (
+    SELECT j.ctid AS row, j.id, el.at, el.event_id, el.status, el.queue_name, el.task_name
       FROM eligible el
       JOIN procrastinate_jobs j ON j.ctid = el.row
      WHERE j.xmin = el.version
@@ -84,32 +112,38 @@ locked AS (
        FOR UPDATE OF j SKIP LOCKED
 ), gone AS (
     DELETE FROM procrastinate_jobs j USING locked l WHERE j.ctid = l.row
-    RETURNING j.id, l.at, l.event_id, l.status, l.queue_name, l.task_name, l.events
+    RETURNING j.id, l.at, l.event_id, l.status, l.queue_name, l.task_name
 )
 
 -- name: prune_jobs_fused --
 -- The walk's batch selected and deleted in one statement (by prune_jobs_delete or its
--- skip-locked twin); the events go through the ON DELETE CASCADE of Procrastinate's schema. What
--- comes back is the engine's grouped tally, not a row per job: the last event scanned (the keyset
--- position) and how many were scanned, then per status, queue and task of the deleted jobs: how
--- many, the oldest finish, their events; and the first ids deleted, in walk order. With nothing
--- deleted, one row whose groups are NULL; with nothing scanned, no row.
-{walk}, {delete}, tally AS (
-    SELECT g.status, g.queue_name, g.task_name, count(*) AS deleted, min(g.at) AS oldest,
-           sum(g.events)::bigint AS events
+-- skip-locked twin); the events go through the ON DELETE CASCADE of Procrastinate's schema (the
+-- engine counts them with deleted_job_events). What comes back is the engine's grouped tally,
+-- not a row per job: the last event scanned (the keyset position) and how many were scanned,
+-- then per status, queue and task of the deleted jobs: how many and the oldest finish; and the
+-- first ids deleted, in walk order (as many as the run still lacks). With nothing deleted, one
+-- row whose groups are NULL; with nothing scanned, no row.
+{scan}, {delete}, tally AS (
+    SELECT g.status, g.queue_name, g.task_name, count(*) AS deleted, min(g.at) AS oldest
       FROM gone g
      GROUP BY g.status, g.queue_name, g.task_name
-), edge AS (
-    SELECT max(s.at) AS at, count(*) AS scanned FROM scanned s
+), edge AS MATERIALIZED (
+    SELECT e.at, (SELECT max(s.event_id) FROM scanned s WHERE s.at = e.at) AS event_id, e.scanned
+      FROM (SELECT max(s.at) AS at, count(*) AS scanned FROM scanned s) e
+     WHERE e.scanned > 0
 )
-SELECT e.at, (SELECT max(s.event_id) FROM scanned s WHERE s.at = e.at), e.scanned,
+SELECT e.at, e.event_id, e.scanned,
        t.status, t.queue_name, t.task_name, coalesce(t.deleted, 0), t.oldest,
-       coalesce(t.events, 0),
        (SELECT array_agg(f.id)
           FROM (SELECT g.id FROM gone g ORDER BY g.at, g.event_id LIMIT %(samples)s) f)
   FROM edge e
-  LEFT JOIN tally t ON true
- WHERE e.scanned > 0;
+  LEFT JOIN tally t ON true;
+
+-- name: deleted_job_events --
+-- Events this transaction has deleted so far (the cascades of its job deletes included), read
+-- before and after a batch's delete: PostgreSQL's per-transaction statistics counter, exact when
+-- `track_counts` is on (its default; jobs.py checks it).
+SELECT pg_stat_get_xact_tuples_deleted('procrastinate_events'::regclass);
 
 -- name: eligible_jobs --
 -- What one prune walk would delete now, counted per status: the same conditions, no batches.
