@@ -65,6 +65,8 @@ class Segment:
     read before and after each fused batch inside its transaction; the differences go to the
     result's counts under those names (rows deleted by a cascade, which no RETURNING sees).
 
+    `settings` are run-time parameters set for each batch's transaction only (SET LOCAL).
+
     `settle`, when given, runs once (with the start key's parameters) after a real walk that
     deleted rows has reached its end: a pass over the walk's index range, so that the entries of
     the rows just deleted are marked dead now (PostgreSQL does so for an index scan that finds a
@@ -80,6 +82,7 @@ class Segment:
     oldest_column: int | None = 0
     fused: Callable[[bool], sql.Composable] | None = None
     counter: tuple[tuple[str, ...], sql.Composable] | None = None
+    settings: tuple[tuple[str, str], ...] = ()
     settle: Callable[[], sql.Composable] | None = None
 
 
@@ -279,13 +282,19 @@ class _Walk:
         with self.conn.transaction(), self.conn.cursor() as cur:
             if self.dry_run:
                 cur.execute("SET TRANSACTION READ ONLY")
+            settings = {
+                "lock_timeout": f"{int(self.limits.lock_timeout.total_seconds() * 1000)}ms",
+                "statement_timeout": f"{int(max(5.0, 10 * self.limits.max_batch_seconds) * 1000)}ms",
+                **dict(self.segment.settings),
+            }
             cur.execute(
-                sql.SQL(
-                    "SELECT set_config('lock_timeout', {}, true), "
-                    "set_config('statement_timeout', {}, true)"
-                ).format(
-                    sql.Literal(f"{int(self.limits.lock_timeout.total_seconds() * 1000)}ms"),
-                    sql.Literal(f"{int(max(5.0, 10 * self.limits.max_batch_seconds) * 1000)}ms"),
+                sql.SQL("SELECT {}").format(
+                    sql.SQL(", ").join(
+                        sql.SQL("set_config({}, {}, true)").format(
+                            sql.Literal(name), sql.Literal(value)
+                        )
+                        for name, value in settings.items()
+                    )
                 )
             )
             params = self.segment.params(key, size)

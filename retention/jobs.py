@@ -29,6 +29,15 @@ UNFINISHED = settings_mod.UNFINISHED_STATUSES
 KNOWN_STATUSES = (*UNFINISHED, *FINAL)
 _EPOCH = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
 GROUPS = ("status", "queue", "task")
+# A prune batch's transaction: its jobs are found by primary-key probes, never by a hash or merge
+# join over a scan of the whole table (which the planner can estimate cheaper on a big table), and
+# its commit does not wait for the WAL flush: a batch lost in a server crash leaves its jobs for
+# the next run, and the run's final ledger write, which waits, flushes every batch before it.
+BATCH_SETTINGS = (
+    ("enable_hashjoin", "off"),
+    ("enable_mergejoin", "off"),
+    ("synchronous_commit", "off"),
+)
 # The final event each final status is reached by: Procrastinate records `cancelled` when a job
 # goes straight from todo to succeeded or failed.
 STATUSES_BY_EVENT: dict[str, tuple[str, ...]] = {
@@ -124,35 +133,47 @@ def walks(policy: settings_mod.JobsPolicy, now: dt.datetime) -> list[Walk]:
 def prune_target(
     conn: psycopg.Connection, policy: settings_mod.JobsPolicy, now: dt.datetime
 ) -> engine.Target:
-    """One segment per walk that has any event older than its cutoff. The events deleted with the
-    jobs (by the cascade) are counted by PostgreSQL's per-transaction statistics; with
-    `track_counts` off (it is on by default) they are not counted."""
-    segments = []
-    planned = walks(policy, now)
-    counting = _counts_tuples(conn)
-    for walk in planned:
-        type_sql = sql.Literal(walk.event_type)
-        oldest_query = queries.get("oldest_final_event").format(event_type=type_sql)
-        oldest_row = conn.execute(oldest_query, {"cutoff": walk.cutoff}).fetchone()
-        oldest = oldest_row[0] if oldest_row else None
-        if oldest is None:
-            continue
-        select, fused = _prune_queries(type_sql, policy, walk.statuses)
-        segments.append(
-            engine.Segment(
-                name=walk.event_type,
-                select=select,
-                fused=fused,
-                counter=(("events",), queries.get("deleted_job_events")) if counting else None,
-                settle=lambda query=oldest_query: query,
-                params=_prune_params(walk.cutoff, now),
-                start=(_EPOCH, 0),
-                key_width=2,
-                groups=GROUPS,
-                progress=_time_progress(oldest, walk.cutoff),
-            )
-        )
-    return engine.Target(name="jobs", segments=segments, deleter=JobDeleter())
+    """One segment: the walk over the final events of every type that has any older than its
+    cutoff, merged in time order. The events deleted with the jobs (by the cascade) are counted
+    by PostgreSQL's per-transaction statistics; with `track_counts` off (it is on by default)
+    they are not counted."""
+    live: list[Walk] = []
+    oldest: list[dt.datetime] = []
+    for walk in walks(policy, now):
+        row = conn.execute(_oldest_query(walk), {_cutoff_name(walk): walk.cutoff}).fetchone()
+        if row and row[0] is not None:
+            live.append(walk)
+            oldest.append(row[0])
+    if not live:
+        return engine.Target(name="jobs", segments=[], deleter=JobDeleter())
+    select, fused = _prune_queries(policy, live)
+    settle = sql.SQL("SELECT {}").format(
+        sql.SQL(", ").join(sql.SQL("({})").format(_oldest_query(walk)) for walk in live)
+    )
+    segment = engine.Segment(
+        name="final events",
+        select=select,
+        fused=fused,
+        counter=(("events",), queries.get("deleted_job_events")) if _counts_tuples(conn) else None,
+        settle=lambda: settle,
+        settings=BATCH_SETTINGS,
+        params=_prune_params(live, now),
+        start=(_EPOCH, 0),
+        key_width=2,
+        groups=GROUPS,
+        progress=_time_progress(min(oldest), max(walk.cutoff for walk in live)),
+    )
+    return engine.Target(name="jobs", segments=[segment], deleter=JobDeleter())
+
+
+def _cutoff_name(walk: Walk) -> str:
+    return f"cutoff_{walk.event_type}"
+
+
+def _oldest_query(walk: Walk) -> sql.Composable:
+    return queries.get("oldest_final_event").format(
+        event_type=sql.Literal(walk.event_type), cutoff=sql.Placeholder(_cutoff_name(walk))
+    )
 
 
 def _counts_tuples(conn: psycopg.Connection) -> bool:
@@ -189,19 +210,29 @@ def _status_age(policy: settings_mod.JobsPolicy, statuses: tuple[str, ...]) -> s
 
 
 def _prune_queries(
-    event_type: sql.Composable,
-    policy: settings_mod.JobsPolicy,
-    statuses: tuple[str, ...],
+    policy: settings_mod.JobsPolicy, live: list[Walk]
 ) -> tuple[Callable[[bool], sql.Composable], Callable[[bool], sql.Composable]]:
-    """The dry run's select and the real run's fused statement of one walk, composed from the
-    same scan and the same conditions, so that both select the same jobs. The select locks
-    nothing; the fused statement deletes, skipping locked rows when asked (see
-    engine.Segment.fused)."""
+    """The dry run's select and the real run's fused statement, composed from the same scan and
+    the same conditions, so that both select the same jobs. The select locks nothing; the fused
+    statement deletes, skipping locked rows when asked (see engine.Segment.fused)."""
+    pairs = [(walk.event_type, status) for walk in live for status in walk.statuses]
+    statuses = tuple(dict.fromkeys(status for _, status in pairs))
     conditions = {
-        "statuses": sql.SQL(", ").join(sql.Literal(status) for status in statuses),
+        "leads_to": sql.SQL("(s.type, j.status::text) IN ({})").format(
+            sql.SQL(", ").join(
+                sql.SQL("({}, {})").format(sql.Literal(kind), sql.Literal(status))
+                for kind, status in pairs
+            )
+        ),
         "age": _status_age(policy, statuses),
     }
-    scan = queries.get("prune_jobs_scan").format(event_type=event_type)
+    branches = sql.SQL(" UNION ALL ").join(
+        queries.get("prune_jobs_scan_type").format(
+            event_type=sql.Literal(walk.event_type), cutoff=sql.Placeholder(_cutoff_name(walk))
+        )
+        for walk in live
+    )
+    scan = queries.get("prune_jobs_scan").format(branches=branches)
 
     def eligible(source: str) -> sql.Composable:
         return queries.get("prune_jobs_eligible").format(
@@ -225,10 +256,12 @@ def _prune_queries(
     return select, fused
 
 
-def _prune_params(cutoff: dt.datetime, now: dt.datetime):
+def _prune_params(live: list[Walk], now: dt.datetime):
+    cutoffs = {_cutoff_name(walk): walk.cutoff for walk in live}
+
     def params(after: tuple[Any, ...], limit: int) -> dict[str, Any]:
         return {
-            "cutoff": cutoff,
+            **cutoffs,
             "now": now,
             "after_at": after[0],
             "after_id": after[1],

@@ -435,7 +435,7 @@ def test_abort_mid_run_then_the_next_run_deletes_the_rest(conn, database, locati
     assert first["stopped"] == "aborted"
     assert first["complete"] is False
     assert first["jobs"]["stopped"] == "aborted"
-    assert first["jobs"]["resume"]["segment"] == "succeeded"
+    assert first["jobs"]["resume"]["segment"] == "final events"
     assert len(first["jobs"]["resume"]["after"]) == 2
     assert 0 < first["jobs"]["deleted"] < 200
     assert first["jobs"]["batches"] == 3
@@ -472,7 +472,7 @@ def test_time_budget_stops_between_batches_and_runs_resume(conn, database, locat
         if summary.get("stopped"):
             assert summary["complete"] is False
             assert summary["jobs"]["stopped"] == "time budget spent"
-            assert summary["jobs"]["resume"]["segment"] == "failed"
+            assert summary["jobs"]["resume"]["segment"] == "final events"
     assert job_ids(conn) == set()
     assert total == 400
     statuses = {row[0] for row in conn.execute("SELECT status FROM retention_runs")}
@@ -681,7 +681,7 @@ def test_cli_run_only_jobs_json_and_plan(conn, database, tmp_path: Path):
     assert "would delete" in text
     assert "failed: 1, succeeded: 1" in text
     assert "by queue: default: 1, emails: 1" in text
-    assert f"e.g. #{mail}, #{failed}" in text
+    assert f"e.g. #{failed}, #{mail}" in text  # oldest first
 
     dry = run_cli(
         "--config", str(config), "run", "--only", "jobs", "--dry-run", "--json", database=database

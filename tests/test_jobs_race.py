@@ -75,7 +75,7 @@ def test_a_job_finished_again_after_the_batch_snapshot_is_kept(
     policy = settings_mod.Settings(database_url=database, jobs={"failed": "30d"}).jobs
     now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
     target = jobs.prune_target(conn, policy, now)
-    assert [segment.name for segment in target.segments] == ["failed"]
+    assert [segment.name for segment in target.segments] == ["final events"]
     fused = target.segments[0].fused
     assert fused is not None
     target = dataclasses.replace(

@@ -1,15 +1,23 @@
+-- name: prune_jobs_scan_type --
+-- The final events of one type older than the type's cutoff (from the shortest age of the
+-- statuses it leads to) after the walk's position, oldest first: one branch of prune_jobs_scan.
+-- The event type and the cutoff's parameter name are composed in jobs.py (never from raw text).
+-- `version` is the event's xmin: the transaction that wrote it.
+(SELECT e.id AS event_id, e.at, e.job_id, e.xmin AS version, e.type::text AS type
+   FROM procrastinate_events e
+  WHERE e.type = {event_type}::procrastinate_job_event_type
+    AND e.at < {cutoff}
+    AND (e.at, e.id) > (%(after_at)s, %(after_id)s)
+  ORDER BY e.at, e.id
+  LIMIT %(limit)s)
+
 -- name: prune_jobs_scan --
--- One batch of the walk over final events of one type, oldest first: the CTE `scanned`. The
--- event type is composed in jobs.py (never from raw text). `version` is the event's xmin: the
--- transaction that wrote it.
+-- One batch of the walk: the CTE `scanned`, the next final events of every type the policy ages,
+-- merged in (at, id) order (a Merge Append of one index range per type), so that a batch covers
+-- one stretch of time and the pages of the jobs finished then are visited by one pass, not one
+-- pass per type.
 WITH scanned AS (
-    SELECT e.id AS event_id, e.at, e.job_id, e.xmin AS version
-      FROM procrastinate_events e
-     WHERE e.type = {event_type}::procrastinate_job_event_type
-       AND e.at < %(cutoff)s
-       AND (e.at, e.id) > (%(after_at)s, %(after_id)s)
-     ORDER BY e.at, e.id
-     LIMIT %(limit)s
+    SELECT b.* FROM ({branches}) b ORDER BY b.at, b.event_id LIMIT %(limit)s
 )
 
 -- name: prune_jobs_eligible --
@@ -23,7 +31,7 @@ WITH scanned AS (
 -- estimates (the lateral subquery with OFFSET 0 is not flattened into a join: a hash join over a
 -- seq scan of all jobs, which it picks for the walks that lead to several statuses, costs about
 -- a second a batch on a million jobs), and `eligible` is materialized, in the dry run's select
--- as in the deletes. The statuses and age are composed in jobs.py.
+-- as in the deletes. `leads_to` (event types and statuses) and `age` are composed in jobs.py.
 eligible AS MATERIALIZED (
     SELECT j.id, j.row, j.version, s.event_id, s.at, j.status, j.queue_name, j.task_name
       FROM {source} s
@@ -33,7 +41,7 @@ eligible AS MATERIALIZED (
              FROM procrastinate_jobs j
             WHERE j.id = s.job_id
            OFFSET 0) j
-     WHERE j.status::text IN ({statuses})
+     WHERE {leads_to}
        AND s.at < %(now)s - {age}
        AND NOT EXISTS (
            SELECT 1 FROM procrastinate_events later
@@ -80,7 +88,7 @@ fast AS (
      WHERE j.id = s.job_id
        AND j.xmin = s.version
        AND j.xmin <> '2'::xid
-       AND j.status::text IN ({statuses})
+       AND {leads_to}
        AND s.at < %(now)s - {age}
     RETURNING j.id, s.at, s.event_id, j.status::text AS status, j.queue_name, j.task_name
 ), rest AS (
@@ -146,7 +154,8 @@ SELECT e.at, e.event_id, e.scanned,
 SELECT pg_stat_get_xact_tuples_deleted('procrastinate_events'::regclass);
 
 -- name: eligible_jobs --
--- What one prune walk would delete now, counted per status: the same conditions, no batches.
+-- What the prune walk would delete now through the events of one type, counted per status: the
+-- same conditions, no batches.
 SELECT j.status::text, count(*), min(e.at)
   FROM procrastinate_events e
   JOIN procrastinate_jobs j ON j.id = e.job_id
@@ -162,11 +171,12 @@ SELECT j.status::text, count(*), min(e.at)
  GROUP BY 1;
 
 -- name: oldest_final_event --
--- Where a walk starts (for its progress). Also the walk's settle pass after a real run deleted
--- jobs: this scan goes through the index entries of the events just deleted up to the first
--- event left, and marks them dead, so that the next run does not visit them one by one.
+-- Where the walk starts for one event type (for its progress). Also the walk's settle pass,
+-- once per type, after a real run deleted jobs: this scan goes through the index entries of the
+-- events just deleted up to the first event left, and marks them dead, so that the next run does
+-- not visit them one by one.
 SELECT min(at) FROM procrastinate_events
- WHERE type = {event_type}::procrastinate_job_event_type AND at < %(cutoff)s;
+ WHERE type = {event_type}::procrastinate_job_event_type AND at < {cutoff}
 
 -- name: purge_jobs_select --
 -- One batch of an operator's purge, by job id. Only final statuses can ever match. A job finished
