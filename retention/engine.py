@@ -308,7 +308,13 @@ class _Walk:
                     after = cur.execute(counter[1]).fetchone() or before
                     counted = {n: a - b for n, a, b in zip(counter[0], after, before, strict=True)}
                     self.result.counts.update(counted)
-                return self._tally_groups(rows)
+                batch = self._tally_groups(rows)
+                if batch.scanned < size and "synchronous_commit" in settings:
+                    # The walk's last batch waits for the WAL flush, and with it every batch
+                    # before it: the walk is durable when it returns, and the settle pass can mark
+                    # index entries dead (never done for a commit not yet flushed).
+                    cur.execute("SET LOCAL synchronous_commit TO DEFAULT")
+                return batch
             rows = cur.execute(self.query, params).fetchall()
             width = self.segment.key_width
             eligible = [row for row in rows if row[width] is not None]
