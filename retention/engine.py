@@ -278,43 +278,60 @@ class _Walk:
                 return size
             size = _adapt(size, elapsed, self.limits)
 
+    def _settings(self) -> sql.Composable:
+        """The statement that sets the batch's transaction parameters (SET LOCAL)."""
+        settings = {
+            "lock_timeout": f"{int(self.limits.lock_timeout.total_seconds() * 1000)}ms",
+            "statement_timeout": f"{int(max(5.0, 10 * self.limits.max_batch_seconds) * 1000)}ms",
+            **dict(self.segment.settings),
+        }
+        return sql.SQL("SELECT {}").format(
+            sql.SQL(", ").join(
+                sql.SQL("set_config({}, {}, true)").format(sql.Literal(name), sql.Literal(value))
+                for name, value in settings.items()
+            )
+        )
+
+    def _fused_batch(self, key: tuple[Any, ...], size: int) -> _Batch:
+        """A real run's batch: one fused statement, in a pipeline (two round trips: up to the
+        statement's rows, then the counter and the commit)."""
+        params = self.segment.params(key, size)
+        if "samples" in params:
+            params["samples"] = max(SAMPLE_SIZE - len(self.result.samples), 0)
+        counter = self.segment.counter
+        durable = "synchronous_commit" in dict(self.segment.settings)
+        conn = self.conn
+        with conn.pipeline() as pipeline, conn.transaction():
+            conn.execute(self._settings())
+            before = conn.execute(counter[1]) if counter else None
+            cursor = conn.execute(self.query, params)
+            # A sync right after the statement (not a mere flush): the server accounts its time
+            # as active (pg_stat_database.active_time) when it reports ready for the next query.
+            pipeline.sync()
+            rows = cursor.fetchall()
+            after = conn.execute(counter[1]) if counter else None
+            batch = self._tally_groups(rows)
+            if batch.scanned < size and durable:
+                # The walk's last batch waits for the WAL flush, and with it every batch before
+                # it: the walk is durable when it returns, and the settle pass can mark index
+                # entries dead (never done for a commit not yet flushed).
+                conn.execute("SET LOCAL synchronous_commit TO DEFAULT")
+        if counter and before is not None and after is not None:
+            first, last = before.fetchone(), after.fetchone()
+            if first is not None and last is not None:
+                self.result.counts.update(
+                    {n: b - a for n, a, b in zip(counter[0], first, last, strict=True)}
+                )
+        return batch
+
     def _batch(self, key: tuple[Any, ...], size: int) -> _Batch:
+        if self.fused is not None:
+            return self._fused_batch(key, size)
         with self.conn.transaction(), self.conn.cursor() as cur:
             if self.dry_run:
                 cur.execute("SET TRANSACTION READ ONLY")
-            settings = {
-                "lock_timeout": f"{int(self.limits.lock_timeout.total_seconds() * 1000)}ms",
-                "statement_timeout": f"{int(max(5.0, 10 * self.limits.max_batch_seconds) * 1000)}ms",
-                **dict(self.segment.settings),
-            }
-            cur.execute(
-                sql.SQL("SELECT {}").format(
-                    sql.SQL(", ").join(
-                        sql.SQL("set_config({}, {}, true)").format(
-                            sql.Literal(name), sql.Literal(value)
-                        )
-                        for name, value in settings.items()
-                    )
-                )
-            )
+            cur.execute(self._settings())
             params = self.segment.params(key, size)
-            if self.fused is not None:
-                if "samples" in params:
-                    params["samples"] = max(SAMPLE_SIZE - len(self.result.samples), 0)
-                counter = self.segment.counter
-                before = cur.execute(counter[1]).fetchone() if counter else None
-                rows = cur.execute(self.query, params).fetchall()
-                if counter and before is not None:
-                    after = cur.execute(counter[1]).fetchone() or before
-                    counted = {n: a - b for n, a, b in zip(counter[0], after, before, strict=True)}
-                    self.result.counts.update(counted)
-                batch = self._tally_groups(rows)
-                if batch.scanned < size and "synchronous_commit" in settings:
-                    # The walk's last batch waits for the WAL flush, and with it every batch
-                    # before it: the walk is durable when it returns, and the settle pass can mark
-                    # index entries dead (never done for a commit not yet flushed).
-                    cur.execute("SET LOCAL synchronous_commit TO DEFAULT")
-                return batch
             rows = cur.execute(self.query, params).fetchall()
             width = self.segment.key_width
             eligible = [row for row in rows if row[width] is not None]

@@ -144,9 +144,13 @@ def seed_job(
     queue: str = "default",
     task: str = "app.task",
     with_events: bool = True,
+    rewritten: bool = False,
 ) -> int:
     """Insert a job with the events Procrastinate would have written: deferred, started, then its
-    final event `finished_ago` before now (no final event for todo/doing)."""
+    final event `finished_ago` before now (no final event for todo/doing). As with Procrastinate,
+    the job's row version and its final event are written by one transaction (which also dates
+    the events); `rewritten`: the row is updated again afterwards, with no state change (as the
+    `ON DELETE SET NULL` of its worker's row does), so the two no longer share a transaction."""
     row = conn.execute(
         "INSERT INTO procrastinate_jobs (queue_name, task_name, status) "
         "VALUES (%s, %s, 'todo') RETURNING id",
@@ -154,32 +158,53 @@ def seed_job(
     ).fetchone()
     assert row is not None
     job_id = row[0]
-    if status != "todo":
-        conn.execute(
-            "UPDATE procrastinate_jobs SET status = %s WHERE id = %s",
-            ("doing" if status in ("doing", "succeeded", "failed", "aborted") else status, job_id),
-        )
-        if status in ("succeeded", "failed", "aborted"):
-            if status == "aborted":
-                conn.execute(
-                    "UPDATE procrastinate_jobs SET abort_requested = true WHERE id = %s", (job_id,)
-                )
+    with conn.transaction():
+        if status != "todo":
             conn.execute(
-                "UPDATE procrastinate_jobs SET status = %s WHERE id = %s", (status, job_id)
+                "UPDATE procrastinate_jobs SET status = %s WHERE id = %s",
+                (
+                    "doing" if status in ("doing", "succeeded", "failed", "aborted") else status,
+                    job_id,
+                ),
             )
-    if finished_ago is not None:
-        conn.execute(
-            "UPDATE procrastinate_events SET at = now() - %s - interval '1 minute' "
-            "WHERE job_id = %s",
-            (finished_ago, job_id),
-        )
-        conn.execute(
-            "UPDATE procrastinate_events SET at = now() - %s WHERE job_id = %s AND type::text = %s",
-            (finished_ago, job_id, status),
-        )
+            if status in ("succeeded", "failed", "aborted"):
+                if status == "aborted":
+                    conn.execute(
+                        "UPDATE procrastinate_jobs SET abort_requested = true WHERE id = %s",
+                        (job_id,),
+                    )
+                conn.execute(
+                    "UPDATE procrastinate_jobs SET status = %s WHERE id = %s", (status, job_id)
+                )
+        if finished_ago is not None:
+            conn.execute(
+                "UPDATE procrastinate_events SET at = now() - %s - interval '1 minute' "
+                "WHERE job_id = %s",
+                (finished_ago, job_id),
+            )
+            conn.execute(
+                "UPDATE procrastinate_events SET at = now() - %s "
+                "WHERE job_id = %s AND type::text = %s",
+                (finished_ago, job_id, status),
+            )
     if not with_events:
         conn.execute("DELETE FROM procrastinate_events WHERE job_id = %s", (job_id,))
+    if rewritten:
+        conn.execute("UPDATE procrastinate_jobs SET priority = priority WHERE id = %s", (job_id,))
     return job_id
+
+
+def shares_final_transaction(conn: psycopg.Connection, job_id: int) -> bool:
+    """Whether the job's row version was written by the transaction of its latest final event."""
+    row = conn.execute(
+        "SELECT j.xmin = e.xmin FROM procrastinate_jobs j "
+        "JOIN LATERAL (SELECT xmin FROM procrastinate_events "
+        "              WHERE job_id = j.id AND type IN ('succeeded', 'failed', 'cancelled', "
+        "                                               'aborted') "
+        "              ORDER BY at DESC, id DESC LIMIT 1) e ON true WHERE j.id = %s",
+        (job_id,),
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def job_ids(conn: psycopg.Connection) -> set[int]:

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from conftest import cli_env, job_ids, make_settings, run_cli, seed_job, wait_for_killed_sessions
+from conftest import (
+    cli_env,
+    job_ids,
+    make_settings,
+    run_cli,
+    seed_job,
+    shares_final_transaction,
+    wait_for_killed_sessions,
+)
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -35,12 +43,25 @@ FINISH_AGES = tuple(dt.timedelta(hours=h, minutes=30) for h in (0, 3, 12, 24, 48
 
 
 def seed_bulk(conn: psycopg.Connection, specs: list[dict[str, Any]]) -> list[int]:
-    """Insert many jobs in two statements. Each spec: status, queue, task, finished_ago (final
-    jobs), events (False: none), via_todo (the final event is `cancelled`, as Procrastinate
-    records todo -> succeeded/failed), scheduled_after (a `scheduled` event that long after the
-    finish)."""
+    """Insert many jobs in one transaction, which writes their row versions and their events
+    (as Procrastinate writes a job's final status and event together). Each spec: status, queue,
+    task, finished_ago (final jobs), events (False: none), via_todo (the final event is
+    `cancelled`, as Procrastinate records todo -> succeeded/failed), scheduled_after (a
+    `scheduled` event that long after the finish), rewritten (the row is updated again after
+    that transaction, with no state change)."""
     if not specs:
         return []
+    with conn.transaction():
+        ids = _insert_bulk(conn, specs)
+    rewritten = [job_id for job_id, spec in zip(ids, specs, strict=True) if spec.get("rewritten")]
+    if rewritten:
+        conn.execute(
+            "UPDATE procrastinate_jobs SET priority = priority WHERE id = ANY(%s)", (rewritten,)
+        )
+    return ids
+
+
+def _insert_bulk(conn: psycopg.Connection, specs: list[dict[str, Any]]) -> list[int]:
     rows = conn.execute(
         "INSERT INTO procrastinate_jobs (queue_name, task_name, status, args) "
         "SELECT q, t, s::procrastinate_job_status, jsonb_build_object('n', n) "
@@ -116,6 +137,7 @@ job_specs = st.lists(
             "events": st.sampled_from((True, True, True, False)),
             "via_todo": st.booleans(),
             "scheduled_after": st.sampled_from((None, None, dt.timedelta(days=2))),
+            "rewritten": st.booleans(),
         }
     ).map(lambda s: {**s, "via_todo": s["via_todo"] and s["status"] in ("succeeded", "failed")}),
     min_size=1,
@@ -165,10 +187,16 @@ def test_remaining_jobs_match_the_reference_model(conn, database, location, spec
     if counted:
         oldest = min(first for _, first in counted.values() if first is not None)
         assert oldest.isoformat() == preview["jobs"]["oldest"]
+    doomed = sorted(set(ids) - kept)
+    events = conn.execute(
+        "SELECT count(*) FROM procrastinate_events WHERE job_id = ANY(%s)", (doomed,)
+    ).fetchone()[0]  # type: ignore[index]
     summary = run_jobs(settings, location)
 
     assert job_ids(conn) == kept
     assert summary["jobs"]["deleted"] == len(ids) - len(kept)
+    assert summary["jobs"].get("events", 0) == events
+    assert preview["jobs"].get("events", 0) == events
     assert preview["jobs"]["deleted"] == summary["jobs"]["deleted"]
     assert preview["jobs"]["by"] == summary["jobs"]["by"]
     gone = [spec for job_id, spec in zip(ids, specs, strict=True) if job_id not in kept]
@@ -935,3 +963,59 @@ def test_sigkill_mid_run_then_a_rerun_finishes_the_job(conn, database, tmp_path:
     statuses = [row[0] for row in conn.execute("SELECT status FROM retention_runs ORDER BY id")]
     assert statuses.count("abandoned") == killed
     assert statuses[-1] == "succeeded"
+
+
+def test_jobs_rewritten_since_they_finished_are_judged_like_the_others(conn, database, location):
+    """A batch deletes a job whose row version was written with its final event through its
+    primary key, and probes the events of a job rewritten since (its worker's row deleted, say):
+    both kinds go by the same rules, and their events are counted."""
+    day = dt.timedelta(days=1)
+    jobs_by_kind = {
+        (rewritten, ago): seed_job(
+            conn, status="failed", finished_ago=ago * day, rewritten=rewritten, queue="q"
+        )
+        for rewritten in (False, True)
+        for ago in (40, 2)
+    }
+    for (rewritten, _), job_id in jobs_by_kind.items():
+        assert shares_final_transaction(conn, job_id) is not rewritten
+    # A job that failed long ago, was retried and failed again recently, then rewritten: its old
+    # failure is not its latest state change.
+    again = seed_job(conn, status="failed", finished_ago=40 * day)
+    conn.execute("SELECT procrastinate_retry_job_v2(%s, NULL, NULL, NULL, NULL)", (again,))
+    conn.execute("UPDATE procrastinate_jobs SET status = 'doing' WHERE id = %s", (again,))
+    conn.execute("SELECT procrastinate_finish_job_v1(%s, 'failed', false)", (again,))
+    conn.execute("UPDATE procrastinate_jobs SET priority = 1 WHERE id = %s", (again,))
+    settings = make_settings(database, jobs={"failed": "30d"})
+
+    preview = run_jobs(settings, location, dry_run=True)
+    summary = run_jobs(settings, location)
+
+    assert job_ids(conn) == {jobs_by_kind[(False, 2)], jobs_by_kind[(True, 2)], again}
+    assert summary["jobs"]["deleted"] == preview["jobs"]["deleted"] == 2
+    assert summary["jobs"]["events"] == preview["jobs"]["events"] == 6
+
+
+def test_events_go_uncounted_when_the_server_does_not_count_rows(conn, database):
+    """With `track_counts` off the transaction's row counters stay at zero: the run deletes the
+    same jobs and events, and reports no events count rather than a wrong one."""
+    old = [seed_job(conn, status="succeeded", finished_ago=dt.timedelta(days=40)) for _ in range(3)]
+    young = seed_job(conn, status="succeeded", finished_ago=dt.timedelta(days=1))
+    policy = settings_mod.Settings(database_url=database, jobs={"succeeded": "30d"}).jobs
+    limits = engine.Limits(
+        batch_size=2,
+        max_batch_seconds=5.0,
+        lock_timeout=dt.timedelta(seconds=1),
+        deadline=time.monotonic() + 60,
+    )
+    with psycopg.connect(database, autocommit=True) as pruning:
+        pruning.execute("SET track_counts = off")
+        now = pruning.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+        result = engine.run(pruning, jobs.prune_target(pruning, policy, now), limits, dry_run=False)
+    assert result.deleted == 3
+    assert "events" not in result.counts
+    assert job_ids(conn) == {young}
+    left = conn.execute(
+        "SELECT count(*) FROM procrastinate_events WHERE job_id = ANY(%s)", (old,)
+    ).fetchone()
+    assert left == (0,)

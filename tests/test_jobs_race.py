@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import job_ids, seed_job
+from conftest import job_ids, seed_job, shares_final_transaction
 
 from retention import engine, jobs
 from retention import settings as settings_mod
@@ -65,13 +65,26 @@ def _wait_for_gate(conn: psycopg.Connection, pid: int) -> None:
     raise AssertionError("the prune's batch never reached the gate")
 
 
-@pytest.mark.parametrize("skip_locked", [False, True], ids=["plain", "skip-locked"])
+@pytest.mark.parametrize(
+    ("skip_locked", "rewritten"),
+    [(False, False), (False, True), (True, False)],
+    ids=["by-primary-key", "by-probe", "skip-locked"],
+)
 def test_a_job_finished_again_after_the_batch_snapshot_is_kept(
-    conn, database, gated_role, skip_locked
+    conn, database, gated_role, skip_locked, rewritten
 ):
-    changed = seed_job(conn, status="failed", finished_ago=dt.timedelta(days=40))
-    unchanged = seed_job(conn, status="failed", finished_ago=dt.timedelta(days=40))
+    """by-primary-key: the jobs' row versions were written with their final events, the batch
+    deletes them without probing their events; by-probe: they were rewritten since, the batch
+    probes them and deletes by ctid; skip-locked: the statement a batch uses once it met a lock."""
+    changed = seed_job(
+        conn, status="failed", finished_ago=dt.timedelta(days=40), rewritten=rewritten
+    )
+    unchanged = seed_job(
+        conn, status="failed", finished_ago=dt.timedelta(days=40), rewritten=rewritten
+    )
     kept = seed_job(conn, status="failed", finished_ago=dt.timedelta(days=2))
+    assert shares_final_transaction(conn, changed) is not rewritten
+    assert shares_final_transaction(conn, unchanged) is not rewritten
     policy = settings_mod.Settings(database_url=database, jobs={"failed": "30d"}).jobs
     now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
     target = jobs.prune_target(conn, policy, now)
