@@ -70,15 +70,16 @@ SELECT s.at, s.event_id, el.id, el.status, el.queue_name, el.task_name
 -- (EvalPlanQual) on its new version, whose xmin is not the event's: it stays. (xmin 2, frozen
 -- before PostgreSQL 9.4, says nothing about the transaction and never takes this step.)
 --
--- `slow`: every other job of the batch (a job rewritten since it finished, e.g. by the
--- `ON DELETE SET NULL` of its worker's row) goes through `eligible`, by ctid, and only while that
--- row version is still the newest: a job updated after the statement's snapshot (retried and
--- finished again: its new events are invisible to the snapshot, so `eligible` still sees the old
--- final event as its latest) has a new version at another ctid, which the delete's recheck
--- refuses, and whose xmin is not `version`; such a job is left for the next run
--- (tests/test_jobs_race.py). Both steps select what the dry run's select does (a job that made
--- two final transitions in one transaction may go by the earlier event's walk: with the same
--- `at`, and its own status, the same decision).
+-- `slow`: every other job of the batch (a job rewritten since it finished, e.g. by the `ON
+-- DELETE SET NULL` of its worker's row; none to look at when `fast` took a job for every event
+-- scanned) goes through `eligible`, by ctid, and only while that row version is still the
+-- newest: a job updated after the statement's snapshot (retried and finished again: its new
+-- events are invisible to the snapshot, so `eligible` still sees the old final event as its
+-- latest) has a new version at another ctid, which the delete's recheck refuses, and whose xmin
+-- is not `version`; such a job is left for the next run (tests/test_jobs_race.py). Both steps
+-- select what the dry run's select does (a job that made two final transitions in one
+-- transaction may go by the earlier event's walk: with the same `at`, and its own status, the
+-- same decision).
 --
 -- A row another transaction holds locked is waited for, up to the batch's lock_timeout: the
 -- engine then retries the batch with prune_jobs_delete_skip_locked.
@@ -92,7 +93,10 @@ fast AS (
        AND s.at < %(now)s - {age}
     RETURNING j.id, s.at, s.event_id, j.status::text AS status, j.queue_name, j.task_name
 ), rest AS (
-    SELECT s.* FROM scanned s WHERE s.job_id NOT IN (SELECT f.id FROM fast f)
+    SELECT s.*
+      FROM scanned s
+     WHERE (SELECT count(*) FROM fast) < (SELECT count(*) FROM scanned)
+       AND s.job_id NOT IN (SELECT f.id FROM fast f)
 ), {eligible}, slow AS (
     DELETE FROM procrastinate_jobs j
      USING eligible el
@@ -101,7 +105,7 @@ fast AS (
        AND j.id = el.id
        AND j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
     RETURNING j.id, el.at, el.event_id, el.status, el.queue_name, el.task_name
-), gone AS (
+), gone AS NOT MATERIALIZED (
     SELECT * FROM fast UNION ALL SELECT * FROM slow
 )
 
