@@ -15,7 +15,10 @@ jobs come last: the jobs finished more than 30 days ago are exactly the ids <= N
 leave the same rows. The seed database is built once (generate_series,
 Procrastinate's triggers disabled during the load, then VACUUM ANALYZE) and every contender runs
 on its own `CREATE DATABASE ... TEMPLATE` copy, after a CHECKPOINT. Contenders are interleaved
-and run `--rounds` times; the best wall time of each is compared.
+and run `--rounds` times; the best wall time of each is compared. The load writes each job's row
+and its events in one transaction, as Procrastinate does when a job finishes; `--rewritten`
+rewrites every job's row afterwards (as a stopping worker does to its jobs), so that ours takes its
+slower path for every job (it probes each job's events for a later change of status).
 
 Measured, per run: wall time; database time = the growth of `pg_stat_database.active_time` of
 the contender's database (time its sessions spent executing statements, flushed when they end);
@@ -286,7 +289,7 @@ class Server:
         return (row[0] or 0.0) / 1000 if row else 0.0
 
 
-def seed(server: Server, name: str, jobs: int, days: int) -> Seed:
+def seed(server: Server, name: str, jobs: int, days: int, rewritten: bool = False) -> Seed:
     started = time.monotonic()
     dsn = server.create(name)
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -331,6 +334,10 @@ def seed(server: Server, name: str, jobs: int, days: int) -> Seed:
                     sql.SQL("ALTER TABLE {} ENABLE TRIGGER USER").format(sql.Identifier(table))
                 )
             conn.execute("DROP TABLE seed")
+        if rewritten:
+            # Every job's row version rewritten after its final event (as the ON DELETE SET NULL
+            # of its worker's row does when the worker stops): ours must probe every job's events.
+            conn.execute("UPDATE procrastinate_jobs SET priority = priority")
         conn.execute(
             "VACUUM ANALYZE procrastinate_jobs, procrastinate_events, procrastinate_periodic_defers"
         )
@@ -703,6 +710,12 @@ def main(argv: list[str] | None = None) -> int:
         help="Maintenance database of the PostgreSQL server used.",
     )
     parser.add_argument("--no-load", action="store_true", help="Skip the runs with workers.")
+    parser.add_argument(
+        "--rewritten",
+        action="store_true",
+        help="Rewrite every job's row after the seed (as a stopping worker does to its jobs), so "
+        "that no job's row version shares its final event's transaction.",
+    )
     parser.add_argument("--json", type=Path, help="Also write every figure to this file.")
     parser.add_argument(
         "--batch-sizes",
@@ -722,7 +735,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"retention from {Path(retention.__file__).parent}, {source_version()}", flush=True)
     results: list[Measure] = []
     try:
-        made = seed(server, template, args.jobs, args.days)
+        made = seed(server, template, args.jobs, args.days, args.rewritten)
         print(
             f"seed: {made.jobs} jobs, {made.events} events, {made.old_jobs} eligible "
             f"(ids <= {made.old_jobs}), {made.jobs - made.final_jobs} todo, "
