@@ -1,10 +1,11 @@
 """The one batched-delete engine, shared by every kind of retention.
 
 A target is a list of segments (keyset walks over an index) and a deleter. Each batch is one
-short transaction: select the next keys after the last one seen (locking eligible rows with
-SKIP LOCKED), delete them (or, in a dry run, count what would go in a read-only transaction),
-commit. The batch size adapts so that a transaction stays well under `max_batch_seconds`; a lock
-wait longer than `lock_timeout` rolls the batch back and retries it smaller. The walk stops
+short transaction: select the next keys after the last one seen, delete the eligible rows (or,
+in a dry run, count what would go in a read-only transaction), commit; a segment with a `fused`
+statement does both in one statement, sent with the rest of its batch in a pipeline. The batch
+size adapts so that a transaction stays well under `max_batch_seconds`; a lock wait longer than
+`lock_timeout` rolls the batch back and retries it (a fused walk then skips locked rows). The walk stops
 between batches when the time budget is spent or the run is aborted; what is left is found again
 by the next run, which starts from the beginning of each walk (deleted rows are gone, so nothing
 already deleted is ever scanned again).
