@@ -234,23 +234,16 @@ def _prune_queries(
     )
     scan = queries.get("prune_jobs_scan").format(branches=branches)
 
-    def eligible(source: str) -> sql.Composable:
-        return queries.get("prune_jobs_eligible").format(
-            source=sql.Identifier(source), **conditions
-        )
+    eligible = queries.get("prune_jobs_eligible").format(**conditions)
 
     def select(lock: bool = False) -> sql.Composable:
-        return queries.get("prune_jobs_select").format(scan=scan, eligible=eligible("scanned"))
+        return queries.get("prune_jobs_select").format(scan=scan, eligible=eligible)
 
     def fused(skip_locked: bool = False) -> sql.Composable:
         if skip_locked:
-            delete = queries.get("prune_jobs_delete_skip_locked").format(
-                eligible=eligible("scanned")
-            )
+            delete = queries.get("prune_jobs_delete_skip_locked").format(eligible=eligible)
         else:
-            delete = queries.get("prune_jobs_delete").format(
-                eligible=eligible("rest"), **conditions
-            )
+            delete = queries.get("prune_jobs_delete").format(**conditions)
         return queries.get("prune_jobs_fused").format(scan=scan, delete=delete)
 
     return select, fused

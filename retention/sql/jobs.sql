@@ -21,8 +21,8 @@ WITH scanned AS (
 )
 
 -- name: prune_jobs_eligible --
--- The jobs of the source CTE's events (`scanned`, or `rest` in prune_jobs_delete) that may go,
--- read in the statement's snapshot, unlocked: the CTE `eligible`. A job is eligible when its status is one of the statuses this event type
+-- The jobs of the events in `scanned` that may go, read in the statement's snapshot, unlocked:
+-- the CTE `eligible`. A job is eligible when its status is one of the statuses this event type
 -- leads to, the event is its latest state change (`scheduled` and `abort_requested` events are
 -- not state changes: a scheduled event's `at` is when the job was due, possibly after it was
 -- cancelled), and the event is older than the age the rules give the job. `version` (the row
@@ -34,7 +34,7 @@ WITH scanned AS (
 -- as in the deletes. `leads_to` (event types and statuses) and `age` are composed in jobs.py.
 eligible AS MATERIALIZED (
     SELECT j.id, j.row, j.version, s.event_id, s.at, j.status, j.queue_name, j.task_name
-      FROM {source} s
+      FROM scanned s
      CROSS JOIN LATERAL (
            SELECT j.id, j.ctid AS row, j.xmin AS version, j.status::text AS status,
                   j.queue_name, j.task_name
@@ -59,54 +59,53 @@ SELECT s.at, s.event_id, el.id, el.status, el.queue_name, el.task_name
  ORDER BY s.at, s.event_id;
 
 -- name: prune_jobs_delete --
--- The batch's eligible jobs deleted, as the CTE `gone`, in two steps.
+-- The batch's eligible jobs deleted, as the CTE `gone`: each job of the events scanned is reached
+-- through its primary key, and goes when its status is one its event's type leads to, its event
+-- is older than its age, and that event is its latest state change, known one of two ways:
 --
--- `fast`: a job whose row version was written by the transaction that wrote the event (the same
--- xmin: Procrastinate's trigger inserts the event in the transaction that changes the status) has
--- had no state change since that event: any later one would have been written with a new row
--- version, or in that same transaction, with the same `at` (now()) and the status the row holds,
--- which is what the conditions read. Such a job is deleted through its primary key with no probe
--- of its events. A row updated after the statement's snapshot is rechecked by the delete
--- (EvalPlanQual) on its new version, whose xmin is not the event's: it stays. (xmin 2, frozen
--- before PostgreSQL 9.4, says nothing about the transaction and never takes this step.)
+-- - its row version was written by the transaction that wrote the event (the same xmin:
+--   Procrastinate's trigger inserts the event in the transaction that changes the status): any
+--   later state change would have been written with a new row version, or in that same
+--   transaction, with the same `at` (now()) and the status the row holds, which is what the
+--   conditions read. No need to read its events. (xmin 2, frozen before PostgreSQL 9.4, says
+--   nothing about the transaction and never counts.)
+-- - otherwise (a job rewritten since it finished, e.g. by the `ON DELETE SET NULL` of its
+--   worker's row), its events hold no later state change.
 --
--- `slow`: every other job of the batch (a job rewritten since it finished, e.g. by the `ON
--- DELETE SET NULL` of its worker's row; none to look at when `fast` took a job for every event
--- scanned) goes through `eligible`, by ctid, and only while that row version is still the
--- newest: a job updated after the statement's snapshot (retried and finished again: its new
--- events are invisible to the snapshot, so `eligible` still sees the old final event as its
--- latest) has a new version at another ctid, which the delete's recheck refuses, and whose xmin
--- is not `version`; such a job is left for the next run (tests/test_jobs_race.py). Both steps
--- select what the dry run's select does (a job that made two final transitions in one
--- transaction may go by the earlier event's walk: with the same `at`, and its own status, the
--- same decision).
+-- Both are what the dry run's `eligible` selects (a job that made two final transitions in one
+-- transaction may go by the earlier event: with the same `at` and its own status, the same
+-- decision). A row updated after the statement's snapshot is rechecked by the delete
+-- (EvalPlanQual) on its newest version, with the snapshot's view of the events: a job retried
+-- and finished again meanwhile would pass the probe (its new events are invisible to the
+-- snapshot), so a row version must also have been written by a transaction the snapshot sees
+-- (its xmin made a full transaction id from the snapshot's epoch: a recent xmin, the only kind
+-- that can fail the test, is always within one epoch of the snapshot's xmax). The newest
+-- version of such a job fails both ways and stays for the next run (tests/test_jobs_race.py).
 --
 -- A row another transaction holds locked is waited for, up to the batch's lock_timeout: the
 -- engine then retries the batch with prune_jobs_delete_skip_locked.
-fast AS (
+snapshot AS MATERIALIZED (
+    SELECT c.snapshot, c.xmax - (c.xmax & 4294967295) AS epoch, c.xmax & 4294967295 AS low
+      FROM (SELECT s.snapshot, pg_snapshot_xmax(s.snapshot)::text::bigint AS xmax
+              FROM (SELECT pg_current_snapshot() AS snapshot) s) c
+), gone AS (
     DELETE FROM procrastinate_jobs j
-     USING scanned s
+     USING scanned s, snapshot
      WHERE j.id = s.job_id
-       AND j.xmin = s.version
-       AND j.xmin <> '2'::xid
        AND {leads_to}
        AND s.at < %(now)s - {age}
+       AND ((j.xmin = s.version AND j.xmin <> '2'::xid)
+            OR (NOT EXISTS (
+                    SELECT 1 FROM procrastinate_events later
+                     WHERE later.job_id = s.job_id
+                       AND later.type NOT IN ('scheduled', 'abort_requested')
+                       AND (later.at, later.id) > (s.at, s.event_id))
+                AND pg_visible_in_snapshot(
+                    (snapshot.epoch + j.xmin::text::bigint
+                     - CASE WHEN j.xmin::text::bigint > snapshot.low THEN 4294967296 ELSE 0 END
+                    )::text::xid8,
+                    snapshot.snapshot)))
     RETURNING j.id, s.at, s.event_id, j.status::text AS status, j.queue_name, j.task_name
-), rest AS (
-    SELECT s.*
-      FROM scanned s
-     WHERE (SELECT count(*) FROM fast) < (SELECT count(*) FROM scanned)
-       AND s.job_id NOT IN (SELECT f.id FROM fast f)
-), {eligible}, slow AS (
-    DELETE FROM procrastinate_jobs j
-     USING eligible el
-     WHERE j.ctid = el.row
-       AND j.xmin = el.version
-       AND j.id = el.id
-       AND j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
-    RETURNING j.id, el.at, el.event_id, el.status, el.queue_name, el.task_name
-), gone AS NOT MATERIALIZED (
-    SELECT * FROM fast UNION ALL SELECT * FROM slow
 )
 
 -- name: prune_jobs_delete_skip_locked --
