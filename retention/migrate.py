@@ -16,13 +16,16 @@ from importlib import resources
 import psycopg
 from procrastinate import schema as procrastinate_schema
 
-from retention import queries
+from retention import errors, queries
 
 logger = logging.getLogger(__name__)
 
 NO_TRANSACTION = "-- retention: no-transaction"
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 LOCK_POLL_SECONDS = 0.2
+# The job prune checks row versions against the statement's snapshot (pg_current_snapshot,
+# pg_visible_in_snapshot): PostgreSQL 13 and later.
+MIN_SERVER_VERSION = 130000
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -66,8 +69,23 @@ def available() -> list[Migration]:
     return sorted(found, key=lambda m: m.name)
 
 
+def check_server(version: int) -> None:
+    """Refuse a server older than MIN_SERVER_VERSION (`version` as in server_version_num)."""
+    if version < MIN_SERVER_VERSION:
+        raise errors.DatabaseError(
+            f"PostgreSQL {MIN_SERVER_VERSION // 10000} or later is required; this server "
+            f"is {_version_text(version)}: upgrade it, or point DATABASE_URL at a newer one"
+        )
+
+
+def _version_text(version: int) -> str:
+    major, minor = divmod(version, 10000)
+    return f"{major}.{minor}" if major >= 10 else f"{major}.{minor // 100}.{minor % 100}"
+
+
 def pending(conn: psycopg.Connection) -> list[str]:
     """Names of migrations not applied yet (all of them when the ledger table is missing)."""
+    check_server(conn.info.server_version)
     exists = conn.execute("SELECT to_regclass('retention_migrations') IS NOT NULL").fetchone()
     applied = (
         {row[0] for row in conn.execute(queries.text("applied_migrations"))}
@@ -88,6 +106,7 @@ def _lock(conn: psycopg.Connection) -> None:
 def apply(conn: psycopg.Connection) -> Report:
     """Bring the database up to date. `conn` must be in autocommit mode."""
     conn.autocommit = True
+    check_server(conn.info.server_version)
     _lock(conn)
     try:
         schema_applied = _ensure_procrastinate_schema(conn)

@@ -16,7 +16,18 @@ from typing import Any
 
 import psycopg
 
-from retention import db, directories, engine, errors, files, jobs, ledger, orphans, records
+from retention import (
+    db,
+    directories,
+    engine,
+    errors,
+    files,
+    jobs,
+    ledger,
+    migrate,
+    orphans,
+    records,
+)
 from retention import settings as settings_mod
 
 logger = logging.getLogger(__name__)
@@ -152,6 +163,7 @@ def execute(
     Raises RunFailed (after recording it) when a stage fails."""
     table = {**STAGES, **(custom or {})}
     with connections(location) as (work, book):
+        migrate.check_server(work.info.server_version)
         if "tables" in stages and "tables" not in (custom or {}):
             records.check(work, settings, warn=True)
         run = ledger.start(

@@ -3,9 +3,10 @@ from __future__ import annotations
 import threading
 
 import psycopg
+import pytest
 from conftest import run_cli
 
-from retention import migrate
+from retention import errors, migrate
 
 
 def _tables(conn: psycopg.Connection) -> set[str]:
@@ -132,3 +133,17 @@ def test_the_wheel_ships_migrations_queries_and_the_demo_config(tmp_path):
     for path in (root / "retention" / "sql").glob("*.sql"):
         assert f"retention/sql/{path.name}" in names
     assert "retention/demo.toml" in names
+
+
+def test_a_server_older_than_postgresql_13_is_refused(database):
+    with psycopg.connect(database) as conn:
+        migrate.check_server(conn.info.server_version)  # the test server is recent enough
+        assert migrate.pending(conn) == []
+    for old, shown in ((120017, "12.17"), (90624, "9.6.24")):
+        with pytest.raises(errors.DatabaseError) as caught:
+            migrate.check_server(old)
+        assert str(caught.value) == (
+            f"PostgreSQL 13 or later is required; this server is {shown}: upgrade it, or point "
+            "DATABASE_URL at a newer one"
+        )
+    migrate.check_server(130000)
