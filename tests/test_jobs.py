@@ -775,20 +775,38 @@ def test_a_real_run_leaves_no_index_entry_of_its_deleted_events_to_visit(conn, d
     """After a real run, the final-events index entries of the events it deleted are marked dead:
     the next run's scan of that range skips them instead of visiting each dead row's heap page
     (the cost of a run with nothing left to delete right after a mass delete). PostgreSQL marks an
-    entry dead only when no transaction anywhere that it must consider could still see the row,
-    which another test's transaction can prevent for a moment: the scenario is tried up to three
-    times, each time on new jobs. Without the settle pass every attempt sees all 300 entries."""
+    entry dead only when no transaction anywhere that it must consider could still see the row: a
+    transaction another test keeps open (in any database of the server) prevents it. Each attempt
+    waits for a moment with no such transaction older than 0.2 s, then runs on new jobs; up to
+    five attempts. Without the settle pass every attempt sees all 300 entries."""
     old = {"status": "succeeded", "queue": "q", "task": "t", "finished_ago": dt.timedelta(days=40)}
     seed_job(conn, status="succeeded", finished_ago=dt.timedelta(days=1))
     settings = make_settings(database, jobs={"succeeded": "30d"})
-    fetches = []
-    for _ in range(3):
+    fetches, held = [], []
+    for _ in range(5):
+        held = _wait_for_no_open_transaction(conn, timeout=15)
         seed_bulk(conn, [old] * 300)
         assert run_jobs(settings, location)["jobs"]["deleted"] == 300
         fetches.append(_heap_fetches_of_the_succeeded_range(conn))
         if fetches[-1] == 0:
             break
-    assert fetches[-1] == 0, fetches
+    assert fetches[-1] == 0, (fetches, held)
+
+
+def _wait_for_no_open_transaction(conn: psycopg.Connection, timeout: float) -> list[Any]:
+    """Wait until no other session of the server has had a transaction open for over 0.2 s (with
+    an xid or a snapshot); return the last such sessions seen (empty once there are none)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        open_ = conn.execute(
+            "SELECT datname, state, xact_start, left(query, 60) FROM pg_stat_activity "
+            "WHERE pid <> pg_backend_pid() "
+            "AND (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL) "
+            "AND xact_start < clock_timestamp() - interval '0.2 s'"
+        ).fetchall()
+        if not open_ or time.monotonic() > deadline:
+            return open_
+        time.sleep(0.1)
 
 
 def test_a_job_locked_by_another_transaction_is_skipped_not_waited_for(conn, database):
