@@ -206,7 +206,7 @@ def _status_age(policy: settings_mod.JobsPolicy, statuses: tuple[str, ...]) -> s
         sql.SQL("WHEN {} THEN {}").format(sql.Literal(status), age_expression(policy, status))
         for status in statuses
     ]
-    return sql.SQL("(CASE j.status::text {} END)").format(sql.SQL(" ").join(whens))
+    return sql.SQL("(CASE j.status {} END)").format(sql.SQL(" ").join(whens))
 
 
 def _prune_queries(
@@ -218,9 +218,11 @@ def _prune_queries(
     pairs = [(walk.event_type, status) for walk in live for status in walk.statuses]
     statuses = tuple(dict.fromkeys(status for _, status in pairs))
     conditions = {
-        "leads_to": sql.SQL("(s.type, j.status::text) IN ({})").format(
+        "leads_to": sql.SQL("(s.type, j.status) IN ({})").format(
             sql.SQL(", ").join(
-                sql.SQL("({}, {})").format(sql.Literal(kind), sql.Literal(status))
+                sql.SQL("({}::procrastinate_job_event_type, {}::procrastinate_job_status)").format(
+                    sql.Literal(kind), sql.Literal(status)
+                )
                 for kind, status in pairs
             )
         ),

@@ -878,7 +878,7 @@ def test_a_batch_chosen_as_deadlock_victim_goes_on_skipping_locked_rows(conn, da
 
         thread = threading.Thread(target=prune)
         thread.start()
-        for _ in range(250):
+        for _ in range(750):
             pid = outcome.get("pid")
             row = (
                 pid
@@ -896,8 +896,8 @@ def test_a_batch_chosen_as_deadlock_victim_goes_on_skipping_locked_rows(conn, da
         thread.join(30)
         assert "error" not in outcome, outcome.get("error")
         result = outcome["result"]
-        assert result.stopped is None and result.lock_backoffs == 1
-        assert result.deleted == len(rest)
+        assert result.stopped is None and result.lock_backoffs == 1, result
+        assert result.deleted == len(rest), result
         assert job_ids(conn) == {first, second}
 
 

@@ -3,7 +3,7 @@
 -- statuses it leads to) after the walk's position, oldest first: one branch of prune_jobs_scan.
 -- The event type and the cutoff's parameter name are composed in jobs.py (never from raw text).
 -- `version` is the event's xmin: the transaction that wrote it.
-(SELECT e.id AS event_id, e.at, e.job_id, e.xmin AS version, e.type::text AS type
+(SELECT e.id AS event_id, e.at, e.job_id, e.xmin AS version, e.type
    FROM procrastinate_events e
   WHERE e.type = {event_type}::procrastinate_job_event_type
     AND e.at < {cutoff}
@@ -31,12 +31,13 @@ WITH scanned AS (
 -- estimates (the lateral subquery with OFFSET 0 is not flattened into a join: a hash join over a
 -- seq scan of all jobs, which it picks for the walks that lead to several statuses, costs about
 -- a second a batch on a million jobs), and `eligible` is materialized, in the dry run's select
--- as in the deletes. `leads_to` (event types and statuses) and `age` are composed in jobs.py.
+-- as in the deletes. `leads_to` (event types and statuses) and `age` are composed in jobs.py;
+-- statuses and types stay enums (compared by their OIDs, never turned into text per row).
 eligible AS MATERIALIZED (
     SELECT j.id, j.row, j.version, s.event_id, s.at, j.status, j.queue_name, j.task_name
       FROM scanned s
      CROSS JOIN LATERAL (
-           SELECT j.id, j.ctid AS row, j.xmin AS version, j.status::text AS status,
+           SELECT j.id, j.ctid AS row, j.xmin AS version, j.status,
                   j.queue_name, j.task_name
              FROM procrastinate_jobs j
             WHERE j.id = s.job_id
@@ -105,7 +106,7 @@ snapshot AS MATERIALIZED (
                      - CASE WHEN j.xmin::text::bigint > snapshot.low THEN 4294967296 ELSE 0 END
                     )::text::xid8,
                     snapshot.snapshot)))
-    RETURNING j.id, s.at, s.event_id, j.status::text AS status, j.queue_name, j.task_name
+    RETURNING j.id, s.at, s.event_id, j.status, j.queue_name, j.task_name
 )
 
 -- name: prune_jobs_delete_skip_locked --
