@@ -5,10 +5,10 @@ short transaction: select the next keys after the last one seen, delete the elig
 in a dry run, count what would go in a read-only transaction), commit; a segment with a `fused`
 statement does both in one statement, sent with the rest of its batch in a pipeline. The batch
 size adapts so that a transaction stays well under `max_batch_seconds`; a lock wait longer than
-`lock_timeout` rolls the batch back and retries it (a fused walk then skips locked rows). The walk stops
-between batches when the time budget is spent or the run is aborted; what is left is found again
-by the next run, which starts from the beginning of each walk (deleted rows are gone, so nothing
-already deleted is ever scanned again).
+`lock_timeout` rolls the batch back and retries it (a fused walk then skips locked rows). The
+walk stops between batches when the time budget is spent or the run is aborted; what is left is
+found again by the next run, which starts from the beginning of each walk (deleted rows are gone,
+so nothing already deleted is ever scanned again).
 """
 
 from __future__ import annotations

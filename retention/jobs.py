@@ -32,7 +32,8 @@ GROUPS = ("status", "queue", "task")
 # A prune batch's transaction: its jobs are found by primary-key probes, never by a hash or merge
 # join over a scan of the whole table (which the planner can estimate cheaper on a big table), and
 # its commit does not wait for the WAL flush: a batch lost in a server crash leaves its jobs for
-# the next run, and the run's final ledger write, which waits, flushes every batch before it.
+# the next run, and the walk's last batch (see engine._Walk._fused_batch), which waits, flushes
+# every batch before it.
 BATCH_SETTINGS = (
     ("enable_hashjoin", "off"),
     ("enable_mergejoin", "off"),
@@ -227,6 +228,7 @@ def _prune_queries(
             )
         ),
         "age": _status_age(policy, statuses),
+        "no_later_change": queries.get("prune_jobs_no_later_change"),
     }
     branches = sql.SQL(" UNION ALL ").join(
         queries.get("prune_jobs_scan_type").format(

@@ -44,12 +44,18 @@ eligible AS MATERIALIZED (
            OFFSET 0) j
      WHERE {leads_to}
        AND s.at < %(now)s - {age}
-       AND NOT EXISTS (
-           SELECT 1 FROM procrastinate_events later
-            WHERE later.job_id = s.job_id
-              AND later.type NOT IN ('scheduled', 'abort_requested')
-              AND (later.at, later.id) > (s.at, s.event_id))
+       AND {no_later_change}
 )
+
+-- name: prune_jobs_no_later_change --
+-- The condition that the event `s` is its job's latest state change (`scheduled` and
+-- `abort_requested` events are not state changes), read in the statement's snapshot: one text
+-- for the dry run's `eligible` and the real run's delete.
+NOT EXISTS (
+    SELECT 1 FROM procrastinate_events later
+     WHERE later.job_id = s.job_id
+       AND later.type NOT IN ('scheduled', 'abort_requested')
+       AND (later.at, later.id) > (s.at, s.event_id))
 
 -- name: prune_jobs_select --
 -- The walk's batch as the engine's rows, nothing locked: what a dry run would delete.
@@ -96,11 +102,7 @@ snapshot AS MATERIALIZED (
        AND {leads_to}
        AND s.at < %(now)s - {age}
        AND ((j.xmin = s.version AND j.xmin <> '2'::xid)
-            OR (NOT EXISTS (
-                    SELECT 1 FROM procrastinate_events later
-                     WHERE later.job_id = s.job_id
-                       AND later.type NOT IN ('scheduled', 'abort_requested')
-                       AND (later.at, later.id) > (s.at, s.event_id))
+            OR ({no_later_change}
                 AND pg_visible_in_snapshot(
                     (snapshot.epoch + j.xmin::text::bigint
                      - CASE WHEN j.xmin::text::bigint > snapshot.low THEN 4294967296 ELSE 0 END
