@@ -24,7 +24,7 @@ import pytest
 from psycopg import conninfo as libpq
 from psycopg import sql
 
-from retention import db, embedded, migrate
+from retention import db, embedded, engine, migrate
 from retention import settings as settings_mod
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,6 +134,24 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 
 def make_settings(database: str, **overrides: Any) -> settings_mod.Settings:
     return settings_mod.Settings(database_url=database, **overrides)
+
+
+def jobs_policy(database: str, **ages: str) -> settings_mod.JobsPolicy:
+    """The `[jobs]` policy with these ages (e.g. succeeded="30d")."""
+    return make_settings(database, jobs=ages).jobs
+
+
+def prune_limits(
+    *, batch_size: int, max_batch_seconds: float, lock_timeout: float
+) -> engine.Limits:
+    """Engine limits for a walk run directly by a test (`lock_timeout` in seconds), with a
+    minute of time budget from now."""
+    return engine.Limits(
+        batch_size=batch_size,
+        max_batch_seconds=max_batch_seconds,
+        lock_timeout=dt.timedelta(seconds=lock_timeout),
+        deadline=time.monotonic() + 60,
+    )
 
 
 def seed_job(

@@ -19,7 +19,9 @@ import psycopg
 from conftest import (
     cli_env,
     job_ids,
+    jobs_policy,
     make_settings,
+    prune_limits,
     run_cli,
     seed_job,
     shares_final_transaction,
@@ -816,8 +818,8 @@ def test_a_job_locked_by_another_transaction_is_skipped_not_waited_for(conn, dat
         seed_job(conn, status="succeeded", finished_ago=dt.timedelta(days=40)) for _ in range(30)
     ]
     held = old[10]
-    policy = settings_mod.Settings(database_url=database, jobs={"succeeded": "30d"}).jobs
-    limits = dict(batch_size=100, max_batch_seconds=5.0, lock_timeout=dt.timedelta(seconds=0.2))
+    policy = jobs_policy(database, succeeded="30d")
+    limits = dict(batch_size=100, max_batch_seconds=5.0, lock_timeout=0.2)
     with psycopg.connect(database) as other:
         other.execute("SELECT 1 FROM procrastinate_jobs WHERE id = %s FOR UPDATE", (held,))
         now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
@@ -826,7 +828,7 @@ def test_a_job_locked_by_another_transaction_is_skipped_not_waited_for(conn, dat
             result = engine.run(
                 pruning,
                 jobs.prune_target(pruning, policy, now),
-                engine.Limits(**limits, deadline=time.monotonic() + 60),
+                prune_limits(**limits),
                 dry_run=False,
             )
         assert time.monotonic() - started < 3
@@ -837,7 +839,7 @@ def test_a_job_locked_by_another_transaction_is_skipped_not_waited_for(conn, dat
     again = engine.run(
         conn,
         jobs.prune_target(conn, policy, now),
-        engine.Limits(**limits, deadline=time.monotonic() + 60),
+        prune_limits(**limits),
         dry_run=False,
     )
     assert again.deleted == 1 and again.lock_backoffs == 0
@@ -853,13 +855,8 @@ def test_a_batch_chosen_as_deadlock_victim_goes_on_skipping_locked_rows(conn, da
     rest = [
         seed_job(conn, status="succeeded", finished_ago=dt.timedelta(days=39)) for _ in range(5)
     ]
-    policy = settings_mod.Settings(database_url=database, jobs={"succeeded": "30d"}).jobs
-    limits = engine.Limits(
-        batch_size=100,
-        max_batch_seconds=20.0,
-        lock_timeout=dt.timedelta(seconds=10),
-        deadline=time.monotonic() + 60,
-    )
+    policy = jobs_policy(database, succeeded="30d")
+    limits = prune_limits(batch_size=100, max_batch_seconds=20.0, lock_timeout=10)
     outcome: dict[str, Any] = {}
     with psycopg.connect(database) as other:
         other.execute("SET deadlock_timeout = '30s'")
@@ -1019,13 +1016,8 @@ def test_events_go_uncounted_when_the_server_does_not_count_rows(conn, database)
     same jobs and events, and reports no events count rather than a wrong one."""
     old = [seed_job(conn, status="succeeded", finished_ago=dt.timedelta(days=40)) for _ in range(3)]
     young = seed_job(conn, status="succeeded", finished_ago=dt.timedelta(days=1))
-    policy = settings_mod.Settings(database_url=database, jobs={"succeeded": "30d"}).jobs
-    limits = engine.Limits(
-        batch_size=2,
-        max_batch_seconds=5.0,
-        lock_timeout=dt.timedelta(seconds=1),
-        deadline=time.monotonic() + 60,
-    )
+    policy = jobs_policy(database, succeeded="30d")
+    limits = prune_limits(batch_size=2, max_batch_seconds=5.0, lock_timeout=1)
     with psycopg.connect(database, autocommit=True) as pruning:
         pruning.execute("SET track_counts = off")
         now = pruning.execute("SELECT now()").fetchone()[0]  # type: ignore[index]

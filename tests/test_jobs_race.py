@@ -18,10 +18,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import job_ids, seed_job, shares_final_transaction
+from conftest import job_ids, jobs_policy, prune_limits, seed_job, shares_final_transaction
 
 from retention import engine, jobs
-from retention import settings as settings_mod
 
 GATE = 4242
 
@@ -85,7 +84,7 @@ def test_a_job_finished_again_after_the_batch_snapshot_is_kept(
     kept = seed_job(conn, status="failed", finished_ago=dt.timedelta(days=2))
     assert shares_final_transaction(conn, changed) is not rewritten
     assert shares_final_transaction(conn, unchanged) is not rewritten
-    policy = settings_mod.Settings(database_url=database, jobs={"failed": "30d"}).jobs
+    policy = jobs_policy(database, failed="30d")
     now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
     target = jobs.prune_target(conn, policy, now)
     assert [segment.name for segment in target.segments] == ["final events"]
@@ -95,12 +94,7 @@ def test_a_job_finished_again_after_the_batch_snapshot_is_kept(
         target,
         segments=[dataclasses.replace(target.segments[0], fused=lambda _: fused(skip_locked))],
     )
-    limits = engine.Limits(
-        batch_size=100,
-        max_batch_seconds=10.0,
-        lock_timeout=dt.timedelta(seconds=5),
-        deadline=time.monotonic() + 60,
-    )
+    limits = prune_limits(batch_size=100, max_batch_seconds=10.0, lock_timeout=5)
     outcome: dict[str, Any] = {}
 
     def prune() -> None:
