@@ -71,8 +71,9 @@ from psycopg import conninfo as libpq
 from psycopg import sql
 
 import retention
-from retention import db, migrate, runner
-from retention import settings as settings_mod
+from retention.config import settings as settings_mod
+from retention.pg import database, migrate
+from retention.run import runner
 
 PREFIX = "bench_jobs_"
 KEEP_DAYS = 30
@@ -505,7 +506,7 @@ def one_statement(dsn: str) -> dict[str, Any]:
 
 
 def ours(dsn: str, batch_size: int | None = None) -> dict[str, Any]:
-    location = db.Location(conninfo=dsn, source="DATABASE_URL")
+    location = database.Location(conninfo=dsn, source="DATABASE_URL")
     summary = runner.execute(
         ours_settings(dsn, batch_size), location, stages=["jobs"], dry_run=False, trigger="cli"
     )

@@ -36,7 +36,7 @@ import psycopg
 from psycopg import conninfo as libpq
 from psycopg import sql
 
-from retention import migrate
+from retention.pg import migrate
 
 PER_DIR = 1000
 
@@ -151,7 +151,7 @@ def main() -> None:
         floor_sql = timed(
             ["psql", dsn, "-Atc", "SELECT count(*) FROM attachments WHERE path IS NOT NULL"], env
         )
-        cli = [sys.executable, "-m", "retention.cli", "sweep-orphans", "--json"]
+        cli = [sys.executable, "-m", "retention", "sweep-orphans", "--json"]
         dry = timed(cli, env)
         real = timed([*cli, "--delete"], env)
         again = timed([*cli, "--delete"], env)

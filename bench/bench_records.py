@@ -16,13 +16,13 @@ pg_stat_database.active_time of the copy: time its sessions spent executing stat
 longest transaction (floor: the whole thing; ours: the engine's longest batch).
 
 Files. `--files` files (`--file-bytes` each) in 1000 directories, queued in the outbox; the
-drain (`files.drain`, what the files stage runs) is timed; then the same files are created again
+drain (`outbox.drain`, what the files stage runs) is timed; then the same files are created again
 and `find DIR -type f -delete` is timed. Rates in files per second.
 
 Partitions. `--partition-rows` rows in a table range-partitioned by day over `--days` days (plus a
 default partition), no children, no file columns. The policy's age puts the cutoff one minute
 after a midnight, so that every partition but one is dropped whole and the straddling one has a
-minute of rows. Measured separately: the partition drops (records.drop_partitions: DETACH + DROP,
+minute of rows. Measured separately: the partition drops (planning.drop_partitions: DETACH + DROP,
 several partitions per transaction; wall and database time), then the whole tables stage (drops
 already done: only the straddling minute, through the engine). Side by side, on another copy of
 the same seed: a bare `DROP TABLE` of the same partitions in one statement (the floor: what
@@ -50,8 +50,12 @@ import psycopg
 from psycopg import conninfo as libpq
 from psycopg import sql
 
-from retention import db, engine, files, migrate, records, runner
-from retention import settings as settings_mod
+from retention.config import settings as settings_mod
+from retention.engine import batches
+from retention.files import outbox
+from retention.pg import database, migrate
+from retention.run import runner
+from retention.tables import planning
 
 PREFIX = "bench_records_"
 
@@ -211,7 +215,7 @@ def ours_rows(server: str, seed: str) -> dict[str, Any]:
     conninfo = create(server, name, seed)
     checkpoint(server)
     settings = settings_mod.Settings(database_url=conninfo, tables=[rows_policy()])
-    location = db.Location(conninfo=conninfo, source="DATABASE_URL")
+    location = database.Location(conninfo=conninfo, source="DATABASE_URL")
     before = active_ms(server, name)
     started = time.monotonic()
     summary = runner.execute(settings, location, stages=["tables"], dry_run=False, trigger="cli")
@@ -263,12 +267,12 @@ def ours_drain(conninfo: str, root: Path, names: list[str]) -> tuple[float, dict
         with conn.transaction(), conn.cursor() as cur:
             step = 100_000
             for start in range(0, len(names), step):
-                files.enqueue(
+                outbox.enqueue(
                     cur, ((str(root), n, "bench") for n in names[start : start + step]), None
                 )
         conn.execute("VACUUM ANALYZE retention_file_outbox")
         started = time.monotonic()
-        result = files.drain(conn, dry_run=False, deadline=time.monotonic() + 3600)
+        result = outbox.drain(conn, dry_run=False, deadline=time.monotonic() + 3600)
         return time.monotonic() - started, result
 
 
@@ -372,16 +376,16 @@ def bench_partitions(server: str, seed: str, keep_days: int, label: str) -> dict
     settings = settings_mod.Settings(database_url=conninfo, tables=[policy])
     before = active_ms(server, name)
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        plan = records.check(conn, settings)[0]
+        plan = planning.check(conn, settings)[0]
         cutoff = conn.execute("SELECT now()").fetchone()[0] - plan.age
         limits = runner.limits_for(settings)
         started = time.monotonic()
-        dropped, problems, stopped = records.drop_partitions(
+        dropped, problems, stopped = planning.drop_partitions(
             conn, plan, cutoff, limits, dry_run=False, run_id=None
         )
         drop_wall = time.monotonic() - started
     drop_db = active_ms(server, name) - before
-    location = db.Location(conninfo=conninfo, source="DATABASE_URL")
+    location = database.Location(conninfo=conninfo, source="DATABASE_URL")
     before = active_ms(server, name)
     started = time.monotonic()
     summary = runner.execute(settings, location, stages=["tables"], dry_run=False, trigger="cli")
@@ -498,7 +502,7 @@ def main() -> None:
             log(f"partitions: {results['partitions']}")
     finally:
         drop_all(args.server)
-    engine.logger.setLevel("WARNING")
+    batches.logger.setLevel("WARNING")
     print(json.dumps(results, indent=2, default=str))
 
 

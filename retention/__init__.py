@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import procrastinate
 
-    from retention import settings, tasks
+    from retention.config import settings
+    from retention.interfaces import tasks
 
 __all__ = ["app", "blueprint"]
 
@@ -20,14 +21,14 @@ __all__ = ["app", "blueprint"]
 def blueprint(settings: settings.Settings | None = None) -> tasks.RetentionBlueprint:
     """The retention tasks, to add to your app under the "retention" namespace. Without
     settings, they are loaded from RETENTION_* variables and the TOML file."""
-    from retention import tasks
+    from retention.interfaces import tasks
 
     return tasks.blueprint(settings)
 
 
 def __getattr__(name: str) -> Any:
     if name == "app":
-        from retention import application
+        from retention.interfaces import application
 
         built: procrastinate.App = application.build()
         globals()["app"] = built

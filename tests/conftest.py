@@ -24,8 +24,11 @@ import pytest
 from psycopg import conninfo as libpq
 from psycopg import sql
 
-from retention import db, embedded, engine, migrate
-from retention import settings as settings_mod
+from retention.config import settings as settings_mod
+from retention.embedded import server as embedded
+from retention.engine import batches
+from retention.pg import database as pg_database
+from retention.pg import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_VARIABLES = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
@@ -119,8 +122,8 @@ def conn(database: str) -> Iterator[psycopg.Connection]:
 
 
 @pytest.fixture
-def location(database: str) -> db.Location:
-    return db.Location(conninfo=database, source="DATABASE_URL")
+def location(database: str) -> pg_database.Location:
+    return pg_database.Location(conninfo=database, source="DATABASE_URL")
 
 
 @pytest.fixture(autouse=True)
@@ -143,10 +146,10 @@ def jobs_policy(database: str, **ages: str) -> settings_mod.JobsPolicy:
 
 def prune_limits(
     *, batch_size: int, max_batch_seconds: float, lock_timeout: float
-) -> engine.Limits:
+) -> batches.Limits:
     """Engine limits for a walk run directly by a test (`lock_timeout` in seconds), with a
     minute of time budget from now."""
-    return engine.Limits(
+    return batches.Limits(
         batch_size=batch_size,
         max_batch_seconds=max_batch_seconds,
         lock_timeout=dt.timedelta(seconds=lock_timeout),
@@ -255,7 +258,7 @@ def run_cli(
     full_env = cli_env(database)
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "retention.cli", *args],
+        [sys.executable, "-m", "retention", *args],
         capture_output=True,
         text=True,
         env=full_env,

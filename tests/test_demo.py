@@ -23,7 +23,8 @@ import psycopg
 import pytest
 from conftest import cli_env, run_cli, seed_job
 
-from retention import demo, embedded
+from retention.demo import demo
+from retention.embedded import server as embedded
 
 FINAL_AGES = {
     "succeeded": "3 days",
@@ -336,7 +337,7 @@ def test_a_demo_killed_anywhere_recovers_on_the_next_run(
     rng = random.Random()
     for _ in range(4):
         process = subprocess.Popen(
-            [sys.executable, "-m", "retention.cli", "demo", "--reset", "--json"],
+            [sys.executable, "-m", "retention", "demo", "--reset", "--json"],
             env={**cli_env(database), **env},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -9,8 +9,10 @@ import pytest
 from conftest import make_settings, run_cli
 from test_orphans import HOUR, put, tree, write_config
 
-from retention import errors, ledger, runner
-from retention import settings as settings_mod
+from retention import errors
+from retention.config import settings as settings_mod
+from retention.engine import ledger
+from retention.run import runner
 
 DAY = 24 * HOUR
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from retention import embedded
+from retention.embedded import server as embedded
 from retention.errors import EmbeddedServerError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ CHILD = textwrap.dedent(
     import signal, sys, time
     from pathlib import Path
 
-    from retention import embedded
+    from retention.embedded import server as embedded
 
     if sys.argv[2] == "own-handler":
         def leave(signum, frame):

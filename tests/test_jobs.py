@@ -31,8 +31,11 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from retention import db, engine, jobs, ledger, runner
-from retention import settings as settings_mod
+from retention.config import settings as settings_mod
+from retention.engine import batches, ledger
+from retention.jobs import prune
+from retention.pg import database as pg_database
+from retention.run import runner
 
 FINAL = settings_mod.FINAL_STATUSES
 ALL_STATUSES = ("todo", "doing", *FINAL)
@@ -117,7 +120,9 @@ def expected_kept(
     return kept
 
 
-def run_jobs(settings: settings_mod.Settings, location: db.Location, **kwargs: Any) -> dict:
+def run_jobs(
+    settings: settings_mod.Settings, location: pg_database.Location, **kwargs: Any
+) -> dict:
     kwargs.setdefault("dry_run", False)
     return runner.execute(settings, location, stages=["jobs"], trigger="cli", **kwargs)
 
@@ -182,7 +187,7 @@ def test_remaining_jobs_match_the_reference_model(conn, database, location, spec
     preview = run_jobs(settings, location, dry_run=True)
     assert job_ids(conn) == set(ids)
     now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
-    counted = jobs.eligible(conn, settings.jobs, now)
+    counted = prune.eligible(conn, settings.jobs, now)
     assert {status: count for status, (count, _) in counted.items()} == preview["jobs"]["by"].get(
         "status", {}
     )
@@ -752,7 +757,7 @@ def test_the_delete_leaves_a_job_that_changed_state_since_it_was_selected(conn):
     conn.execute("SELECT procrastinate_finish_job_v1(%s, 'failed', false)", (changed,))
     row = conn.execute("SELECT now() - interval '30 days'").fetchone()
     assert row is not None
-    deleter = jobs.JobDeleter(unchanged_since=row[0])
+    deleter = prune.JobDeleter(unchanged_since=row[0])
     with conn.transaction(), conn.cursor() as cur:
         counts = deleter.delete(cur, [changed, unchanged])
     assert counts["deleted"] == 1
@@ -825,9 +830,9 @@ def test_a_job_locked_by_another_transaction_is_skipped_not_waited_for(conn, dat
         now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
         started = time.monotonic()
         with psycopg.connect(database, autocommit=True) as pruning:
-            result = engine.run(
+            result = batches.run(
                 pruning,
-                jobs.prune_target(pruning, policy, now),
+                prune.prune_target(pruning, policy, now),
                 prune_limits(**limits),
                 dry_run=False,
             )
@@ -836,9 +841,9 @@ def test_a_job_locked_by_another_transaction_is_skipped_not_waited_for(conn, dat
         assert result.lock_backoffs == 1
         assert result.deleted == 29 and result.counts["events"] == 29 * 3
         assert job_ids(conn) == {held}
-    again = engine.run(
+    again = batches.run(
         conn,
-        jobs.prune_target(conn, policy, now),
+        prune.prune_target(conn, policy, now),
         prune_limits(**limits),
         dry_run=False,
     )
@@ -862,18 +867,18 @@ def test_a_batch_chosen_as_deadlock_victim_goes_on_skipping_locked_rows(conn, da
         other.execute("SET deadlock_timeout = '30s'")
         other.execute("SELECT 1 FROM procrastinate_jobs WHERE id = %s FOR UPDATE", (second,))
 
-        def prune() -> None:
+        def pruner() -> None:
             try:
                 with psycopg.connect(database, autocommit=True) as pruning:
                     pruning.execute("SET deadlock_timeout = '1s'")
                     outcome["pid"] = pruning.info.backend_pid
                     now = pruning.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
-                    target = jobs.prune_target(pruning, policy, now)
-                    outcome["result"] = engine.run(pruning, target, limits, dry_run=False)
+                    target = prune.prune_target(pruning, policy, now)
+                    outcome["result"] = batches.run(pruning, target, limits, dry_run=False)
             except BaseException as exc:
                 outcome["error"] = exc
 
-        thread = threading.Thread(target=prune)
+        thread = threading.Thread(target=pruner)
         thread.start()
         for _ in range(750):
             pid = outcome.get("pid")
@@ -934,7 +939,7 @@ def test_sigkill_mid_run_then_a_rerun_finishes_the_job(conn, database, tmp_path:
             [
                 sys.executable,
                 "-m",
-                "retention.cli",
+                "retention",
                 "--config",
                 str(config),
                 "run",
@@ -1021,7 +1026,9 @@ def test_events_go_uncounted_when_the_server_does_not_count_rows(conn, database)
     with psycopg.connect(database, autocommit=True) as pruning:
         pruning.execute("SET track_counts = off")
         now = pruning.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
-        result = engine.run(pruning, jobs.prune_target(pruning, policy, now), limits, dry_run=False)
+        result = batches.run(
+            pruning, prune.prune_target(pruning, policy, now), limits, dry_run=False
+        )
     assert result.deleted == 3
     assert "events" not in result.counts
     assert job_ids(conn) == {young}

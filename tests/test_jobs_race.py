@@ -20,7 +20,8 @@ import psycopg
 import pytest
 from conftest import job_ids, jobs_policy, prune_limits, seed_job, shares_final_transaction
 
-from retention import engine, jobs
+from retention.engine import batches
+from retention.jobs import prune
 
 GATE = 4242
 
@@ -86,7 +87,7 @@ def test_a_job_finished_again_after_the_batch_snapshot_is_kept(
     assert shares_final_transaction(conn, unchanged) is not rewritten
     policy = jobs_policy(database, failed="30d")
     now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
-    target = jobs.prune_target(conn, policy, now)
+    target = prune.prune_target(conn, policy, now)
     assert [segment.name for segment in target.segments] == ["final events"]
     fused = target.segments[0].fused
     assert fused is not None
@@ -97,17 +98,17 @@ def test_a_job_finished_again_after_the_batch_snapshot_is_kept(
     limits = prune_limits(batch_size=100, max_batch_seconds=10.0, lock_timeout=5)
     outcome: dict[str, Any] = {}
 
-    def prune() -> None:
+    def pruner() -> None:
         try:
             with psycopg.connect(database, autocommit=True) as pruning:
                 pruning.execute(f'SET ROLE "{gated_role}"')
                 outcome["pid"] = pruning.info.backend_pid
-                outcome["result"] = engine.run(pruning, target, limits, dry_run=False)
+                outcome["result"] = batches.run(pruning, target, limits, dry_run=False)
         except BaseException as exc:
             outcome["error"] = exc
 
     conn.execute("SELECT pg_advisory_lock(%s)", (GATE,))
-    thread = threading.Thread(target=prune)
+    thread = threading.Thread(target=pruner)
     try:
         thread.start()
         for _ in range(100):

@@ -88,7 +88,7 @@ def _seed(conn: psycopg.Connection, root: Path) -> set[int]:
 
 def _start(config: Path, database: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "retention.cli", "--config", str(config), "run", "--json"],
+        [sys.executable, "-m", "retention", "--config", str(config), "run", "--json"],
         env=cli_env(database),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -10,7 +10,9 @@ import psycopg
 import pytest
 from conftest import cli_env, make_settings, run_cli, wait_for_killed_sessions
 
-from retention import errors, ledger, runner
+from retention import errors
+from retention.engine import ledger
+from retention.run import runner
 
 
 def _seed_many_old_jobs(conn: psycopg.Connection, count: int) -> None:
@@ -77,7 +79,7 @@ def test_sigkill_mid_run_leaves_an_abandoned_row_and_the_next_run_finishes(conn,
         RETENTION_LOCK_TIMEOUT="100ms",
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "retention.cli", "run", "--only", "jobs"],
+        [sys.executable, "-m", "retention", "run", "--only", "jobs"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -11,7 +11,7 @@ from conftest import run_cli, seed_job
 from test_orphans import HOUR, put
 from test_status import DAY, app_config, seed_events
 
-from retention import metrics
+from retention.interfaces import metrics
 
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 _LABEL_NAME = r"[a-zA-Z_][a-zA-Z0-9_]*"

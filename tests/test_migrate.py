@@ -6,7 +6,8 @@ import psycopg
 import pytest
 from conftest import run_cli
 
-from retention import errors, migrate
+from retention import errors
+from retention.pg import migrate
 
 
 def _tables(conn: psycopg.Connection) -> set[str]:
@@ -129,10 +130,13 @@ def test_the_wheel_ships_migrations_queries_and_the_demo_config(tmp_path):
     (wheel,) = tmp_path.glob("procrastinate_retention-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for migration in migrate.available():
-        assert f"retention/migrations/{migration.name}" in names
-    for path in (root / "retention" / "sql").glob("*.sql"):
-        assert f"retention/sql/{path.name}" in names
-    assert "retention/demo.toml" in names
+        assert f"retention/pg/migrations/{migration.name}" in names
+    queries = sorted((root / "retention" / "pg" / "sql").glob("*.sql"))
+    assert queries
+    for path in queries:
+        assert f"retention/pg/sql/{path.name}" in names
+    assert "retention/demo/demo.toml" in names
+    assert "retention/demo/demo.sql" in names
 
 
 def test_a_server_older_than_postgresql_13_is_refused(database):

@@ -12,8 +12,10 @@ import psycopg
 import pytest
 from conftest import make_settings, run_cli
 
-from retention import errors, orphans, runner
-from retention import settings as settings_mod
+from retention import errors
+from retention.config import settings as settings_mod
+from retention.files import orphans
+from retention.run import runner
 
 HOUR = 3600.0
 
@@ -393,7 +395,7 @@ def test_a_sweep_killed_midway_loses_nothing_and_the_rerun_finishes(app, databas
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RETENTION_", "PG"))}
     env.update(DATABASE_URL=database, RETENTION_BATCH_SIZE="50")
     process = subprocess.Popen(
-        [sys.executable, "-m", "retention.cli", "sweep-orphans", "--delete"],
+        [sys.executable, "-m", "retention", "sweep-orphans", "--delete"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from retention import files
+from retention.files import outbox
 from tests.conftest import run_cli
 
 FAR = time.monotonic() + 3600
@@ -23,7 +23,7 @@ FAR = time.monotonic() + 3600
 
 def _queue(conn: psycopg.Connection, root: Path, names: list[str], source: str = "test") -> int:
     with conn.transaction(), conn.cursor() as cur:
-        return files.enqueue(cur, [(str(root), name, source) for name in names], None)
+        return outbox.enqueue(cur, [(str(root), name, source) for name in names], None)
 
 
 def _entries(conn: psycopg.Connection) -> list[tuple]:
@@ -74,11 +74,11 @@ def test_drain_deletes_files_counts_bytes_and_missing(conn, tmp_path):
     absolute = _make(root, "b/three.bin", 7)
     _queue(conn, root, ["a/one.bin", "a/two.bin", str(absolute), "gone.bin", "nodir/x.bin"])
 
-    preview = files.drain(conn, dry_run=True, deadline=FAR)
+    preview = outbox.drain(conn, dry_run=True, deadline=FAR)
     assert preview["deleted"] == 3 and preview["bytes"] == 157 and preview["missing"] == 2
     assert (root / "a/one.bin").exists() and len(_entries(conn)) == 5
 
-    result = files.drain(conn, dry_run=False, deadline=FAR)
+    result = outbox.drain(conn, dry_run=False, deadline=FAR)
     assert result == {
         "deleted": 3,
         "bytes": 157,
@@ -98,7 +98,7 @@ def test_drain_over_more_directories_than_descriptors_it_keeps_open(
 ):
     """Batches spanning more directories than the drain keeps open, split between two threads:
     every queued file goes with its bytes counted, files next to them that were not queued stay."""
-    monkeypatch.setattr(files, "OPEN_DIRECTORIES", 6)
+    monkeypatch.setattr(outbox, "OPEN_DIRECTORIES", 6)
     root = tmp_path / "store"
     queued = [f"d{d:02}/f{f}.jpg" for d in range(25) for f in range(7)]
     if layout == "interleaved":
@@ -107,7 +107,7 @@ def test_drain_over_more_directories_than_descriptors_it_keeps_open(
         _make(root, name, index % 5 + 1)
     bystanders = [_make(root, f"d{d:02}/keep.jpg") for d in range(25)]
     _queue(conn, root, queued)
-    result = files.drain(conn, dry_run=False, deadline=FAR, batch_size=40)
+    result = outbox.drain(conn, dry_run=False, deadline=FAR, batch_size=40)
     assert result["deleted"] == len(queued) and result["failed"] == 0
     assert result["bytes"] == sum(index % 5 + 1 for index in range(len(queued)))
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.jpg")) == sorted(
@@ -123,7 +123,7 @@ def test_escaping_paths_are_refused_and_kept(conn, tmp_path):
     (root / "link").symlink_to(outside.parent, target_is_directory=True)
     _queue(conn, root, ["../outside/secret.txt", str(outside), "link/secret.txt", "ok.txt"])
 
-    result = files.drain(conn, dry_run=False, deadline=FAR)
+    result = outbox.drain(conn, dry_run=False, deadline=FAR)
 
     assert result["refused"] == 3 and result["deleted"] == 1 and result["pending"] == 0
     assert outside.exists()
@@ -132,9 +132,9 @@ def test_escaping_paths_are_refused_and_kept(conn, tmp_path):
         (str(outside), True),
         ("link/secret.txt", True),
     ]
-    again = files.drain(conn, dry_run=False, deadline=FAR)
+    again = outbox.drain(conn, dry_run=False, deadline=FAR)
     assert again["refused"] == 0 and outside.exists()
-    assert files.backlog(conn)["refused"] == 3
+    assert outbox.backlog(conn)["refused"] == 3
 
 
 def test_undeletable_file_is_kept_retried_and_reported(conn, tmp_path, database):
@@ -144,20 +144,20 @@ def test_undeletable_file_is_kept_retried_and_reported(conn, tmp_path, database)
     _queue(conn, root, ["stuck.bin", "fine.bin"])
 
     with undeletable(stuck):
-        first = files.drain(conn, dry_run=False, deadline=FAR)
+        first = outbox.drain(conn, dry_run=False, deadline=FAR)
         assert first["failed"] == 1 and first["deleted"] == 1 and first["pending"] == 1
         assert stuck.exists()
-        second = files.drain(conn, dry_run=False, deadline=FAR)
+        second = outbox.drain(conn, dry_run=False, deadline=FAR)
         assert second["failed"] == 1
         row = conn.execute("SELECT attempts, last_error FROM retention_file_outbox").fetchone()
         assert row[0] == 2 and row[1]
 
         status = run_cli("status", "--json", database=database)
         assert status.returncode == 0, status.stderr
-        outbox = json.loads(status.stdout)["outbox"]
-        assert outbox["pending"] == 1 and outbox["failed"] == 1
-        assert outbox["problems"][0]["path"] == "stuck.bin"
-        assert outbox["problems"][0]["attempts"] == 2
+        entries = json.loads(status.stdout)["outbox"]
+        assert entries["pending"] == 1 and entries["failed"] == 1
+        assert entries["problems"][0]["path"] == "stuck.bin"
+        assert entries["problems"][0]["attempts"] == 2
 
     third = run_cli("run", "--only", "files", "--json", database=database)
     assert third.returncode == 0, third.stderr
@@ -174,10 +174,10 @@ def test_drain_stops_at_deadline_and_resumes(conn, tmp_path):
         _make(root, name)
     _queue(conn, root, names)
 
-    stopped = files.drain(conn, dry_run=False, deadline=time.monotonic() - 1)
+    stopped = outbox.drain(conn, dry_run=False, deadline=time.monotonic() - 1)
     assert stopped["stopped"] == "time budget spent" and stopped["pending"] == 30
 
-    small = files.drain(conn, dry_run=False, deadline=FAR, batch_size=7)
+    small = outbox.drain(conn, dry_run=False, deadline=FAR, batch_size=7)
     assert small["deleted"] == 30 and small["pending"] == 0
     assert list(root.iterdir()) == []
 
@@ -203,9 +203,9 @@ def test_concurrent_drains_one_drains_the_others_step_aside(conn, database, tmp_
 
 _DRAIN_SCRIPT = """
 import json, sys, time, psycopg
-from retention import files
+from retention.files import outbox
 with psycopg.connect(sys.argv[1], autocommit=True) as conn:
-    print(json.dumps(files.drain(conn, dry_run=False, deadline=time.monotonic() + 60,
+    print(json.dumps(outbox.drain(conn, dry_run=False, deadline=time.monotonic() + 60,
                                  batch_size=50)))
 """
 
@@ -219,5 +219,5 @@ def test_non_file_paths_are_refused(conn, tmp_path, stored):
             "INSERT INTO retention_file_outbox (root, path, source) VALUES (%s, %s, 'test')",
             (str(root), stored),
         )
-    result = files.drain(conn, dry_run=False, deadline=FAR)
+    result = outbox.drain(conn, dry_run=False, deadline=FAR)
     assert result["refused"] == 1 and root.is_dir()

@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 from conftest import make_settings
 
-from retention import runner
+from retention.run import runner
 
 DAYS = 10
 

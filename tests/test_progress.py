@@ -15,7 +15,7 @@ def _on_a_terminal(args: list[str], database: str) -> tuple[int, str]:
     master, slave = pty.openpty()
     env = cli_env(database, COLUMNS="120", TERM="xterm")
     process = subprocess.Popen(
-        [sys.executable, "-m", "retention.cli", *args],
+        [sys.executable, "-m", "retention", *args],
         stdin=slave,
         stdout=slave,
         stderr=slave,
@@ -53,5 +53,5 @@ def test_without_a_terminal_log_lines_carry_structure(conn, database):
     assert "100%" not in result.stdout
     finished = [line for line in result.stderr.splitlines() if 'action="run_finished"' in line]
     assert len(finished) == 1
-    assert " INFO retention.runner: retention run " in finished[0]
+    assert " INFO retention.run.runner: retention run " in finished[0]
     assert '"deleted": 1' in finished[0]

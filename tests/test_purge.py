@@ -16,7 +16,8 @@ import psycopg
 import pytest
 from conftest import cli_env, job_ids, make_settings, run_cli, seed_job
 
-from retention import jobs, runner
+from retention.jobs import prune
+from retention.run import runner
 
 DAY = dt.timedelta(days=1)
 
@@ -245,7 +246,7 @@ def on_a_terminal(database: str, answer: str, *args: str) -> tuple[int, str]:
     master, slave = pty.openpty()
     env = cli_env(database, COLUMNS="200", TERM="dumb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "retention.cli", "purge", *args],
+        [sys.executable, "-m", "retention", "purge", *args],
         stdin=slave,
         stdout=slave,
         stderr=slave,
@@ -296,7 +297,7 @@ def test_on_a_terminal_it_asks_first(conn, database, world):
 
 
 def test_the_task_and_the_cli_share_runner_purge(conn, database, location, world):
-    filters = jobs.PurgeFilters(queue="emails*", statuses=("failed",))
+    filters = prune.PurgeFilters(queue="emails*", statuses=("failed",))
     settings = make_settings(database)
     preview = runner.purge(settings, location, filters, dry_run=True, trigger="deferred")
     cli = purge_json(database, "--queue", "emails*", "--status", "failed", "--dry-run")
@@ -306,7 +307,7 @@ def test_the_task_and_the_cli_share_runner_purge(conn, database, location, world
         runner.purge(
             settings,
             location,
-            jobs.PurgeFilters(job_ids=(world["mail_todo"],)),
+            prune.PurgeFilters(job_ids=(world["mail_todo"],)),
             dry_run=False,
             trigger="deferred",
         )

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from conftest import run_cli
 
-from retention import settings as settings_mod
+from retention.config import settings as settings_mod
 
 # README commands run end to end by their own tests (the demo on the embedded default, the worker).
 README_ELSEWHERE = {"demo", "worker"}
@@ -116,7 +116,7 @@ def test_readme_retention_commands_run(conn, database, tmp_path):
 
 def _cli_commands() -> set[str]:
     result = subprocess.run(
-        [sys.executable, "-m", "retention.cli", "--help"], capture_output=True, text=True
+        [sys.executable, "-m", "retention", "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
     return set(re.findall(r"│ (\w[\w-]*) ", result.stdout))

@@ -12,7 +12,9 @@ import psycopg
 import pytest
 from conftest import make_settings, run_cli, seed_job
 
-from retention import errors, records, runner
+from retention import errors
+from retention.run import runner
+from retention.tables import planning
 
 SCHEMA = """
 CREATE SCHEMA app;
@@ -311,7 +313,7 @@ def test_multi_column_primary_key_needs_a_key(conn, database, location):
     )
     settings = make_settings(database, tables=[{"table": "readings", "timestamp": "at"}])
     with pytest.raises(errors.ConfigError, match="multi-column primary key"):
-        records.check(conn, settings)
+        planning.check(conn, settings)
 
 
 def test_missing_timestamp_index_is_a_warning_with_the_statement(conn, database, tmp_path):

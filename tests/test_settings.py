@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from conftest import job_ids, run_cli, seed_job
 
-from retention import durations, errors, globs
-from retention import settings as settings_mod
+from retention import errors
+from retention.config import durations, globs
+from retention.config import settings as settings_mod
 
 
 @pytest.mark.parametrize(
@@ -160,7 +161,7 @@ def test_config_command_shows_settings_with_the_password_redacted():
 
 
 def test_readme_configuration_reference_matches_the_model():
-    from retention import reference
+    from retention.config import reference
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert reference.embedded_in(readme) == reference.markdown(), (

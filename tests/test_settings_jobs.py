@@ -10,7 +10,7 @@ import pytest
 from conftest import job_ids, run_cli, seed_job
 
 from retention import errors
-from retention import settings as settings_mod
+from retention.config import settings as settings_mod
 
 HOUR = dt.timedelta(hours=1)
 DAY = dt.timedelta(days=1)

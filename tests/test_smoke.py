@@ -4,7 +4,7 @@ import datetime as dt
 
 from conftest import job_ids, make_settings, seed_job
 
-from retention import runner
+from retention.run import runner
 
 
 def test_run_deletes_old_finished_jobs_and_keeps_the_rest(conn, database, location):

@@ -8,7 +8,8 @@ import psycopg
 from conftest import make_settings, run_cli, seed_job
 from test_orphans import HOUR, put, tree
 
-from retention import backlog, ledger, runner
+from retention.engine import ledger
+from retention.run import backlog, runner
 
 DAY = 24 * HOUR
 

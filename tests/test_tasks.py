@@ -31,7 +31,8 @@ from test_worker import (
 )
 
 import retention
-from retention import settings, tasks
+from retention.config import settings
+from retention.interfaces import tasks
 
 MYAPP = """\
 # myapp.py
@@ -115,8 +116,8 @@ def test_importing_retention_reads_nothing_and_starts_nothing(tmp_path):
     home = tmp_path / "home"
     code = (
         "import sys, retention; "
-        "loaded = [m for m in ('procrastinate', 'psycopg', 'retention.embedded', "
-        "'retention.settings') if m in sys.modules]; "
+        "loaded = [m for m in ('procrastinate', 'psycopg', 'retention.embedded.server', "
+        "'retention.config.settings') if m in sys.modules]; "
         "print(loaded, retention.__all__)"
     )
     env = shell_env("", RETENTION_HOME=str(home), RETENTION_SCHEDULE="not a cron")

@@ -1,0 +1,5 @@
+"""`python -m retention`: the `retention` command."""
+
+from retention.interfaces import cli
+
+cli.main()

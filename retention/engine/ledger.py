@@ -1,0 +1,132 @@
+"""The run ledger: every run, dry run, purge and sweep is a row of `retention_runs`."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from retention import errors
+from retention.pg import queries
+
+logger = logging.getLogger(__name__)
+
+TRIGGERS = ("periodic", "deferred", "cli")
+PROGRESS_INTERVAL_SECONDS = 1.0
+
+
+@dataclasses.dataclass(kw_only=True)
+class Run:
+    """A run in progress. Its connection is its own, in autocommit, so progress is visible at once
+    and a run killed hard leaves a session that disappears (then the run is abandoned)."""
+
+    conn: psycopg.Connection
+    id: int
+    started_at: dt.datetime
+    holds_lock: bool = False
+    _last_write: float = 0.0
+
+    def progress(
+        self, stage: str, fraction: float | None, summary: dict[str, Any], *, force: bool = False
+    ) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_write < PROGRESS_INTERVAL_SECONDS:
+            return
+        self._last_write = now
+        self.conn.execute(
+            queries.text("progress_run"),
+            {
+                "id": self.id,
+                "stage": stage,
+                "progress": None if fraction is None else round(100 * fraction, 1),
+                "summary": Jsonb(summary),
+            },
+        )
+
+    def finish(self, status: str, summary: dict[str, Any], error: str | None = None) -> None:
+        self.conn.execute(
+            queries.text("finish_run"),
+            {
+                "id": self.id,
+                "status": status,
+                "progress": 100.0 if status == "succeeded" else None,
+                "summary": Jsonb(summary),
+                "error": error,
+            },
+        )
+        if self.holds_lock:
+            self.conn.execute(queries.text("run_unlock"))
+            self.holds_lock = False
+
+
+def start(
+    conn: psycopg.Connection,
+    *,
+    kind: str,
+    trigger: str,
+    dry_run: bool,
+    settings: dict[str, Any],
+    exclusive: bool,
+) -> Run:
+    """Record a new run. With exclusive=True, refuse when another exclusive run holds the lock."""
+    if trigger not in TRIGGERS:
+        raise ValueError(f"unknown trigger {trigger!r}")
+    abandoned = abandon_dead(conn)
+    holds_lock = False
+    if exclusive:
+        row = conn.execute(queries.text("try_run_lock")).fetchone()
+        if not (row and row[0]):
+            others = conn.execute(queries.text("running_runs")).fetchall()
+            which = (
+                ", ".join(
+                    f"#{r[0]} ({r[1]}, {r[2]}, started {r[3]:%Y-%m-%d %H:%M:%S})" for r in others
+                )
+                or "another process"
+            )
+            raise errors.RunFailed(
+                f"another retention run is in progress: {which}; wait for it to finish "
+                "(see `retention status`)"
+            )
+        holds_lock = True
+    row = conn.execute(
+        queries.text("start_run"),
+        {
+            "kind": kind,
+            "trigger": trigger,
+            "dry_run": dry_run,
+            "settings": Jsonb(settings),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        },
+    ).fetchone()
+    assert row is not None
+    if abandoned:
+        logger.warning(
+            "marked %d run(s) as abandoned: %s",
+            len(abandoned),
+            abandoned,
+            extra={"action": "runs_abandoned", "run_ids": abandoned},
+        )
+    return Run(conn=conn, id=row[0], started_at=row[1], holds_lock=holds_lock)
+
+
+def abandon_dead(conn: psycopg.Connection) -> list[int]:
+    return [row[0] for row in conn.execute(queries.text("abandon_dead_runs"))]
+
+
+def recent(conn: psycopg.Connection, limit: int = 10) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return list(cur.execute(queries.text("recent_runs"), {"limit": limit}))
+
+
+def get(conn: psycopg.Connection, run_id: int) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(queries.text("get_run"), {"id": run_id}).fetchone()

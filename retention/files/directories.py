@@ -1,0 +1,205 @@
+"""Directory age sweeps: `[[directories]]` policies for directories no table describes.
+
+Under each root, the regular files whose mtime is older than the policy's age and whose path
+relative to the root matches an `include` glob and no `exclude` glob are listed, then deleted
+through the engine (oldest first; a dry run walks the same list). Globs match the whole relative
+path and `*` also matches `/` (`*.tmp` matches `a/b/c.tmp`). With `remove_empty_dirs`, the
+directories the sweep leaves empty go too, deepest first, never the root; so do empty directories
+untouched for longer than the age.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from retention.config import globs
+from retention.config import settings as settings_mod
+from retention.engine import batches
+from retention.files import orphans, safefs, sweeps
+
+logger = logging.getLogger(__name__)
+
+TABLE = "retention_directory_files"
+
+
+def source(root: Path) -> str:
+    return f"directory:{root}"
+
+
+class _Tree:
+    """Per directory met by the walk: how many entries, how many of them the sweep deletes, its
+    mtime. Enough to tell, bottom-up, which directories the sweep leaves empty."""
+
+    def __init__(self) -> None:
+        self.entries: Counter[bytes] = Counter()
+        self.doomed: Counter[bytes] = Counter()
+        self.mtimes: dict[bytes, float] = {}
+
+    def emptied(self, cutoff: float) -> list[bytes]:
+        """Directories (relative paths, deepest first) that would be empty after the sweep."""
+        out: list[bytes] = []
+        for rel in sorted(self.mtimes, key=lambda r: r.count(b"/"), reverse=True):
+            doomed = self.doomed[rel]
+            if self.entries[rel] == doomed and (doomed > 0 or self.mtimes[rel] < cutoff):
+                out.append(rel)
+                self.doomed[os.path.dirname(rel)] += 1
+        return out
+
+
+def _matcher(patterns: list[str]) -> Callable[[str], bool]:
+    compiled = [re.compile(globs.to_regex(p), re.DOTALL) for p in patterns]
+    return lambda rel: any(c.match(rel) for c in compiled)
+
+
+def _candidates(
+    real_root: Path,
+    policy: settings_mod.DirectoryPolicy,
+    cutoff: float,
+    tree: _Tree,
+    problems: Counter[str],
+) -> Iterator[tuple[bytes, int, float]]:
+    include = _matcher(policy.include)
+    exclude = _matcher(policy.exclude)
+    for found in sweeps.walk(real_root, problems):
+        tree.entries[found.parent] += 1
+        entry = found.entry
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            problems["unreadable"] += 1
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            tree.mtimes[found.rel] = info.st_mtime
+            continue
+        if not entry.is_file(follow_symlinks=False) or info.st_mtime >= cutoff:
+            continue
+        rel = os.fsdecode(found.rel)
+        if include(rel) and not exclude(rel):
+            tree.doomed[found.parent] += 1
+            yield found.rel, info.st_size, info.st_mtime
+
+
+def sweep(
+    conn: psycopg.Connection,
+    policy: settings_mod.DirectoryPolicy,
+    *,
+    dry_run: bool,
+    limits: batches.Limits,
+    run_id: int | None,
+    on_progress: batches.ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """List, then delete (or preview), the old files of one directory policy."""
+    real_root = sweeps.check_sweep_root(policy.root)
+    cutoff = time.time() - policy.age.total_seconds()
+    tree = _Tree()
+    problems: Counter[str] = Counter()
+    listing = sweeps.Listing(conn, TABLE)
+    try:
+        listing.fill(_candidates(real_root, policy, cutoff, tree, problems))
+        listing.index()
+        deleter = sweeps.FileDeleter(
+            root=policy.root,
+            real_root=real_root,
+            source=source(policy.root),
+            cutoff=cutoff,
+            run_id=run_id,
+        )
+        target = sweeps.target(source(policy.root), listing, deleter)
+        result = batches.run(conn, target, limits, dry_run=dry_run, on_progress=on_progress)
+    finally:
+        listing.drop()
+    extra: dict[str, Any] = {"listed": listing.count, **problems}
+    if policy.remove_empty_dirs and not result.stopped:
+        extra.update(_remove_empty(real_root, tree.emptied(cutoff), dry_run))
+    data = sweeps.section(result, deleter, **extra)
+    logger.info(
+        "directory sweep of %s: %s",
+        policy.root,
+        {k: v for k, v in data.items() if k not in ("sample", "errors")},
+        extra={"action": "directory_swept", "root": str(policy.root), "dry_run": dry_run},
+    )
+    return data
+
+
+def _remove_empty(real_root: Path, emptied: list[bytes], dry_run: bool) -> dict[str, Any]:
+    removed = 0
+    sample: list[str] = []
+    for rel in emptied:
+        shown = os.fsdecode(rel)
+        try:
+            resolved = safefs.resolve_inside(real_root, shown)
+            if resolved != real_root / shown:
+                continue
+            if not dry_run:
+                os.rmdir(resolved)
+        except (safefs.UnsafePath, OSError):
+            continue
+        removed += 1
+        if len(sample) < sweeps.SAMPLE_SIZE:
+            sample.append(shown)
+    return {"dirs_removed": removed, "dirs_sample": sample}
+
+
+def overlapping_columns(settings: settings_mod.Settings, root: Path) -> list[str]:
+    """File columns of the table policies whose storage root contains, or lies in, `root`."""
+    return sorted(
+        {
+            f"{ref.table}.{ref.column}"
+            for ref in orphans.references(settings)
+            if ref.root.is_relative_to(root) or root.is_relative_to(ref.root)
+        }
+    )
+
+
+def sections(
+    conn: psycopg.Connection,
+    settings: settings_mod.Settings,
+    *,
+    dry_run: bool,
+    limits: batches.Limits,
+    run_id: int | None,
+    on_progress: Callable[[dict[str, Any], float], None] | None = None,
+) -> dict[str, Any]:
+    """Every enabled directory policy, in order, until the run's limits stop it."""
+    policies = [p for p in settings.directories if p.enabled]
+    for policy in policies:
+        sweeps.check_sweep_root(policy.root)
+    done: dict[str, dict[str, Any]] = {}
+    stopped: str | None = None
+    for index, policy in enumerate(policies):
+        stopped = limits.stop_reason()
+        if stopped:
+            break
+        key = str(policy.root) if str(policy.root) not in done else f"{policy.root} [{index}]"
+
+        def report(result: batches.Result, i: int = index, key: str = key) -> None:
+            if on_progress is not None:
+                partial = sweeps.total({**done, key: {"deleted": result.deleted}}, None)
+                on_progress(partial, (i + result.fraction) / len(policies))
+
+        done[key] = sweep(
+            conn, policy, dry_run=dry_run, limits=limits, run_id=run_id, on_progress=report
+        )
+        shared = overlapping_columns(settings, policy.root)
+        if shared:
+            done[key]["warnings"] = [
+                f"{policy.root} overlaps the storage root of {', '.join(shared)}: files that rows "
+                "reference are deleted by age too; narrow the root or the include globs"
+            ]
+            logger.warning(
+                done[key]["warnings"][0],
+                extra={"action": "directory_overlaps_table", "root": str(policy.root)},
+            )
+        stopped = done[key]["stopped"]
+        if stopped:
+            break
+    return sweeps.total(done, stopped)

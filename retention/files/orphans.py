@@ -1,0 +1,373 @@
+"""Orphaned files: files under the table policies' storage roots that no row references.
+
+For each storage root of a file column that deletes its files (`delete = true`), the regular
+files older than the grace period are listed into a TEMP table (COPY, bounded memory), every
+configured file column whose root overlaps it (including `delete = false` columns: their files are
+referenced too) is normalised in PostgreSQL into a second TEMP table, and the referenced ones are
+removed by a join: what is left is orphaned. The engine then deletes those files oldest first, and
+each batch asks the tables once more whether a row references one of them since the listing.
+Symlinks are never followed; a stored path that goes through a symlink inside the root keeps the
+file it leads to.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from retention import errors
+from retention.config import settings as settings_mod
+from retention.engine import batches
+from retention.files import sweeps
+from retention.pg import catalog, queries
+
+logger = logging.getLogger(__name__)
+
+TABLE = "retention_orphan_files"
+LINK_ROUNDS = 4
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Reference:
+    """A configured file column: its table, column and storage root (as configured and real)."""
+
+    table: str
+    column: str
+    root: Path
+    real_root: Path
+    delete: bool
+    timestamp: str | None = None
+
+    def overlaps(self, root: Path, real_root: Path) -> bool:
+        return any(
+            a.is_relative_to(b) or b.is_relative_to(a)
+            for a in (self.root, self.real_root)
+            for b in (root, real_root)
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Column:
+    """A file column found in the database, and how a batch asks it again before deleting: by an
+    index on the column, else among recent rows by an index on the policy's timestamp, else not
+    (the listing's match is then the only check)."""
+
+    ref: Reference
+    table: sql.Identifier
+    recheck: sql.Composable | None
+
+
+def resolve(conn: psycopg.Connection, refs: list[Reference]) -> list[Column]:
+    found: list[Column] = []
+    for ref in refs:
+        relation = catalog.relation(conn, ref.table)
+        if relation is None or ref.column not in relation.columns:
+            what = f"table {ref.table!r}" if relation is None else f"column {ref.column!r}"
+            raise errors.ConfigError(
+                f"{what} of the file column {ref.table}.{ref.column} does not exist: fix the "
+                "[[tables]] policy (orphans are files that no such column references)"
+            )
+        column = relation.columns[ref.column]
+        stamp = relation.columns.get(ref.timestamp) if ref.timestamp else None
+        recheck: sql.Composable | None = None
+        if catalog.has_leading_index(conn, relation.oid, column):
+            recheck = queries.get("orphan_recheck").format(
+                table=relation.ident, column=sql.Identifier(ref.column)
+            )
+        elif stamp is not None and catalog.has_leading_index(conn, relation.oid, stamp):
+            recheck = queries.get("orphan_recheck_recent").format(
+                table=relation.ident,
+                column=sql.Identifier(ref.column),
+                timestamp=sql.Identifier(stamp.name),
+            )
+        found.append(Column(ref=ref, table=relation.ident, recheck=recheck))
+    return found
+
+
+def references(settings: settings_mod.Settings) -> list[Reference]:
+    """Every file column of every table policy and child table, enabled or not."""
+    found: list[Reference] = []
+    for policy in settings.tables:
+        owners = [(policy.table, policy.timestamp, policy.files)]
+        owners += [(child.table, None, child.files) for child in policy.children]
+        for table, timestamp, columns in owners:
+            for column in columns:
+                found.append(
+                    Reference(
+                        table=table,
+                        column=column.column,
+                        root=column.root,
+                        real_root=Path(os.path.realpath(column.root)),
+                        delete=column.delete,
+                        timestamp=timestamp,
+                    )
+                )
+    return found
+
+
+def roots(settings: settings_mod.Settings) -> list[Path]:
+    """Storage roots swept for orphans: those of columns that delete their files; a root inside
+    another one is swept with it."""
+    wanted = sorted({ref.root for ref in references(settings) if ref.delete})
+    return [root for root in wanted if not any(root.is_relative_to(o) for o in wanted if o != root)]
+
+
+def source(root: Path) -> str:
+    return f"orphans:{root}"
+
+
+def _list(
+    real_root: Path, cutoff: float, links: list[tuple[bytes, bytes]], problems: Counter[str]
+) -> Iterator[tuple[bytes, int, float]]:
+    for found in sweeps.walk(real_root, problems):
+        entry = found.entry
+        if entry.is_symlink():
+            target = os.path.realpath(os.path.join(os.fsencode(real_root), found.rel))
+            base = os.fsencode(real_root) + b"/"
+            if target.startswith(base):
+                links.append((found.rel, target[len(base) :]))
+            continue
+        if not entry.is_file(follow_symlinks=False):
+            continue
+        problems["files"] += 1
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            problems["unreadable"] += 1
+            continue
+        if info.st_mtime < cutoff:
+            yield found.rel, info.st_size, info.st_mtime
+
+
+def _collect_references(
+    conn: psycopg.Connection,
+    columns: list[Column],
+    root: Path,
+    real_root: Path,
+    links: list[tuple[bytes, bytes]],
+) -> None:
+    conn.execute(queries.text("orphan_setup"))
+    prefixes = [f"{root}/", f"{real_root}/"]
+    for found in columns:
+        ref = found.ref
+        query = queries.get("orphan_refs_insert").format(
+            table=found.table, column=sql.Identifier(ref.column)
+        )
+        spellings = [ref.root] + ([ref.real_root] if ref.real_root != ref.root else [])
+        for index, column_root in enumerate(spellings):
+            conn.execute(
+                query,
+                {
+                    "column_root": str(column_root),
+                    "relative_only": index > 0,
+                    "prefix1": prefixes[0],
+                    "len1": len(prefixes[0]),
+                    "prefix2": prefixes[1],
+                    "len2": len(prefixes[1]),
+                },
+            )
+    if not links:
+        return
+    with conn.cursor() as cur, cur.copy(queries.text("orphan_links_copy")) as copy:
+        copy.set_types(["bytea", "bytea"])
+        for link in links:
+            copy.write_row(link)
+    for round_ in range(1, LINK_ROUNDS + 1):
+        added = conn.execute(queries.text("orphan_refs_through_links"), {"round": round_})
+        if not added.rowcount:
+            break
+
+
+def _recheck(
+    columns: list[Column], root: Path, real_root: Path, since: dt.datetime
+) -> sweeps.Recheck:
+    """Which files of a batch some row references now, in any spelling a column may store."""
+
+    def recheck(cur: psycopg.Cursor[Any], rels: list[bytes]) -> set[bytes]:
+        keep: set[bytes] = set()
+        for column in columns:
+            if column.recheck is None:
+                continue
+            ref = column.ref
+            forms: dict[str, bytes] = {}
+            for rel in rels:
+                try:
+                    text = rel.decode("utf-8")
+                except UnicodeDecodeError:
+                    continue
+                for base in {root, real_root}:
+                    path = f"{base}/{text}"
+                    for column_root in {ref.root, ref.real_root}:
+                        prefix = f"{column_root}/"
+                        if path.startswith(prefix):
+                            forms[path[len(prefix) :]] = rel
+                            forms[path] = rel
+            if not forms:
+                continue
+            params = {"forms": list(forms), "since": since}
+            for (value,) in cur.execute(column.recheck, params):
+                keep.add(forms[value])
+        return keep
+
+    return recheck
+
+
+def sweep_root(
+    conn: psycopg.Connection,
+    settings: settings_mod.Settings,
+    root: Path,
+    *,
+    dry_run: bool,
+    limits: batches.Limits,
+    run_id: int | None,
+    sample_size: int = sweeps.SAMPLE_SIZE,
+    on_progress: batches.ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """List, match against the rows, then delete (or preview) the orphans under one root."""
+    real_root = sweeps.check_sweep_root(root)
+    cutoff = time.time() - settings.orphans.grace.total_seconds()
+    grace = settings.orphans.grace
+    columns = resolve(conn, [ref for ref in references(settings) if ref.overlaps(root, real_root)])
+    unchecked = sorted({f"{c.ref.table}.{c.ref.column}" for c in columns if c.recheck is None})
+    if unchecked:
+        logger.info(
+            "no index to re-check %s before each batch: add an index on the column (or on the "
+            "policy's timestamp) to narrow the window of a row written during the sweep",
+            ", ".join(unchecked),
+            extra={"action": "orphans_unchecked", "columns": unchecked},
+        )
+    row = conn.execute("SELECT now()").fetchone()
+    assert row is not None
+    since = row[0] - grace
+    problems: Counter[str] = Counter()
+    links: list[tuple[bytes, bytes]] = []
+    listing = sweeps.Listing(conn, TABLE)
+    clock = [time.monotonic()]
+    try:
+        listing.fill(_list(real_root, cutoff, links, problems))
+        clock.append(time.monotonic())
+        _collect_references(conn, columns, root, real_root, links)
+        referenced = conn.execute(
+            queries.get("orphan_drop_referenced").format(table=listing.table)
+        ).rowcount
+        listing.index()
+        clock.append(time.monotonic())
+        deleter = sweeps.FileDeleter(
+            root=root,
+            real_root=real_root,
+            source=source(root),
+            cutoff=cutoff,
+            run_id=run_id,
+            sample_size=sample_size,
+            recheck=_recheck(columns, root, real_root, since),
+        )
+        target = sweeps.target(source(root), listing, deleter)
+        result = batches.run(conn, target, limits, dry_run=dry_run, on_progress=on_progress)
+    finally:
+        listing.drop()
+        conn.execute(queries.text("orphan_teardown"))
+    clock.append(time.monotonic())
+    files = problems.pop("files", 0)
+    data = sweeps.section(
+        result,
+        deleter,
+        files=files,
+        older_than_grace=listing.count,
+        referenced_old=referenced,
+        unchecked_columns=unchecked,
+        seconds={
+            stage: round(end - start, 3)
+            for stage, start, end in zip(
+                ("listing", "matching", "deleting"), clock[:-1], clock[1:], strict=True
+            )
+        },
+        **problems,
+    )
+    if result.counts.get("referenced"):
+        data["referenced_since_listing"] = data.pop("referenced")
+    logger.info(
+        "orphan sweep of %s: %s",
+        root,
+        {k: v for k, v in data.items() if k not in ("sample", "errors")},
+        extra={"action": "orphans_swept", "root": str(root), "dry_run": dry_run},
+    )
+    return data
+
+
+def sweep(
+    conn: psycopg.Connection,
+    settings: settings_mod.Settings,
+    *,
+    dry_run: bool,
+    limits: batches.Limits,
+    run_id: int | None,
+    only: list[Path] | None = None,
+    sample_size: int = sweeps.SAMPLE_SIZE,
+    on_progress: Callable[[dict[str, Any], float], None] | None = None,
+) -> dict[str, Any]:
+    """Every storage root (or the `only` ones), in order, until the run's limits stop it."""
+    chosen = check_only(settings, only) if only else roots(settings)
+    for root in chosen:
+        sweeps.check_sweep_root(root)
+    resolve(conn, references(settings))
+    done: dict[str, dict[str, Any]] = {}
+    stopped: str | None = None
+    for index, root in enumerate(chosen):
+        stopped = limits.stop_reason()
+        if stopped:
+            break
+        key = str(root)
+
+        def report(result: batches.Result, i: int = index, key: str = key) -> None:
+            if on_progress is not None:
+                partial = sweeps.total({**done, key: {"deleted": result.deleted}}, None)
+                on_progress(partial, (i + result.fraction) / len(chosen))
+
+        done[key] = sweep_root(
+            conn,
+            settings,
+            root,
+            dry_run=dry_run,
+            limits=limits,
+            run_id=run_id,
+            sample_size=sample_size,
+            on_progress=report,
+        )
+        stopped = done[key]["stopped"]
+        if stopped:
+            break
+    return sweeps.total(done, stopped)
+
+
+def check_only(settings: settings_mod.Settings, only: list[Path]) -> list[Path]:
+    """The roots an operator named, each one a configured storage root (or inside one)."""
+    available = roots(settings)
+    if not available:
+        raise errors.ConfigError(no_roots_message())
+    chosen: list[Path] = []
+    for given in only:
+        root = Path(os.path.normpath(given))
+        if not root.is_absolute() or not any(root.is_relative_to(r) for r in available):
+            raise errors.ConfigError(
+                f"--root {str(given)!r} is not a storage root of the table policies; "
+                f"use one of: {', '.join(str(r) for r in available)}"
+            )
+        chosen.append(root)
+    return chosen
+
+
+def no_roots_message() -> str:
+    return (
+        "no storage root to sweep: orphans are looked for under the roots of [[tables]] file "
+        "columns that delete their files (files = [{column = ..., root = ..., delete = true}])"
+    )

@@ -1,0 +1,383 @@
+"""The file outbox: files of deleted rows are queued in the rows' transaction, unlinked after.
+
+A crash between the commit of the rows and the unlink leaves the entry queued: the next drain
+unlinks it. An entry is removed only after its file is gone (a file already gone counts as
+missing, which is done too), so a drain killed at any point loses nothing. A file that cannot be
+deleted keeps its entry (attempts, last error) for later runs; a path that escapes its root is
+marked refused and never touched.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import errno
+import logging
+import os
+import resource
+import stat
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from retention.files import safefs
+from retention.pg import queries
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 5000
+PROBLEM_SAMPLES = 5
+OPEN_DIRECTORIES = min(1024, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 4)
+CHECKED_DIRECTORIES = 100_000
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+
+
+def enqueue(
+    cur: psycopg.Cursor[Any], items: Iterable[tuple[str, str, str]], run_id: int | None
+) -> int:
+    """Queue (root, path, source) entries in the caller's transaction; NULL/empty paths are
+    skipped. Returns how many were queued."""
+    roots: list[str] = []
+    found: list[str] = []
+    sources: list[str] = []
+    for root, path, source in items:
+        if not path:
+            continue
+        roots.append(str(root))
+        found.append(path)
+        sources.append(source)
+    if not found:
+        return 0
+    cur.execute(
+        queries.text("outbox_enqueue"),
+        {"roots": roots, "paths": found, "sources": sources, "run_id": run_id},
+    )
+    return cur.rowcount
+
+
+class _Directories:
+    """The parent directories of one drain. Each (root, stored directory) is checked against its
+    root once, through safefs.resolve_inside, and remembered with the identity (device, inode) of
+    the real directory. Files are removed relative to an open descriptor of that directory whose
+    identity matches, so a directory swapped for a symlink after the check cannot redirect an
+    unlink. At most OPEN_DIRECTORIES descriptors stay open (least recently used closed first)."""
+
+    def __init__(self) -> None:
+        self._checked: dict[tuple[str, str], tuple[str, int, int] | BaseException] = {}
+        self._open: OrderedDict[str, int] = OrderedDict()
+
+    def locate(self, root: str, stored: str, directory: str) -> int:
+        """An open descriptor of the real directory of `stored` (whose directory part is
+        `directory`), checked inside `root`; raises UnsafePath or OSError."""
+        key = (root, directory)
+        checked = self._checked.get(key)
+        if checked is None:
+            if len(self._checked) >= CHECKED_DIRECTORIES:
+                self._checked.clear()
+            checked = self._checked[key] = self._check(root, stored)
+        if isinstance(checked, BaseException):
+            raise checked.with_traceback(None)
+        real, device, inode = checked
+        handle = self._open.get(real)
+        if handle is not None:
+            self._open.move_to_end(real)
+            return handle
+        handle = self._remember(real)
+        info = os.fstat(handle)
+        if (info.st_dev, info.st_ino) != (device, inode):
+            del self._checked[key]
+            raise OSError(errno.EAGAIN, f"the directory of {stored!r} changed during the drain")
+        return handle
+
+    def _check(self, root: str, stored: str) -> tuple[str, int, int] | BaseException:
+        try:
+            real = str(safefs.resolve_inside(Path(root), stored).parent)
+            handle = self._open.get(real)
+            if handle is None:
+                handle = self._remember(real)
+            info = os.fstat(handle)
+            return real, info.st_dev, info.st_ino
+        except (safefs.UnsafePath, OSError) as exc:
+            return exc
+
+    def _remember(self, real: str) -> int:
+        if len(self._open) >= OPEN_DIRECTORIES:
+            _, oldest = self._open.popitem(last=False)
+            os.close(oldest)
+        handle = self._open[real] = os.open(real, _DIR_FLAGS)
+        return handle
+
+    def close(self) -> None:
+        for handle in self._open.values():
+            os.close(handle)
+        self._open.clear()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {exc.strerror or exc}"
+    return str(exc)
+
+
+Settled = tuple[Counter[str], list[int], list[tuple[int, str]], list[tuple[int, str]]]
+
+
+Unlinked = tuple[Counter[str], list[int], list[tuple[int, str]]]
+
+
+def _settle(
+    rows: list[tuple[int, str, str]],
+    dry_run: bool,
+    directories: _Directories,
+    helper: concurrent.futures.Executor | None = None,
+) -> Settled:
+    """Unlink (or, in a dry run, look at) the files of one batch, directory by directory. With a
+    `helper`, the directories are shared between this thread and the helper's (unlink and lstat
+    release the GIL, so the two run in parallel). Directories are located (checked and opened)
+    here only, in chunks small enough that no descriptor of a chunk is closed while in use."""
+    counts: Counter[str] = Counter()
+    done: list[int] = []
+    failed: list[tuple[int, str]] = []
+    refused: list[tuple[int, str]] = []
+    groups: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
+    for entry_id, root, stored in rows:
+        directory, _, name = stored.rpartition("/")
+        if name in ("", ".", "..") or "\x00" in stored:
+            refused.append((entry_id, f"{stored!r} is not a file path"))
+            continue
+        groups.setdefault((root, directory), []).append((entry_id, stored, name))
+    chunk = max(1, OPEN_DIRECTORIES // 2)
+    items = list(groups.items())
+    for start in range(0, len(items), chunk):
+        located: list[tuple[int, list[tuple[int, str, str]]]] = []
+        for (root, directory), members in items[start : start + chunk]:
+            try:
+                located.append((directories.locate(root, members[0][1], directory), members))
+            except safefs.UnsafePath as exc:
+                refused.extend((entry_id, str(exc)) for entry_id, _, _ in members)
+            except FileNotFoundError:
+                counts["missing"] += len(members)
+                done.extend(entry_id for entry_id, _, _ in members)
+            except OSError as exc:
+                failed.extend((entry_id, _describe(exc)) for entry_id, _, _ in members)
+        for unlinked, gone, stuck in _unlink_all(located, dry_run, helper):
+            counts.update(unlinked)
+            done.extend(gone)
+            failed.extend(stuck)
+    return counts, done, failed, refused
+
+
+def _unlink_all(
+    located: list[tuple[int, list[tuple[int, str, str]]]],
+    dry_run: bool,
+    helper: concurrent.futures.Executor | None,
+) -> list[Unlinked]:
+    """_unlink over located directories; with a helper, the second half of the files (in order,
+    a directory split in two if need be) goes to its thread."""
+    total = sum(len(members) for _, members in located)
+    if helper is None or total < 2:
+        return [_unlink(parent, members, dry_run) for parent, members in located]
+    mine: list[tuple[int, list[tuple[int, str, str]]]] = []
+    theirs: list[tuple[int, list[tuple[int, str, str]]]] = []
+    room = total // 2
+    for parent, members in located:
+        if room >= len(members):
+            mine.append((parent, members))
+        elif room > 0:
+            mine.append((parent, members[:room]))
+            theirs.append((parent, members[room:]))
+        else:
+            theirs.append((parent, members))
+        room = max(0, room - len(members))
+    other = helper.submit(lambda: [_unlink(parent, members, dry_run) for parent, members in theirs])
+    here = [_unlink(parent, members, dry_run) for parent, members in mine]
+    return here + other.result()
+
+
+def _unlink(parent: int, members: list[tuple[int, str, str]], dry_run: bool) -> Unlinked:
+    deleted = missing = size = 0
+    done: list[int] = []
+    failed: list[tuple[int, str]] = []
+    lstat, unlink, is_dir = os.lstat, os.unlink, stat.S_ISDIR
+    for entry_id, _, name in members:
+        try:
+            info = lstat(name, dir_fd=parent)
+            if is_dir(info.st_mode):
+                raise IsADirectoryError(errno.EISDIR, "is a directory, not a file")
+            if not dry_run:
+                unlink(name, dir_fd=parent)
+        except FileNotFoundError:
+            missing += 1
+            done.append(entry_id)
+            continue
+        except OSError as exc:
+            failed.append((entry_id, _describe(exc)))
+            continue
+        deleted += 1
+        size += info.st_size
+        done.append(entry_id)
+    return Counter(deleted=deleted, bytes=size, missing=missing), done, failed
+
+
+def drain(
+    conn: psycopg.Connection,
+    *,
+    dry_run: bool,
+    deadline: float,
+    run_id: int | None = None,
+    should_abort: Callable[[], bool] | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> dict[str, Any]:
+    """Unlink the files of pending outbox entries, oldest first, batch by batch. `conn` must be
+    in autocommit mode. An entry is removed only after its file is gone, so a drain killed at
+    any point loses nothing (a file already gone counts as missing, i.e. done). While one batch
+    is unlinked (in a worker thread), the previous one is recorded and the next one read.
+    One drain at a time (an advisory lock): another drain finding it held steps aside. In a dry
+    run nothing is unlinked nor recorded. Failed entries stay for the next run."""
+    totals: Counter[str] = Counter()
+    stopped: str | None = None
+    if not dry_run and not _lock(conn):
+        stopped = "another drain is in progress"
+    else:
+        directories = _Directories()
+        try:
+            with (
+                concurrent.futures.ThreadPoolExecutor(1, "outbox-unlink") as pool,
+                concurrent.futures.ThreadPoolExecutor(1, "outbox-unlink-helper") as helper,
+            ):
+                stopped = _pipeline(
+                    conn,
+                    pool,
+                    helper,
+                    directories,
+                    totals,
+                    dry_run,
+                    deadline,
+                    should_abort,
+                    batch_size,
+                )
+        finally:
+            directories.close()
+            if not dry_run:
+                conn.execute(queries.text("outbox_unlock"))
+    left = backlog(conn)
+    result = {
+        "deleted": totals["deleted"],
+        "bytes": totals["bytes"],
+        "failed": totals["failed"],
+        "pending": left["pending"],
+        "refused": totals["refused"],
+        "missing": totals["missing"],
+        "stopped": stopped,
+    }
+    logger.info(
+        "file outbox drained: %s",
+        result,
+        extra={"action": "outbox_drained", "run_id": run_id, "dry_run": dry_run, **result},
+    )
+    return result
+
+
+def _lock(conn: psycopg.Connection) -> bool:
+    row = conn.execute(queries.text("outbox_try_lock")).fetchone()
+    return bool(row and row[0])
+
+
+def _pipeline(
+    conn: psycopg.Connection,
+    pool: concurrent.futures.Executor,
+    helper: concurrent.futures.Executor,
+    directories: _Directories,
+    totals: Counter[str],
+    dry_run: bool,
+    deadline: float,
+    should_abort: Callable[[], bool] | None,
+    batch_size: int,
+) -> str | None:
+    query = queries.text("outbox_batch")
+
+    def read(after: int) -> list[tuple[int, str, str]]:
+        return conn.execute(query, {"after": after, "limit": batch_size}).fetchall()
+
+    rows = read(0)
+    settled: Settled | None = None
+    stopped: str | None = None
+    while rows:
+        if should_abort is not None and should_abort():
+            stopped = "aborted"
+            break
+        if time.monotonic() >= deadline:
+            stopped = "time budget spent"
+            break
+        work = pool.submit(_settle, rows, dry_run, directories, helper)
+        if settled is not None:
+            _record(conn, settled, totals, dry_run)
+        following = read(rows[-1][0]) if len(rows) == batch_size else []
+        settled = work.result()
+        rows = following
+    if settled is not None:
+        _record(conn, settled, totals, dry_run)
+    return stopped
+
+
+def _record(
+    conn: psycopg.Connection, settled: Settled, totals: Counter[str], dry_run: bool
+) -> None:
+    counts, done, failed, refused = settled
+    if not dry_run:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(queries.text("outbox_transaction"))
+            if done:
+                cur.execute(queries.text("outbox_done"), {"ids": done})
+            for name, entries in (("outbox_failed", failed), ("outbox_refused", refused)):
+                if entries:
+                    cur.execute(
+                        queries.text(name),
+                        {"ids": [e[0] for e in entries], "errors": [e[1] for e in entries]},
+                    )
+    totals.update(counts)
+    totals["failed"] += len(failed)
+    totals["refused"] += len(refused)
+    for entry_id, error in failed:
+        logger.warning(
+            "could not delete outbox file #%s: %s",
+            entry_id,
+            error,
+            extra={"action": "file_failed", "outbox_id": entry_id},
+        )
+    for entry_id, error in refused:
+        logger.warning(
+            "refused outbox file #%s: %s",
+            entry_id,
+            error,
+            extra={"action": "file_refused", "outbox_id": entry_id},
+        )
+
+
+def backlog(conn: psycopg.Connection) -> dict[str, Any]:
+    """What the outbox holds: pending entries (failed: those already tried), refused entries,
+    the oldest pending entry's time, and a few of the latest problems."""
+    row = conn.execute(queries.text("outbox_backlog")).fetchone()
+    assert row is not None
+    problems = [
+        {
+            "id": r[0],
+            "root": r[1],
+            "path": r[2],
+            "source": r[3],
+            "attempts": r[4],
+            "error": r[5],
+            "at": r[6].isoformat() if r[6] else None,
+        }
+        for r in conn.execute(queries.text("outbox_failures"), {"limit": PROBLEM_SAMPLES})
+    ]
+    return {
+        "pending": row[0],
+        "failed": row[1],
+        "refused": row[2],
+        "oldest": row[3].isoformat() if row[3] else None,
+        "problems": problems,
+    }

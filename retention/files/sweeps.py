@@ -1,0 +1,346 @@
+"""What directory and orphan sweeps share: a walk of a root that never follows symlinks, a listing
+streamed into a temporary table, and the engine target that deletes the listed files.
+
+A sweep first lists what it would delete (a TEMP table on the work connection, filled with COPY,
+so memory stays bounded whatever the number of files), then walks that list through the engine,
+oldest first: a dry run previews the same batches the real run deletes. Before each unlink the
+file is looked at again (still a regular file, still old enough, still inside the root); a file
+that cannot be deleted goes to the file outbox, which later runs retry and `retention status`
+reports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import stat
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import psycopg
+from psycopg import sql
+
+from retention import errors
+from retention.config import roots
+from retention.engine import batches
+from retention.files import outbox, safefs
+from retention.pg import queries
+
+logger = logging.getLogger(__name__)
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+SAMPLE_SIZE = 10
+
+
+def check_sweep_root(root: Path) -> Path:
+    """The real directory swept under `root`; ConfigError when it is missing, not a directory, or
+    (once symlinks are resolved) a system or home directory or one holding the home directory."""
+    real = Path(os.path.realpath(root))
+    try:
+        roots.check_root(real)
+    except ValueError as exc:
+        raise errors.ConfigError(f"root {str(root)!r} resolves to {str(real)!r}: {exc}") from None
+    try:
+        home: Path | None = Path(os.path.realpath(Path.home()))
+    except (KeyError, RuntimeError):
+        home = None
+    if home is not None and home.is_relative_to(real):
+        raise errors.ConfigError(
+            f"root {str(root)!r} holds the home directory {str(home)!r}: give the directory that "
+            "holds only the application's files"
+        )
+    if not real.is_dir():
+        raise errors.ConfigError(
+            f"root {str(root)!r} does not exist or is not a directory: create it, or fix the "
+            "path in the configuration"
+        )
+    return real
+
+
+class Found(NamedTuple):
+    """An entry met by the walk; `rel` is the path relative to the root, as bytes."""
+
+    parent: bytes
+    rel: bytes
+    entry: os.DirEntry[bytes]
+
+
+def walk(real_root: Path, problems: Counter[str]) -> Iterator[Found]:
+    """Every entry under `real_root`, depth first; symlinks are reported, never followed, and
+    directories behind them never entered. Unreadable directories are counted in `problems`."""
+    base = os.fsencode(real_root)
+    stack: list[bytes] = [b""]
+    while stack:
+        rel_dir = stack.pop()
+        try:
+            listing = os.scandir(os.path.join(base, rel_dir) if rel_dir else base)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            problems["unreadable"] += 1
+            logger.warning(
+                "cannot list %s: %s",
+                os.fsdecode(os.path.join(base, rel_dir)),
+                exc.strerror,
+                extra={"action": "sweep_unreadable", "root": str(real_root)},
+            )
+            continue
+        with listing:
+            for entry in listing:
+                rel = rel_dir + b"/" + entry.name if rel_dir else entry.name
+                yield Found(parent=rel_dir, rel=rel, entry=entry)
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(rel)
+                except OSError:
+                    problems["unreadable"] += 1
+
+
+class Listing:
+    """A TEMP table of files (id, rel, size, mtime) on `conn`, filled by `fill` through COPY."""
+
+    def __init__(self, conn: psycopg.Connection, name: str) -> None:
+        self.conn = conn
+        self.table = sql.Identifier(name)
+        self.count = 0
+        conn.execute(queries.get("sweep_listing_create").format(table=self.table))
+
+    def fill(self, rows: Iterable[tuple[bytes, int, float]]) -> None:
+        with (
+            self.conn.cursor() as cur,
+            cur.copy(queries.get("sweep_listing_copy").format(table=self.table)) as copy,
+        ):
+            copy.set_types(["bigint", "bytea", "bigint", "float8"])
+            for rel, size, mtime in rows:
+                self.count += 1
+                copy.write_row((self.count, rel, size, mtime))
+
+    def index(self) -> None:
+        self.conn.execute(queries.get("sweep_index").format(table=self.table))
+
+    def drop(self) -> None:
+        self.conn.execute(queries.get("sweep_drop").format(table=self.table))
+
+
+Recheck = Callable[[psycopg.Cursor[Any], list[bytes]], set[bytes]]
+
+
+class FileDeleter:
+    """Deletes (or previews) the listed files of one batch. `recheck` names files that must now
+    be kept after all (an orphan referenced since the listing); `cutoff` is the newest mtime a
+    file may have to go."""
+
+    def __init__(
+        self,
+        *,
+        root: Path,
+        real_root: Path,
+        source: str,
+        cutoff: float,
+        run_id: int | None,
+        sample_size: int = SAMPLE_SIZE,
+        recheck: Recheck | None = None,
+    ) -> None:
+        self.root = root
+        self.real_root = real_root
+        self.source = source
+        self.cutoff = cutoff
+        self.run_id = run_id
+        self.sample_size = sample_size
+        self.recheck = recheck
+        self.sample: list[str] = []
+        self.errors: list[str] = []
+
+    def delete(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
+        return self._settle(cur, ids, dry_run=False)
+
+    def preview(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
+        return self._settle(cur, ids, dry_run=True)
+
+    def _settle(self, cur: psycopg.Cursor[Any], ids: list[Any], *, dry_run: bool) -> dict[str, int]:
+        """`ids` are the paths (bytes, relative to the root) of one batch, oldest first."""
+        rels = [bytes(rel) for rel in ids]
+        keep = self.recheck(cur, rels) if self.recheck else set()
+        queued = self._queued(cur, rels)
+        counts: Counter[str] = Counter(deleted=0, bytes=0, failed=0)
+        failures: list[tuple[str, str, str]] = []
+        parents = _Parents(self.real_root)
+        try:
+            for rel in rels:
+                if rel in keep:
+                    counts["referenced"] += 1
+                    continue
+                if rel in queued:
+                    counts["queued"] += 1
+                    continue
+                outcome, size, error = self._one(parents, rel, dry_run)
+                counts[outcome] += 1
+                if outcome == "deleted":
+                    counts["bytes"] += size
+                    if len(self.sample) < self.sample_size:
+                        self.sample.append(os.fsdecode(os.path.join(os.fsencode(self.root), rel)))
+                elif outcome == "failed":
+                    self._failed(rel, error, failures)
+        finally:
+            parents.close()
+        if failures:
+            outbox.enqueue(cur, failures, self.run_id)
+        return dict(counts)
+
+    def _one(self, parents: _Parents, rel: bytes, dry_run: bool) -> tuple[str, int, str]:
+        try:
+            parent, name = parents.locate(rel)
+            info = os.lstat(name, dir_fd=parent)
+            if not stat.S_ISREG(info.st_mode) or info.st_mtime >= self.cutoff:
+                return "changed", 0, ""
+            if not dry_run:
+                os.unlink(name, dir_fd=parent)
+        except FileNotFoundError:
+            return "missing", 0, ""
+        except safefs.UnsafePath as exc:
+            return "refused", 0, str(exc)
+        except OSError as exc:
+            return "failed", 0, f"{type(exc).__name__}: {exc.strerror or exc}"
+        return "deleted", info.st_size, ""
+
+    def _failed(self, rel: bytes, error: str, failures: list[tuple[str, str, str]]) -> None:
+        shown = os.fsdecode(rel)
+        logger.warning(
+            "could not delete %s under %s: %s",
+            shown,
+            self.root,
+            error,
+            extra={"action": "sweep_file_failed", "root": str(self.root), "source": self.source},
+        )
+        if len(self.errors) < self.sample_size:
+            self.errors.append(f"{shown}: {error}")
+        with contextlib.suppress(UnicodeDecodeError):
+            failures.append((str(self.root), rel.decode("utf-8"), self.source))
+
+    def _queued(self, cur: psycopg.Cursor[Any], rels: list[bytes]) -> set[bytes]:
+        texts = []
+        for rel in rels:
+            try:
+                texts.append(rel.decode("utf-8"))
+            except UnicodeDecodeError:
+                continue
+        if not texts:
+            return set()
+        found = cur.execute(
+            queries.text("sweep_already_queued"), {"root": str(self.root), "paths": texts}
+        ).fetchall()
+        return {row[0].encode("utf-8") for row in found}
+
+
+class _Parents:
+    """Open parent directories of one batch. A parent must still be the very directory the walk
+    listed (no symlink in its path now), so an unlink never lands outside the root."""
+
+    def __init__(self, real_root: Path) -> None:
+        self.real_root = real_root
+        self._open: dict[bytes, int | OSError | safefs.UnsafePath] = {}
+
+    def locate(self, rel: bytes) -> tuple[int, bytes]:
+        parent_rel, name = os.path.split(rel)
+        if name in (b"", b".", b"..") or b"\x00" in rel:
+            raise safefs.UnsafePath(f"{os.fsdecode(rel)!r} is not a file path")
+        if parent_rel not in self._open:
+            self._open[parent_rel] = self._open_parent(rel, parent_rel)
+        handle = self._open[parent_rel]
+        if isinstance(handle, BaseException):
+            raise handle
+        return handle, name
+
+    def _open_parent(self, rel: bytes, parent_rel: bytes) -> int | OSError | safefs.UnsafePath:
+        try:
+            resolved = safefs.resolve_inside(self.real_root, os.fsdecode(rel))
+            expected = self.real_root / os.fsdecode(parent_rel) if parent_rel else self.real_root
+            if resolved.parent != expected:
+                raise safefs.UnsafePath(
+                    f"{os.fsdecode(rel)!r}: a directory in its path changed into a symlink"
+                )
+            return os.open(resolved.parent, _DIR_FLAGS)
+        except (safefs.UnsafePath, OSError) as exc:
+            return exc
+
+    def close(self) -> None:
+        for handle in self._open.values():
+            if isinstance(handle, int):
+                os.close(handle)
+        self._open.clear()
+
+
+def target(name: str, listing: Listing, deleter: FileDeleter) -> batches.Target:
+    """The engine's walk over a listing, oldest file first."""
+    row = listing.conn.execute(queries.get("sweep_bounds").format(table=listing.table)).fetchone()
+    assert row is not None
+    oldest, newest = row[2], row[3]
+
+    def select(lock: bool) -> sql.Composable:
+        return queries.get("sweep_select").format(table=listing.table)
+
+    def params(after: tuple[Any, ...], limit: int) -> dict[str, Any]:
+        return {"after_at": after[0], "after_id": after[1], "limit": limit}
+
+    def progress(key: tuple[Any, ...]) -> float:
+        if oldest is None or newest is None or newest <= oldest:
+            return 1.0
+        return (key[0] - oldest) / (newest - oldest)
+
+    segments = []
+    if row[0]:
+        segments.append(
+            batches.Segment(
+                name=name,
+                select=select,
+                params=params,
+                start=(float("-inf"), 0),
+                key_width=2,
+                progress=progress,
+            )
+        )
+    return batches.Target(name=name, segments=segments, deleter=deleter)
+
+
+def section(result: batches.Result, deleter: FileDeleter, **extra: Any) -> dict[str, Any]:
+    """A root's part of a run summary."""
+    counts = result.counts
+    data: dict[str, Any] = {
+        "deleted": result.deleted,
+        "bytes": int(counts.get("bytes", 0)),
+        "failed": int(counts.get("failed", 0)),
+        **{
+            key: int(counts[key])
+            for key in ("missing", "changed", "referenced", "queued", "refused")
+            if counts.get(key)
+        },
+        "oldest_mtime": _iso(result.oldest),
+        "sample": deleter.sample,
+        "batches": result.batches,
+        "stopped": result.stopped,
+        **extra,
+    }
+    if deleter.errors:
+        data["errors"] = deleter.errors
+    return data
+
+
+def _iso(mtime: float | None) -> str | None:
+    if mtime is None:
+        return None
+    return dt.datetime.fromtimestamp(mtime, dt.UTC).isoformat(timespec="seconds")
+
+
+def total(sections: dict[str, dict[str, Any]], stopped: str | None) -> dict[str, Any]:
+    """The stage summary: totals over the roots, then each root's section."""
+    return {
+        "deleted": sum(s.get("deleted", 0) for s in sections.values()),
+        "bytes": sum(s.get("bytes", 0) for s in sections.values()),
+        "failed": sum(s.get("failed", 0) for s in sections.values()),
+        "roots": sections,
+        "stopped": stopped,
+    }
