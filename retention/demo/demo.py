@@ -24,16 +24,12 @@ import struct
 import zlib
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
-from rich.console import Console
-from rich.table import Table
 
 from retention import errors
-from retention.config import durations
 from retention.config import settings as settings_mod
-from retention.interfaces import report
 from retention.pg import database, migrate, queries
 from retention.run import runner
 
@@ -217,15 +213,27 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if isinstance(value, dt.datetime) else None
 
 
+class View(Protocol):
+    """How the demo's steps are shown (the `retention demo` command prints them)."""
+
+    def intro(self, result: dict[str, Any], settings: settings_mod.Settings) -> None: ...
+
+    def plan(self, summary: dict[str, Any]) -> None: ...
+
+    def done(self, summary: dict[str, Any]) -> None: ...
+
+    def outcome(self, result: dict[str, Any]) -> None: ...
+
+
 def run(
     settings: settings_mod.Settings,
     location: database.Location,
     *,
     delete_images: bool,
     reset: bool,
-    console: Console | None = None,
+    view: View | None = None,
 ) -> dict[str, Any]:
-    """Seed (when needed), plan, run; print each step on `console`; return everything as JSON."""
+    """Seed (when needed), plan, run; show each step on `view`; return everything as JSON."""
     home = database.home(settings)
     files = files_dir(home)
     with database.connect(location) as conn:
@@ -247,20 +255,19 @@ def run(
         "seeded_at": _iso(info[0]) if info else None,
         "before": before,
     }
-    if console is not None:
-        _print_intro(console, result, demo_settings)
+    if view is not None:
+        view.intro(result, demo_settings)
     stages = runner.enabled_stages(demo_settings, None)
     plan = runner.execute(
         demo_settings, location, stages=stages, dry_run=True, trigger="cli", kind="demo"
     )
-    if console is not None:
-        report.print_summary(console, plan)
-        _print_plan_note(console, plan)
+    if view is not None:
+        view.plan(plan)
     done = runner.execute(
         demo_settings, location, stages=stages, dry_run=False, trigger="cli", kind="demo"
     )
-    if console is not None:
-        report.print_summary(console, done)
+    if view is not None:
+        view.done(done)
     with database.connect(location) as conn:
         after = inventory(conn, files)
     result.update(
@@ -271,119 +278,6 @@ def run(
             before["files"][root]["bytes"] - after["files"][root]["bytes"] for root in ROOTS
         ),
     )
-    if console is not None:
-        _print_outcome(console, result)
+    if view is not None:
+        view.outcome(result)
     return result
-
-
-def _print_intro(console: Console, result: dict[str, Any], settings: settings_mod.Settings) -> None:
-    console.print(
-        f"[bold]retention demo[/bold]: a home-security application, schema {SCHEMA} in "
-        f"{result['database']} ({result['source']})",
-        highlight=False,
-    )
-    if result["seeded"]:
-        console.print("seeded 90 days of events, detections, GPU stats, logs and jobs just now")
-    else:
-        seeded_at = (result["seeded_at"] or "")[:19].replace("T", " ")
-        console.print(
-            f"reusing the data seeded at {seeded_at} (`retention demo --reset` seeds it again)",
-            highlight=False,
-        )
-    days, log_days = settings.retention_days, settings.log_retention_days
-    jobs = ", ".join(
-        f"{status} {_age(getattr(settings.jobs, status))}" for status in settings_mod.FINAL_STATUSES
-    )
-    images = (
-        "deleted with their detections"
-        if result["delete_images"]
-        else "kept (--delete-images deletes them with their detections)"
-    )
-    console.print(f"policies ({result['config']}):", highlight=False)
-    for line in (
-        f"events, with their detections and thumbnails: older than {days} days (RETENTION_DAYS)",
-        f"original images: {images}",
-        f"gpu_stats: older than {days} days (RETENTION_DAYS)",
-        f"logs: older than {log_days} days (LOG_RETENTION_DAYS)",
-        f"jobs, by how long ago they finished: {jobs}; todo and doing jobs never",
-    ):
-        console.print(f"  {line}", highlight=False)
-
-
-def _print_plan_note(console: Console, plan: dict[str, Any]) -> None:
-    queued = sum(
-        int(section.get("files_queued", 0))
-        for section in (plan.get("tables") or {}).values()
-        if isinstance(section, dict)
-    )
-    if queued:
-        console.print(
-            f"files are deleted once their rows are gone: the run queues {queued} file(s) "
-            "(files_queued above), then deletes them",
-            highlight=False,
-        )
-
-
-def _age(value: dt.timedelta | None) -> str:
-    return durations.format_duration(value) if value is not None else "forever"
-
-
-def _print_outcome(console: Console, result: dict[str, Any]) -> None:
-    before, after = result["before"], result["after"]
-    table = Table(title="the demo's data, before and after")
-    for column in ("what", "before", "after", "gone", "oldest left"):
-        table.add_column(column, justify="left" if column in ("what", "oldest left") else "right")
-    statuses = sorted(set(before["jobs"]) | set(after["jobs"]))
-    for status in statuses:
-        was = before["jobs"].get(status, {}).get("jobs", 0)
-        now = after["jobs"].get(status, {})
-        table.add_row(
-            f"jobs {status}",
-            str(was),
-            str(now.get("jobs", 0)),
-            str(was - now.get("jobs", 0)),
-            _day(now.get("oldest")),
-        )
-    for name in TABLES:
-        was = before["tables"].get(name, {}).get("rows", 0)
-        now = after["tables"].get(name, {})
-        table.add_row(
-            f"table {name}",
-            str(was),
-            str(now.get("rows", 0)),
-            str(was - now.get("rows", 0)),
-            _day(now.get("oldest")),
-        )
-    for root in ROOTS:
-        was, now = before["files"][root], after["files"][root]
-        table.add_row(
-            f"{root} (files)",
-            f"{was['files']} ({report.human_bytes(was['bytes'])})",
-            f"{now['files']} ({report.human_bytes(now['bytes'])})",
-            f"{was['files'] - now['files']} ({report.human_bytes(was['bytes'] - now['bytes'])})",
-            "",
-        )
-    console.print(table)
-    gone = before["files"]["thumbnails"]["files"] - after["files"]["thumbnails"]["files"]
-    kept = "" if result["delete_images"] else "; original images kept"
-    console.print(
-        f"space reclaimed on disk: {report.human_bytes(result['reclaimed_bytes'])} "
-        f"({gone} thumbnail(s){'' if kept else ' and their images'}){kept}; "
-        f"files under {result['files_dir']}",
-        highlight=False,
-    )
-    config = result["config"]
-    console.print("next:")
-    for command, what in (
-        ("retention status", "the runs, from the ledger"),
-        (f"retention --config {config} plan", "preview the demo's policies again"),
-        (
-            f"retention --config {config} sweep-orphans",
-            "list the files no row references (thumbnails/unsorted)",
-        ),
-    ):
-        console.print(f"  {command}  [dim]# {what}[/dim]", highlight=False)
-
-
-def _day(value: str | None) -> str:
-    return value[:10] if value else ""

@@ -23,7 +23,7 @@ from retention.demo import demo
 from retention.embedded import server as embedded
 from retention.engine import ledger
 from retention.files import orphans
-from retention.interfaces import logs, metrics, report
+from retention.interfaces import demo_view, logs, metrics, report
 from retention.jobs import prune
 from retention.pg import database, migrate
 from retention.run import runner
@@ -311,7 +311,7 @@ def demo_command(
         location,
         delete_images=delete_images,
         reset=reset,
-        console=None if json_output else out,
+        view=None if json_output else demo_view.ConsoleView(out),
     )
     if json_output:
         _emit_json(result)
