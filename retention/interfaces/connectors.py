@@ -8,6 +8,7 @@ import psycopg
 from psycopg import conninfo as libpq
 
 from retention.config import settings as settings_mod
+from retention.interfaces import procrastinate_private
 from retention.pg import database
 
 
@@ -16,7 +17,7 @@ def location_for_app(app: Any, settings: settings_mod.Settings) -> database.Loca
     known = getattr(app.connector, "location", None)
     if isinstance(known, database.Location):
         return known
-    pool = getattr(app.connector, "_async_pool", None)
+    pool = procrastinate_private.async_pool(app.connector)
     conninfo = getattr(pool, "conninfo", None)
     if isinstance(conninfo, str):
         keywords = {item.keyword.decode() for item in psycopg.pq.Conninfo.get_defaults()}
