@@ -71,11 +71,25 @@ DryRunOption = Annotated[
 ]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib import metadata
+
+        typer.echo(metadata.version("procrastinate-retention"))
+        raise typer.Exit()
+
+
 @app.callback()
 def main_options(
     config: ConfigOption = None,
     database_url: DatabaseOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     state.config = config
     state.database_url = database_url
