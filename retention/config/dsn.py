@@ -1,17 +1,191 @@
-"""Connection strings shown to people: any password replaced by ***."""
+"""Connection strings shown to people: any password replaced by ***.
+
+A whole conninfo (a `postgresql://` URL or `key=value` pairs) is read with libpq's own parser, so
+what is hidden is exactly what libpq would send as the password, however it is written (quoted,
+with escaped spaces, percent-encoded, in the URL's query). Free text that merely contains one (a
+log line, an error message) is scanned for URLs, each read with libpq where possible, and for
+`password=` pairs read as libpq's lexer reads them. Whatever cannot be parsed is hidden
+conservatively: everything after `://user:` or after `password=`.
+"""
 
 from __future__ import annotations
 
 import re
+import urllib.parse
 
-_URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+import psycopg
+from psycopg import conninfo as libpq
+
+MASK = "***"
+SECRET_KEYS = frozenset({"password", "sslpassword"})
+
+_URL_SCHEMES = ("postgresql://", "postgres://")
+# A URL in free text: a scheme, then anything up to a space or a quote.
+_URL_START = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://")
+_URL_STOP = re.compile(r"[\s'\"`<>]")
+_TRAILING = ".,;:!?)]}"
+# `password = value` (or a quoted `"password": value`, as in JSON) as libpq's lexer reads it: a quoted value, backslash escapes inside (up to
+# the end of the text when the quote is never closed), or an unquoted one up to a space, where a
+# backslash escapes the next character (`abc\ def` is one value). A run of backslashes escapes
+# the character after it, so text escaped once more (JSON, a repr) is hidden as well.
+_KV_SECRET = re.compile(
+    r"""(?P<key>\b\w*password\s*=\s*|\b\w*password["']\s*:\s*)"""
+    r"""(?P<value>'(?:[^'\\]|\\.)*(?:'|\\?$)|"(?:[^"\\]|\\.)*(?:"|\\?$)|(?:\\+.?|[^\s\\])+)""",
+    re.IGNORECASE | re.DOTALL,
+)
+_CONNINFO_HINT = re.compile(r"://|\b\w*pass(?:word)?\s*=", re.IGNORECASE)
 
 
 def redact(conninfo: str | None) -> str:
-    """The conninfo with any password replaced by ***."""
+    """The conninfo, or the text containing conninfos, with every password replaced by ***."""
     if not conninfo:
         return ""
-    text = _URL_PASSWORD.sub(r"\1***@", conninfo)
-    text = re.sub(r"([?&]password=)[^&]*", r"\1***", text, flags=re.IGNORECASE)
-    return _KV_PASSWORD.sub(r"\1***", text)
+    params = _parse(conninfo)
+    if params is None:
+        return redact_text(conninfo)
+    return _redact_parsed(conninfo, params)
+
+
+def redact_text(text: str) -> str:
+    """Free text with every password in the URLs and `password=` pairs it contains hidden."""
+    if not text:
+        return ""
+    pieces: list[str] = []
+    position = 0
+    for start, stop in _url_spans(text):
+        pieces.append(_redact_pairs(text[position:start]))
+        pieces.append(_redact_url_token(text[start:stop]))
+        position = stop
+    pieces.append(_redact_pairs(text[position:]))
+    return "".join(pieces)
+
+
+def looks_like_conninfo(text: str) -> bool:
+    """Whether the text may hold a connection string (a URL, a password pair, or key=value
+    pairs libpq accepts): such a value is never echoed in an error message."""
+    if _CONNINFO_HINT.search(text):
+        return True
+    if "=" not in text:
+        return False
+    params = _parse(text)
+    return bool(params)
+
+
+def _parse(conninfo: str) -> dict[str, str] | None:
+    """libpq's reading of the conninfo, or None when it is not one (libpq would stop at a NUL:
+    such text is never taken as a conninfo, what follows the NUL could hold a password)."""
+    if "\x00" in conninfo:
+        return None
+    try:
+        return {k: str(v) for k, v in libpq.conninfo_to_dict(conninfo).items()}
+    except (psycopg.Error, ValueError, TypeError):
+        return None
+
+
+def _redact_parsed(conninfo: str, params: dict[str, str]) -> str:
+    """A conninfo libpq parses: unchanged without a password; a URL keeps its form when masking
+    it in place leaves libpq reading exactly *** as each secret; else rebuilt as key=value."""
+    if not SECRET_KEYS & params.keys():
+        if _password_cut_by_slash(conninfo):
+            head, _, rest = conninfo.strip().partition("://")
+            return f"{head}://{rest[: rest.index(':') + 1]}{MASK}"
+        return conninfo
+    masked_params = {k: MASK if k in SECRET_KEYS else v for k, v in params.items()}
+    if conninfo.strip().lower().startswith(_URL_SCHEMES):
+        masked = _mask_url(conninfo.strip())
+        if _parse(masked) == masked_params:
+            return masked
+    return libpq.make_conninfo("", **masked_params)
+
+
+_HOST_PORTS = re.compile(
+    r"(?:\[[^\]]*\]|[^:@,\[\]]*)(?::\d*)?(?:,(?:\[[^\]]*\]|[^:@,\[\]]*)(?::\d*)?)*"
+)
+
+
+def _password_cut_by_slash(conninfo: str) -> bool:
+    """A URL whose password holds an unencoded '/' (`postgresql://u:x/y@h/db`): libpq reads
+    `u:x` as host and port and sends no password, but `x/y` is the user's password all the same."""
+    text = conninfo.strip()
+    if not text.lower().startswith(_URL_SCHEMES):
+        return False
+    rest = text.partition("://")[2]
+    authority = rest.split("/", 1)[0]
+    return "@" not in authority and "@" in rest and not _HOST_PORTS.fullmatch(authority)
+
+
+def _mask_url(url: str) -> str:
+    """The URL with its userinfo password and any secret query parameter replaced by ***, as
+    libpq splits a URL: the userinfo ends at the first '@' (when one comes before any '/'), its
+    password after its first ':'; the query after the first '?' that follows."""
+    head, _, rest = url.partition("://")
+    cut = min((i for i in (rest.find("@"), rest.find("/")) if i != -1), default=-1)
+    userinfo = ""
+    if cut != -1 and rest[cut] == "@":
+        userinfo, rest = rest[: cut + 1], rest[cut + 1 :]
+        user, colon, _password = userinfo[:-1].partition(":")
+        if colon:
+            userinfo = f"{user}:{MASK}@"
+    base, question, query = rest.partition("?")
+    if question:
+        pairs = []
+        for pair in query.split("&"):
+            name, equals, _value = pair.partition("=")
+            if equals and urllib.parse.unquote(name) in SECRET_KEYS:
+                pair = f"{name}={MASK}"
+            pairs.append(pair)
+        rest = base + "?" + "&".join(pairs)
+    return f"{head}://{userinfo}{rest}"
+
+
+def _url_spans(text: str) -> list[tuple[int, int]]:
+    """Where the URLs of the text are. A URL ends at a space or a quote, except that when an '@'
+    comes later on the same line before any '/', the userinfo (which may hold a password with a
+    space in it, invalid as that is) is taken to reach it."""
+    spans: list[tuple[int, int]] = []
+    position = 0
+    while True:
+        match = _URL_START.search(text, position)
+        if match is None:
+            return spans
+        start, after = match.start(), match.end()
+        line_end = text.find("\n", after)
+        line = text[after : len(text) if line_end == -1 else line_end]
+        at, slash = line.find("@"), line.find("/")
+        reach = after
+        if at != -1 and (slash == -1 or at < slash):
+            reach = after + at + 1
+        stop = _URL_STOP.search(text, reach)
+        end = len(text) if stop is None else stop.start()
+        spans.append((start, end))
+        position = max(end, after)
+
+
+def _redact_url_token(token: str) -> str:
+    """A URL found in text: read by libpq (trailing punctuation aside) when it is a PostgreSQL
+    URL; else, or when libpq refuses it, everything after `://user:` or `password` is hidden."""
+    body = token.rstrip(_TRAILING)
+    tail = token[len(body) :]
+    if body.lower().startswith(_URL_SCHEMES) and " " not in body:
+        params = _parse(body)
+        if params is not None:
+            return _redact_parsed(body, params) + tail
+    return _conservative_url(token)
+
+
+def _conservative_url(token: str) -> str:
+    head, _, rest = token.partition("://")
+    cut = min((i for i in (rest.find("@"), rest.find("/")) if i != -1), default=-1)
+    if cut != -1 and rest[cut] == "@" and ":" in rest[:cut]:
+        return f"{head}://{rest[: rest.index(':') + 1]}{MASK}"
+    decoded = urllib.parse.unquote(rest).lower()
+    if "password" in decoded:
+        base = rest.split("?", 1)[0]
+        if "password" in urllib.parse.unquote(base).lower():
+            return f"{head}://{MASK}"
+        return f"{head}://{base}?{MASK}"
+    return token
+
+
+def _redact_pairs(text: str) -> str:
+    return _KV_SECRET.sub(lambda m: m.group("key") + MASK, text)
