@@ -509,7 +509,7 @@ def ours(dsn: str, batch_size: int | None = None) -> dict[str, Any]:
     location = database.Location(conninfo=dsn, source="DATABASE_URL")
     summary = runner.execute(
         ours_settings(dsn, batch_size), location, stages=["jobs"], dry_run=False, trigger="cli"
-    )
+    ).to_json()
     jobs = summary["jobs"]
     return {
         "transaction": jobs["longest_batch_seconds"],

@@ -218,7 +218,7 @@ def ours_rows(server: str, seed: str) -> dict[str, Any]:
     location = database.Location(conninfo=conninfo, source="DATABASE_URL")
     before = active_ms(server, name)
     started = time.monotonic()
-    summary = runner.execute(settings, location, stages=["tables"], dry_run=False, trigger="cli")
+    summary = runner.execute(settings, location, stages=["tables"], dry_run=False, trigger="cli").to_json()
     wall = time.monotonic() - started
     db_ms = active_ms(server, name) - before
     section = summary["tables"]["app.events"]
@@ -272,7 +272,7 @@ def ours_drain(conninfo: str, root: Path, names: list[str]) -> tuple[float, dict
                 )
         conn.execute("VACUUM ANALYZE retention_file_outbox")
         started = time.monotonic()
-        result = outbox.drain(conn, dry_run=False, deadline=time.monotonic() + 3600)
+        result = outbox.drain(conn, dry_run=False, deadline=time.monotonic() + 3600).to_json()
         return time.monotonic() - started, result
 
 
@@ -388,7 +388,7 @@ def bench_partitions(server: str, seed: str, keep_days: int, label: str) -> dict
     location = database.Location(conninfo=conninfo, source="DATABASE_URL")
     before = active_ms(server, name)
     started = time.monotonic()
-    summary = runner.execute(settings, location, stages=["tables"], dry_run=False, trigger="cli")
+    summary = runner.execute(settings, location, stages=["tables"], dry_run=False, trigger="cli").to_json()
     rest_wall = time.monotonic() - started
     rest_db = active_ms(server, name) - before
     with psycopg.connect(conninfo, autocommit=True) as conn:

@@ -30,6 +30,7 @@ import psycopg
 
 from retention import errors
 from retention.config import settings as settings_mod
+from retention.engine import results
 from retention.pg import database, migrate, queries
 from retention.run import runner
 
@@ -218,9 +219,9 @@ class View(Protocol):
 
     def intro(self, result: dict[str, Any], settings: settings_mod.Settings) -> None: ...
 
-    def plan(self, summary: dict[str, Any]) -> None: ...
+    def plan(self, summary: results.RunSummary) -> None: ...
 
-    def done(self, summary: dict[str, Any]) -> None: ...
+    def done(self, summary: results.RunSummary) -> None: ...
 
     def outcome(self, result: dict[str, Any]) -> None: ...
 
@@ -271,8 +272,8 @@ def run(
     with database.connect(location) as conn:
         after = inventory(conn, files)
     result.update(
-        plan=plan,
-        run=done,
+        plan=plan.to_json(),
+        run=done.to_json(),
         after=after,
         reclaimed_bytes=sum(
             before["files"][root]["bytes"] - after["files"][root]["bytes"] for root in ROOTS

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import operator
+import math
 import random
 import time
 from collections import Counter, defaultdict
@@ -26,6 +26,10 @@ from typing import Any, Protocol
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
+from psycopg.rows import dict_row
+
+from retention.engine import results
+from retention.pg import queries
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +41,8 @@ SAMPLE_SIZE = 5
 
 
 class Deleter(Protocol):
-    """Deletes (or, in a dry run, counts) the rows of one batch, inside its transaction."""
+    """Deletes (or, in a dry run, counts) the rows of one batch, inside its transaction. Returns
+    counts by name; `deleted`, when present, is how many rows went (else: one per id)."""
 
     def delete(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]: ...
 
@@ -45,22 +50,32 @@ class Deleter(Protocol):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Segment:
-    """One keyset walk. The query returns rows ordered by key: the `key_width` key columns, then
-    the id of an eligible row (NULL for a row scanned but kept), then the `groups` columns.
-    `oldest_column` is the column whose smallest non-NULL value is the summary's `oldest` (the
-    first key column unless said otherwise; None: no oldest).
+class Fused:
+    """A real run's batch as one statement that selects and deletes (see Segment): `waiting`
+    waits for a locked row up to `lock_timeout`; `skip_locked`, which the walk goes on with once
+    a lock was not granted (or a deadlock was detected), skips such rows."""
 
-    `fused`, when given, is what a real run executes instead of the select and the deleter: one
-    statement that selects and deletes the batch, with the select's parameters, and tallies it
-    in SQL (`fused(skip_locked)`; with `skip_locked` False it may wait for a locked row, up to
-    `lock_timeout`, after which the walk goes on with `fused(True)`, which skips such rows). It
-    returns rows of: the last key scanned, how many rows were scanned, the `groups` values, how
-    many rows of that group were deleted, the oldest of them (the `oldest_column` value), then
-    the first ids deleted in key order (the same on every row; a `samples` parameter, when the
-    segment's parameters have one, is set to how many the result still lacks). With nothing
-    deleted, one row with NULL groups; with nothing scanned, no row. A dry run still uses the
-    select and the deleter's preview.
+    waiting: queries.Statement
+    skip_locked: queries.Statement
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Segment:
+    """One keyset walk, its rows read by column name.
+
+    `select` returns the batch's rows ordered by the key: the `key` columns, `id` (the id of an
+    eligible row, NULL for a row scanned but kept), the `groups` columns, and the `oldest` column
+    whose smallest non-NULL value is the summary's `oldest` (default: the first key column). A
+    dry run executes `select` in a read-only transaction and the deleter's preview; a real run
+    executes `locking_select` (default: `select`) and the deleter's delete.
+
+    `fused`, when given, is what a real run executes instead: one statement that selects and
+    deletes the batch, with the select's parameters, and tallies it in SQL. It returns rows of:
+    the `key` columns (the last key scanned), `scanned` (how many rows were scanned), the
+    `groups` columns, `deleted` (rows of that group deleted), `oldest` (the oldest of them), and
+    `samples` (the first ids deleted in key order, the same on every row; a `samples` parameter,
+    when the segment's parameters have one, is set to how many the result still lacks). With
+    nothing deleted, one row with NULL groups; with nothing scanned, no row.
 
     `counter`, when given, is (names, statement): the statement returns one row of integers,
     read before and after each fused batch inside its transaction; the differences go to the
@@ -74,17 +89,22 @@ class Segment:
     row dead to every transaction) rather than visited one by one by the next run."""
 
     name: str
-    select: Callable[[bool], sql.Composable]
+    select: queries.Statement
     params: Callable[[tuple[Any, ...], int], dict[str, Any]]
     start: tuple[Any, ...]
-    key_width: int
+    key: tuple[str, ...]
     groups: tuple[str, ...] = ()
+    oldest: str | None = None
+    locking_select: queries.Statement | None = None
     progress: Callable[[tuple[Any, ...]], float] | None = None
-    oldest_column: int | None = 0
-    fused: Callable[[bool], sql.Composable] | None = None
-    counter: tuple[tuple[str, ...], sql.Composable] | None = None
+    fused: Fused | None = None
+    counter: tuple[tuple[str, ...], queries.Statement] | None = None
     settings: tuple[tuple[str, str], ...] = ()
-    settle: Callable[[], sql.Composable] | None = None
+    settle: queries.Statement | None = None
+
+    @property
+    def oldest_column(self) -> str:
+        return self.oldest or self.key[0]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -102,16 +122,24 @@ class Limits:
     deadline: float
     should_abort: Callable[[], bool] = lambda: False
 
-    def stop_reason(self) -> str | None:
+    def stop_reason(self) -> results.StopReason | None:
         if self.should_abort():
-            return "aborted"
+            return results.StopReason.ABORTED
         if time.monotonic() >= self.deadline:
-            return "time budget spent"
+            return results.StopReason.TIME_BUDGET
         return None
+
+    @property
+    def lock_timeout_ms(self) -> int:
+        """The lock wait as PostgreSQL takes it: whole milliseconds, never 0 (which means no
+        timeout at all)."""
+        return max(1, math.ceil(self.lock_timeout.total_seconds() * 1000))
 
 
 @dataclasses.dataclass(kw_only=True)
 class Result:
+    """A walk's figures as they accumulate; `freeze()` gives the typed, immutable value."""
+
     target: str
     dry_run: bool
     deleted: int = 0
@@ -123,34 +151,25 @@ class Result:
     batches: int = 0
     longest_batch_seconds: float = 0.0
     lock_backoffs: int = 0
-    stopped: str | None = None
-    resume: dict[str, Any] = dataclasses.field(default_factory=dict)
+    stopped: results.StopReason | None = None
+    resume: results.Resume | None = None
     fraction: float = 0.0
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "deleted": self.deleted,
-            **dict(self.counts),
-            "by": {group: dict(sorted(values.items())) for group, values in self.by.items()},
-            "oldest": _jsonable(self.oldest),
-            "samples": [_jsonable(s) for s in self.samples],
-            "scanned": self.scanned,
-            "batches": self.batches,
-            "longest_batch_seconds": round(self.longest_batch_seconds, 4),
-            "lock_backoffs": self.lock_backoffs,
-            "stopped": self.stopped,
-            "resume": dict(self.resume),
-        }
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    return str(value)
+    def freeze(self) -> results.Walk:
+        return results.Walk(
+            deleted=self.deleted,
+            counts=dict(self.counts),
+            by={group: dict(values) for group, values in self.by.items()},
+            oldest=self.oldest,
+            samples=tuple(self.samples),
+            scanned=self.scanned,
+            batches=self.batches,
+            longest_batch_seconds=self.longest_batch_seconds,
+            lock_backoffs=self.lock_backoffs,
+            stopped=self.stopped,
+            resume=self.resume,
+            fraction=self.fraction,
+        )
 
 
 ProgressCallback = Callable[[Result], None]
@@ -171,22 +190,27 @@ def run(
     for index, segment in enumerate(target.segments):
         walk = _Walk(conn, target, segment, limits, result, dry_run)
         deleted = result.deleted
-        size = walk.run(
-            size, lambda frac, i=index: _report(result, (i + frac) / total, on_progress)
-        )
-        if result.stopped in ("aborted", "time budget spent"):
+        size = walk.run(size, _fraction(result, index, total, on_progress))
+        if result.stopped is not None and result.stopped.ends_run:
             break
         if segment.settle is not None and not dry_run and result.deleted > deleted:
-            conn.execute(segment.settle(), segment.params(segment.start, 1))
+            conn.execute(segment.settle, segment.params(segment.start, 1))
     if not result.stopped:
         result.fraction = 1.0
     return result
 
 
-def _report(result: Result, fraction: float, on_progress: ProgressCallback | None) -> None:
-    result.fraction = max(0.0, min(fraction, 1.0))
-    if on_progress is not None:
-        on_progress(result)
+def _fraction(
+    result: Result, index: int, total: int, on_progress: ProgressCallback | None
+) -> Callable[[float], None]:
+    """How far segment `index` of `total` is, as the whole target's fraction."""
+
+    def report(fraction: float) -> None:
+        result.fraction = max(0.0, min((index + fraction) / total, 1.0))
+        if on_progress is not None:
+            on_progress(result)
+
+    return report
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,10 +241,12 @@ class _Walk:
         self.skip_locked = False
         self.query = self._query()
 
-    def _query(self) -> sql.Composable:
+    def _query(self) -> queries.Statement:
         if self.fused is not None:
-            return self.fused(self.skip_locked)
-        return self.segment.select(not self.dry_run)
+            return self.fused.skip_locked if self.skip_locked else self.fused.waiting
+        if self.dry_run:
+            return self.segment.select
+        return self.segment.locking_select or self.segment.select
 
     def run(self, size: int, progress: Callable[[float], None]) -> int:
         key = self.segment.start
@@ -247,7 +273,7 @@ class _Walk:
                     extra={"action": "batch_backoff", "target": self.target.name, "size": size},
                 )
                 if backoffs > MAX_BACKOFFS:
-                    self._stop("lock contention", key)
+                    self._stop(results.StopReason.LOCK_CONTENTION, key)
                     return size
                 if (
                     self.fused is not None
@@ -279,10 +305,10 @@ class _Walk:
                 return size
             size = _adapt(size, elapsed, self.limits)
 
-    def _settings(self) -> sql.Composable:
+    def _settings(self) -> queries.Statement:
         """The statement that sets the batch's transaction parameters (SET LOCAL)."""
         settings = {
-            "lock_timeout": f"{int(self.limits.lock_timeout.total_seconds() * 1000)}ms",
+            "lock_timeout": f"{self.limits.lock_timeout_ms}ms",
             "statement_timeout": f"{int(max(5.0, 10 * self.limits.max_batch_seconds) * 1000)}ms",
             **dict(self.segment.settings),
         }
@@ -292,6 +318,9 @@ class _Walk:
                 for name, value in settings.items()
             )
         )
+
+    def _key(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(row[name] for name in self.segment.key)
 
     def _fused_batch(self, key: tuple[Any, ...], size: int) -> _Batch:
         """A real run's batch: one fused statement, in a pipeline (two round trips: up to the
@@ -305,7 +334,8 @@ class _Walk:
         with conn.pipeline() as pipeline, conn.transaction():
             conn.execute(self._settings())
             before = conn.execute(counter[1]) if counter else None
-            cursor = conn.execute(self.query, params)
+            cursor = conn.cursor(row_factory=dict_row)
+            cursor.execute(self.query, params)
             # A sync right after the statement (not a mere flush): the server accounts its time
             # as active (pg_stat_database.active_time) when it reports ready for the next query.
             pipeline.sync()
@@ -328,67 +358,57 @@ class _Walk:
     def _batch(self, key: tuple[Any, ...], size: int) -> _Batch:
         if self.fused is not None:
             return self._fused_batch(key, size)
-        with self.conn.transaction(), self.conn.cursor() as cur:
+        with (
+            self.conn.transaction(),
+            self.conn.cursor(row_factory=dict_row) as select,
+            self.conn.cursor() as cur,
+        ):
             if self.dry_run:
                 cur.execute("SET TRANSACTION READ ONLY")
             cur.execute(self._settings())
             params = self.segment.params(key, size)
-            rows = cur.execute(self.query, params).fetchall()
-            width = self.segment.key_width
-            eligible = [row for row in rows if row[width] is not None]
-            ids = [row[width] for row in eligible]
+            rows = select.execute(self.query, params).fetchall()
+            eligible = [row for row in rows if row["id"] is not None]
+            ids = [row["id"] for row in eligible]
             counts: dict[str, int] = {}
             if ids:
                 deleter = self.target.deleter
                 counts = deleter.preview(cur, ids) if self.dry_run else deleter.delete(cur, ids)
         self._tally(eligible, ids, counts)
-        last = tuple(rows[-1][:width]) if rows else None
-        return _Batch(last=last, scanned=len(rows))
+        return _Batch(last=self._key(rows[-1]) if rows else None, scanned=len(rows))
 
     def _tally(
         self,
-        eligible: list[tuple[Any, ...]],
+        eligible: list[dict[str, Any]],
         ids: list[Any],
         counts: dict[str, int],
     ) -> None:
         result = self.result
-        width = self.segment.key_width
         deleted = counts.pop("deleted", len(ids))
         result.deleted += deleted
         result.counts.update(counts)
-        if eligible:
-            present = self.segment.groups[: max(len(eligible[0]) - width - 1, 0)]
-            for offset, name in enumerate(present, start=width + 1):
-                result.by[name].update(map(str, map(operator.itemgetter(offset), eligible)))
-            column = self.segment.oldest_column
-            if column is not None:
-                self._older(
-                    min(
-                        (v for v in map(operator.itemgetter(column), eligible) if v is not None),
-                        default=None,
-                    )
-                )
+        for name in self.segment.groups:
+            result.by[name].update(str(row[name]) for row in eligible)
+        column = self.segment.oldest_column
+        self._older(min((v for row in eligible if (v := row[column]) is not None), default=None))
         self._sample(ids)
 
-    def _tally_groups(self, rows: list[tuple[Any, ...]]) -> _Batch:
+    def _tally_groups(self, rows: list[dict[str, Any]]) -> _Batch:
         """A fused batch's rows (see Segment.fused) into the result."""
         if not rows:
             return _Batch(last=None, scanned=0)
         result = self.result
-        width = self.segment.key_width
-        groups = self.segment.groups
         for row in rows:
-            values = row[width + 1 : width + 1 + len(groups)]
-            deleted, oldest = row[width + 1 + len(groups) : -1]
+            deleted = row["deleted"]
             if not deleted:
                 continue
             result.deleted += deleted
-            for name, value in zip(groups, values, strict=True):
-                result.by[name][str(value)] += deleted
-            if self.segment.oldest_column is not None:
-                self._older(oldest)
-        self._sample(rows[0][-1] or [])
-        return _Batch(last=tuple(rows[0][:width]), scanned=rows[0][width])
+            for name in self.segment.groups:
+                result.by[name][str(row[name])] += deleted
+            self._older(row["oldest"])
+        first = rows[0]
+        self._sample(first["samples"] or [])
+        return _Batch(last=self._key(first), scanned=first["scanned"])
 
     def _older(self, first: Any) -> None:
         if first is not None and (self.result.oldest is None or first < self.result.oldest):
@@ -399,14 +419,14 @@ class _Walk:
         if room > 0:
             self.result.samples.extend(ids[:room])
 
-    def _stop(self, reason: str, key: tuple[Any, ...]) -> None:
+    def _stop(self, reason: results.StopReason, key: tuple[Any, ...]) -> None:
         self.result.stopped = reason
-        self.result.resume = {"segment": self.segment.name, "after": [_jsonable(k) for k in key]}
+        self.result.resume = results.Resume(segment=self.segment.name, after=key)
         logger.info(
             "%s stopped: %s",
             self.target.name,
-            reason,
-            extra={"action": "walk_stopped", "target": self.target.name, "reason": reason},
+            reason.value,
+            extra={"action": "walk_stopped", "target": self.target.name, "reason": reason.value},
         )
 
 

@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -15,6 +16,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from retention import errors
+from retention.engine import results
 from retention.pg import queries
 
 logger = logging.getLogger(__name__)
@@ -35,8 +37,15 @@ class Run:
     _last_write: float = 0.0
 
     def progress(
-        self, stage: str, fraction: float | None, summary: dict[str, Any], *, force: bool = False
+        self,
+        stage: str,
+        fraction: float | None,
+        summary: Callable[[], results.RunSummary],
+        *,
+        force: bool = False,
     ) -> None:
+        """Record how far the run is, at most once a PROGRESS_INTERVAL_SECONDS unless forced;
+        `summary` makes the partial summary when it is written."""
         now = time.monotonic()
         if not force and now - self._last_write < PROGRESS_INTERVAL_SECONDS:
             return
@@ -47,19 +56,19 @@ class Run:
                 "id": self.id,
                 "stage": stage,
                 "progress": None if fraction is None else round(100 * fraction, 1),
-                "summary": Jsonb(summary),
+                "summary": Jsonb(summary().to_json()),
             },
         )
 
-    def finish(self, status: str, summary: dict[str, Any], error: str | None = None) -> None:
+    def finish(self, summary: results.RunSummary) -> None:
         self.conn.execute(
             queries.text("finish_run"),
             {
                 "id": self.id,
-                "status": status,
-                "progress": 100.0 if status == "succeeded" else None,
-                "summary": Jsonb(summary),
-                "error": error,
+                "status": summary.status,
+                "progress": 100.0 if summary.status == "succeeded" else None,
+                "summary": Jsonb(summary.to_json()),
+                "error": summary.error,
             },
         )
         if self.holds_lock:

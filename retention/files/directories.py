@@ -23,7 +23,7 @@ import psycopg
 
 from retention.config import globs
 from retention.config import settings as settings_mod
-from retention.engine import batches
+from retention.engine import batches, results
 from retention.files import orphans, safefs, sweeps
 
 logger = logging.getLogger(__name__)
@@ -88,15 +88,24 @@ def _candidates(
             yield found.rel, info.st_size, info.st_mtime
 
 
+def check(settings: settings_mod.Settings) -> list[settings_mod.DirectoryPolicy]:
+    """The enabled directory policies, each root checked (ConfigError before anything runs)."""
+    policies = [p for p in settings.directories if p.enabled]
+    for policy in policies:
+        sweeps.check_sweep_root(policy.root)
+    return policies
+
+
 def sweep(
     conn: psycopg.Connection,
+    settings: settings_mod.Settings,
     policy: settings_mod.DirectoryPolicy,
     *,
     dry_run: bool,
     limits: batches.Limits,
     run_id: int | None,
-    on_progress: batches.ProgressCallback | None = None,
-) -> dict[str, Any]:
+    on_progress: sweeps.ProgressCallback | None = None,
+) -> results.SweepSection:
     """List, then delete (or preview), the old files of one directory policy."""
     real_root = sweeps.check_sweep_root(policy.root)
     cutoff = time.time() - policy.age.total_seconds()
@@ -114,17 +123,33 @@ def sweep(
             run_id=run_id,
         )
         target = sweeps.target(source(policy.root), listing, deleter)
-        result = batches.run(conn, target, limits, dry_run=dry_run, on_progress=on_progress)
+        result = batches.run(
+            conn,
+            target,
+            limits,
+            dry_run=dry_run,
+            on_progress=sweeps.reporting(deleter, on_progress),
+        )
     finally:
         listing.drop()
     extra: dict[str, Any] = {"listed": listing.count, **problems}
     if policy.remove_empty_dirs and not result.stopped:
         extra.update(_remove_empty(real_root, tree.emptied(cutoff), dry_run))
-    data = sweeps.section(result, deleter, **extra)
+    shared = overlapping_columns(settings, policy.root)
+    if shared:
+        extra["warnings"] = [
+            f"{policy.root} overlaps the storage root of {', '.join(shared)}: files that rows "
+            "reference are deleted by age too; narrow the root or the include globs"
+        ]
+        logger.warning(
+            extra["warnings"][0],
+            extra={"action": "directory_overlaps_table", "root": str(policy.root)},
+        )
+    data = sweeps.section(result.freeze(), deleter, **extra)
     logger.info(
-        "directory sweep of %s: %s",
+        "directory sweep of %s: %s deleted",
         policy.root,
-        {k: v for k, v in data.items() if k not in ("sample", "errors")},
+        data.deleted,
         extra={"action": "directory_swept", "root": str(policy.root), "dry_run": dry_run},
     )
     return data
@@ -158,48 +183,3 @@ def overlapping_columns(settings: settings_mod.Settings, root: Path) -> list[str
             if ref.root.is_relative_to(root) or root.is_relative_to(ref.root)
         }
     )
-
-
-def sections(
-    conn: psycopg.Connection,
-    settings: settings_mod.Settings,
-    *,
-    dry_run: bool,
-    limits: batches.Limits,
-    run_id: int | None,
-    on_progress: Callable[[dict[str, Any], float], None] | None = None,
-) -> dict[str, Any]:
-    """Every enabled directory policy, in order, until the run's limits stop it."""
-    policies = [p for p in settings.directories if p.enabled]
-    for policy in policies:
-        sweeps.check_sweep_root(policy.root)
-    done: dict[str, dict[str, Any]] = {}
-    stopped: str | None = None
-    for index, policy in enumerate(policies):
-        stopped = limits.stop_reason()
-        if stopped:
-            break
-        key = str(policy.root) if str(policy.root) not in done else f"{policy.root} [{index}]"
-
-        def report(result: batches.Result, i: int = index, key: str = key) -> None:
-            if on_progress is not None:
-                partial = sweeps.total({**done, key: {"deleted": result.deleted}}, None)
-                on_progress(partial, (i + result.fraction) / len(policies))
-
-        done[key] = sweep(
-            conn, policy, dry_run=dry_run, limits=limits, run_id=run_id, on_progress=report
-        )
-        shared = overlapping_columns(settings, policy.root)
-        if shared:
-            done[key]["warnings"] = [
-                f"{policy.root} overlaps the storage root of {', '.join(shared)}: files that rows "
-                "reference are deleted by age too; narrow the root or the include globs"
-            ]
-            logger.warning(
-                done[key]["warnings"][0],
-                extra={"action": "directory_overlaps_table", "root": str(policy.root)},
-            )
-        stopped = done[key]["stopped"]
-        if stopped:
-            break
-    return sweeps.total(done, stopped)

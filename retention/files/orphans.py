@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from psycopg import sql
 
 from retention import errors
 from retention.config import settings as settings_mod
-from retention.engine import batches
+from retention.engine import batches, results
 from retention.files import sweeps
 from retention.pg import catalog, queries
 
@@ -231,8 +231,8 @@ def sweep_root(
     limits: batches.Limits,
     run_id: int | None,
     sample_size: int = sweeps.SAMPLE_SIZE,
-    on_progress: batches.ProgressCallback | None = None,
-) -> dict[str, Any]:
+    on_progress: sweeps.ProgressCallback | None = None,
+) -> results.SweepSection:
     """List, match against the rows, then delete (or preview) the orphans under one root."""
     real_root = sweeps.check_sweep_root(root)
     cutoff = time.time() - settings.orphans.grace.total_seconds()
@@ -272,14 +272,26 @@ def sweep_root(
             recheck=_recheck(columns, root, real_root, since),
         )
         target = sweeps.target(source(root), listing, deleter)
-        result = batches.run(conn, target, limits, dry_run=dry_run, on_progress=on_progress)
+        result = batches.run(
+            conn,
+            target,
+            limits,
+            dry_run=dry_run,
+            on_progress=sweeps.reporting(deleter, on_progress),
+        )
     finally:
         listing.drop()
         conn.execute(queries.text("orphan_teardown"))
     clock.append(time.monotonic())
     files = problems.pop("files", 0)
+    walk = result.freeze()
+    since_listing = walk.counts.get("referenced", 0)
+    if since_listing:
+        counts = {k: v for k, v in walk.counts.items() if k != "referenced"}
+        walk = dataclasses.replace(walk, counts=counts)
+        problems["referenced_since_listing"] = since_listing
     data = sweeps.section(
-        result,
+        walk,
         deleter,
         files=files,
         older_than_grace=listing.count,
@@ -293,60 +305,25 @@ def sweep_root(
         },
         **problems,
     )
-    if result.counts.get("referenced"):
-        data["referenced_since_listing"] = data.pop("referenced")
     logger.info(
-        "orphan sweep of %s: %s",
+        "orphan sweep of %s: %s deleted",
         root,
-        {k: v for k, v in data.items() if k not in ("sample", "errors")},
+        data.deleted,
         extra={"action": "orphans_swept", "root": str(root), "dry_run": dry_run},
     )
     return data
 
 
-def sweep(
-    conn: psycopg.Connection,
-    settings: settings_mod.Settings,
-    *,
-    dry_run: bool,
-    limits: batches.Limits,
-    run_id: int | None,
-    only: list[Path] | None = None,
-    sample_size: int = sweeps.SAMPLE_SIZE,
-    on_progress: Callable[[dict[str, Any], float], None] | None = None,
-) -> dict[str, Any]:
-    """Every storage root (or the `only` ones), in order, until the run's limits stop it."""
+def check(
+    conn: psycopg.Connection, settings: settings_mod.Settings, only: list[Path] | None = None
+) -> list[Path]:
+    """The roots a sweep goes through (every storage root, or the `only` ones), each checked,
+    and every file column checked against the database: ConfigError before anything runs."""
     chosen = check_only(settings, only) if only else roots(settings)
     for root in chosen:
         sweeps.check_sweep_root(root)
     resolve(conn, references(settings))
-    done: dict[str, dict[str, Any]] = {}
-    stopped: str | None = None
-    for index, root in enumerate(chosen):
-        stopped = limits.stop_reason()
-        if stopped:
-            break
-        key = str(root)
-
-        def report(result: batches.Result, i: int = index, key: str = key) -> None:
-            if on_progress is not None:
-                partial = sweeps.total({**done, key: {"deleted": result.deleted}}, None)
-                on_progress(partial, (i + result.fraction) / len(chosen))
-
-        done[key] = sweep_root(
-            conn,
-            settings,
-            root,
-            dry_run=dry_run,
-            limits=limits,
-            run_id=run_id,
-            sample_size=sample_size,
-            on_progress=report,
-        )
-        stopped = done[key]["stopped"]
-        if stopped:
-            break
-    return sweeps.total(done, stopped)
+    return chosen
 
 
 def check_only(settings: settings_mod.Settings, only: list[Path]) -> list[Path]:

@@ -23,6 +23,7 @@ from typing import Any
 
 import psycopg
 
+from retention.engine import results
 from retention.files import safefs
 from retention.pg import queries
 
@@ -230,7 +231,7 @@ def drain(
     run_id: int | None = None,
     should_abort: Callable[[], bool] | None = None,
     batch_size: int = BATCH_SIZE,
-) -> dict[str, Any]:
+) -> results.OutboxSection:
     """Unlink the files of pending outbox entries, oldest first, batch by batch. `conn` must be
     in autocommit mode. An entry is removed only after its file is gone, so a drain killed at
     any point loses nothing (a file already gone counts as missing, i.e. done). While one batch
@@ -238,9 +239,9 @@ def drain(
     One drain at a time (an advisory lock): another drain finding it held steps aside. In a dry
     run nothing is unlinked nor recorded. Failed entries stay for the next run."""
     totals: Counter[str] = Counter()
-    stopped: str | None = None
+    stopped: results.StopReason | None = None
     if not dry_run and not _lock(conn):
-        stopped = "another drain is in progress"
+        stopped = results.StopReason.DRAIN_BUSY
     else:
         directories = _Directories()
         try:
@@ -264,19 +265,21 @@ def drain(
             if not dry_run:
                 conn.execute(queries.text("outbox_unlock"))
     left = backlog(conn)
-    result = {
-        "deleted": totals["deleted"],
-        "bytes": totals["bytes"],
-        "failed": totals["failed"],
-        "pending": left["pending"],
-        "refused": totals["refused"],
-        "missing": totals["missing"],
-        "stopped": stopped,
-    }
+    result = results.OutboxSection(
+        deleted=totals["deleted"],
+        bytes=totals["bytes"],
+        failed=totals["failed"],
+        pending=left["pending"],
+        refused=totals["refused"],
+        missing=totals["missing"],
+        stopped=stopped,
+    )
     logger.info(
-        "file outbox drained: %s",
-        result,
-        extra={"action": "outbox_drained", "run_id": run_id, "dry_run": dry_run, **result},
+        "file outbox drained: %s deleted, %s failed, %s pending",
+        result.deleted,
+        result.failed,
+        result.pending,
+        extra={"action": "outbox_drained", "run_id": run_id, "dry_run": dry_run},
     )
     return result
 
@@ -296,7 +299,7 @@ def _pipeline(
     deadline: float,
     should_abort: Callable[[], bool] | None,
     batch_size: int,
-) -> str | None:
+) -> results.StopReason | None:
     query = queries.text("outbox_batch")
 
     def read(after: int) -> list[tuple[int, str, str]]:
@@ -304,13 +307,13 @@ def _pipeline(
 
     rows = read(0)
     settled: Settled | None = None
-    stopped: str | None = None
+    stopped: results.StopReason | None = None
     while rows:
         if should_abort is not None and should_abort():
-            stopped = "aborted"
+            stopped = results.StopReason.ABORTED
             break
         if time.monotonic() >= deadline:
-            stopped = "time budget spent"
+            stopped = results.StopReason.TIME_BUDGET
             break
         work = pool.submit(_settle, rows, dry_run, directories, helper)
         if settled is not None:

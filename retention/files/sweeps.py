@@ -26,7 +26,7 @@ from psycopg import sql
 
 from retention import errors
 from retention.config import roots
-from retention.engine import batches
+from retention.engine import batches, results
 from retention.files import outbox, safefs
 from retention.pg import queries
 
@@ -280,9 +280,6 @@ def target(name: str, listing: Listing, deleter: FileDeleter) -> batches.Target:
     assert row is not None
     oldest, newest = row[2], row[3]
 
-    def select(lock: bool) -> sql.Composable:
-        return queries.get("sweep_select").format(table=listing.table)
-
     def params(after: tuple[Any, ...], limit: int) -> dict[str, Any]:
         return {"after_at": after[0], "after_id": after[1], "limit": limit}
 
@@ -296,51 +293,45 @@ def target(name: str, listing: Listing, deleter: FileDeleter) -> batches.Target:
         segments.append(
             batches.Segment(
                 name=name,
-                select=select,
+                select=queries.get("sweep_select").format(table=listing.table),
                 params=params,
                 start=(float("-inf"), 0),
-                key_width=2,
+                key=("mtime", "entry"),
                 progress=progress,
             )
         )
     return batches.Target(name=name, segments=segments, deleter=deleter)
 
 
-def section(result: batches.Result, deleter: FileDeleter, **extra: Any) -> dict[str, Any]:
+ProgressCallback = Callable[[results.SweepSection, float], None]
+
+
+def reporting(
+    deleter: FileDeleter, on_progress: ProgressCallback | None
+) -> batches.ProgressCallback | None:
+    """The engine's progress callback of a sweep: its partial section, and how far it is."""
+    if on_progress is None:
+        return None
+    report = on_progress
+
+    def partial(result: batches.Result) -> None:
+        report(section(result.freeze(), deleter), result.fraction)
+
+    return partial
+
+
+def section(walk: results.Walk, deleter: FileDeleter, **details: Any) -> results.SweepSection:
     """A root's part of a run summary."""
-    counts = result.counts
-    data: dict[str, Any] = {
-        "deleted": result.deleted,
-        "bytes": int(counts.get("bytes", 0)),
-        "failed": int(counts.get("failed", 0)),
-        **{
-            key: int(counts[key])
-            for key in ("missing", "changed", "referenced", "queued", "refused")
-            if counts.get(key)
-        },
-        "oldest_mtime": _iso(result.oldest),
-        "sample": deleter.sample,
-        "batches": result.batches,
-        "stopped": result.stopped,
-        **extra,
-    }
-    if deleter.errors:
-        data["errors"] = deleter.errors
-    return data
+    return results.SweepSection(
+        walk=walk,
+        oldest_mtime=_iso(walk.oldest),
+        sample=tuple(deleter.sample),
+        errors=tuple(deleter.errors),
+        details=details,
+    )
 
 
 def _iso(mtime: float | None) -> str | None:
     if mtime is None:
         return None
     return dt.datetime.fromtimestamp(mtime, dt.UTC).isoformat(timespec="seconds")
-
-
-def total(sections: dict[str, dict[str, Any]], stopped: str | None) -> dict[str, Any]:
-    """The stage summary: totals over the roots, then each root's section."""
-    return {
-        "deleted": sum(s.get("deleted", 0) for s in sections.values()),
-        "bytes": sum(s.get("bytes", 0) for s in sections.values()),
-        "failed": sum(s.get("failed", 0) for s in sections.values()),
-        "roots": sections,
-        "stopped": stopped,
-    }

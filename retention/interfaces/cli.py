@@ -21,12 +21,13 @@ from retention.config import reference as reference_mod
 from retention.config import settings as settings_mod
 from retention.demo import demo
 from retention.embedded import server as embedded
-from retention.engine import ledger
+from retention.engine import ledger, results
 from retention.files import orphans
 from retention.interfaces import demo_view, logs, metrics, report
-from retention.jobs import prune
+from retention.jobs import purge
 from retention.pg import database, migrate
 from retention.run import runner
+from retention.run import stages as run_stages
 
 app = typer.Typer(
     name="retention",
@@ -139,6 +140,14 @@ def _show(
         printer(out, data)
 
 
+def _show_summary(summary: results.RunSummary, json_output: bool) -> None:
+    """A run's summary as JSON (the documented shape), or as the table people read."""
+    if json_output:
+        _emit_json(summary.to_json())
+    else:
+        report.print_summary(out, summary)
+
+
 def _emit_pairs(
     data: dict[str, Any], json_output: bool, show: Callable[[Any], str], separator: str
 ) -> None:
@@ -164,11 +173,10 @@ def _progress(enabled: bool) -> Iterator[runner.ProgressHook | None]:
     with Progress(*columns, console=out, transient=True) as bar:
         tasks: dict[str, Any] = {}
 
-        def hook(stage: str, fraction: float | None, summary: dict[str, Any]) -> None:
+        def hook(stage: str, fraction: float | None, section: results.Section | None) -> None:
             if stage not in tasks:
                 tasks[stage] = bar.add_task(stage, total=100)
-            section = summary.get(stage) if isinstance(summary.get(stage), dict) else {}
-            deleted = section.get("deleted", 0) if section else 0
+            deleted = section.deleted if section is not None else 0
             bar.update(
                 tasks[stage],
                 completed=100 * (fraction or 0.0),
@@ -226,7 +234,7 @@ def run_command(
         summary = runner.execute(
             settings, location, stages=stages, dry_run=dry_run, trigger="cli", hook=hook
         )
-    _show(summary, json_output, report.print_summary)
+    _show_summary(summary, json_output)
 
 
 @app.command("plan")
@@ -237,7 +245,7 @@ def plan_command(json_output: JsonOption = False) -> None:
     location = _location(settings)
     ensure_migrated(location)
     summary = runner.execute(settings, location, stages=stages, dry_run=True, trigger="cli")
-    _show(summary, json_output, report.print_summary)
+    _show_summary(summary, json_output)
 
 
 @app.command("purge")
@@ -259,7 +267,7 @@ def purge_command(
     json_output: JsonOption = False,
 ) -> None:
     """Delete chosen finished jobs now. Filters intersect; todo and doing jobs are refused."""
-    filters = prune.PurgeFilters.parse(
+    filters = purge.PurgeFilters.parse(
         job_ids=job_id,
         queue=queue,
         task=task,
@@ -277,7 +285,8 @@ def purge_command(
     ensure_migrated(location)
     if not dry_run and not yes and sys.stdin.isatty():
         preview = runner.purge(settings, location, filters, dry_run=True, trigger="cli")
-        count = preview["jobs"]["deleted"]
+        section = preview.section("jobs")
+        count = section.deleted if section is not None else 0
         if count == 0:
             out.print("no job matches: nothing to delete")
             return
@@ -285,7 +294,7 @@ def purge_command(
             out.print("cancelled: nothing deleted")
             raise typer.Exit(1)
     summary = runner.purge(settings, location, filters, dry_run=dry_run, trigger="cli")
-    _show(summary, json_output, report.print_summary)
+    _show_summary(summary, json_output)
 
 
 @app.command("status")
@@ -464,18 +473,7 @@ def sweep_orphans_command(
     location = _location(settings)
     ensure_migrated(location)
 
-    def sweep(dry_run: bool) -> dict[str, Any]:
-        def stage(ctx: runner.Context) -> dict[str, Any]:
-            return orphans.sweep(
-                ctx.conn,
-                ctx.settings,
-                dry_run=ctx.dry_run,
-                limits=ctx.limits,
-                run_id=ctx.run.id,
-                only=only,
-                sample_size=sample,
-            )
-
+    def sweep(dry_run: bool) -> results.RunSummary:
         return runner.execute(
             settings,
             location,
@@ -484,39 +482,50 @@ def sweep_orphans_command(
             trigger="cli",
             kind="sweep-orphans",
             extra={"sweep": {"roots": root or [], "grace": grace}},
-            custom={"orphans": stage},
+            custom={"orphans": run_stages.orphan_stage(only, sample_size=sample)},
         )
 
     if delete and not yes and sys.stdin.isatty():
-        preview = sweep(True)["orphans"]
-        if preview["deleted"] == 0:
+        preview = _orphans(sweep(True))
+        if preview.deleted == 0:
             out.print("no orphaned file: nothing to delete")
             return
-        question = f"delete {preview['deleted']} orphaned file(s) ({report.human_bytes(preview['bytes'])})?"
+        question = (
+            f"delete {preview.deleted} orphaned file(s) ({report.human_bytes(preview.bytes)})?"
+        )
         if not typer.confirm(question):
             out.print("cancelled: nothing deleted")
             raise typer.Exit(1)
     summary = sweep(not delete)
     if json_output:
-        _emit_json(summary)
+        _emit_json(summary.to_json())
         return
     report.print_summary(out, summary)
     verb = "would delete" if not delete else "deleted"
-    for name, section in summary["orphans"]["roots"].items():
+    for name, section in _orphans(summary).roots.items():
         out.print(
-            f"{name}: {section['files']} file(s), {section['referenced_old']} referenced, "
-            f"{verb} {section['deleted']} ({report.human_bytes(section['bytes'])})",
+            f"{name}: {section.details.get('files', 0)} file(s), "
+            f"{section.details.get('referenced_old', 0)} referenced, "
+            f"{verb} {section.deleted} ({report.human_bytes(section.bytes)})",
             highlight=False,
+            markup=False,
         )
-        for path in section["sample"]:
+        for path in section.sample:
             out.print(f"  {path}", highlight=False, markup=False)
-        more = section["deleted"] - len(section["sample"])
+        more = section.deleted - len(section.sample)
         if more > 0:
             out.print(f"  ... and {more} more (--sample N lists more)", highlight=False)
-        for problem in section.get("errors", []):
+        for problem in section.errors:
             out.print(f"  failed: {problem}", highlight=False, markup=False)
     if not delete:
         out.print("dry run: nothing deleted; add --delete to delete these files", highlight=False)
+
+
+def _orphans(summary: results.RunSummary) -> results.SweepStage:
+    section = summary.section("orphans")
+    if not isinstance(section, results.SweepStage):
+        raise errors.RunFailed(f"run #{summary.run_id} has no orphans section")
+    return section
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from rich.table import Table
 from retention.config import durations
 from retention.config import settings as settings_mod
 from retention.demo import demo
+from retention.engine import results
 from retention.interfaces import report
 
 
@@ -23,11 +24,11 @@ class ConsoleView:
     def intro(self, result: dict[str, Any], settings: settings_mod.Settings) -> None:
         _print_intro(self.console, result, settings)
 
-    def plan(self, summary: dict[str, Any]) -> None:
+    def plan(self, summary: results.RunSummary) -> None:
         report.print_summary(self.console, summary)
         _print_plan_note(self.console, summary)
 
-    def done(self, summary: dict[str, Any]) -> None:
+    def done(self, summary: results.RunSummary) -> None:
         report.print_summary(self.console, summary)
 
     def outcome(self, result: dict[str, Any]) -> None:
@@ -68,11 +69,12 @@ def _print_intro(console: Console, result: dict[str, Any], settings: settings_mo
         console.print(f"  {line}", highlight=False)
 
 
-def _print_plan_note(console: Console, plan: dict[str, Any]) -> None:
-    queued = sum(
-        int(section.get("files_queued", 0))
-        for section in (plan.get("tables") or {}).values()
-        if isinstance(section, dict)
+def _print_plan_note(console: Console, plan: results.RunSummary) -> None:
+    tables = plan.section("tables")
+    queued = (
+        sum(section.files_queued for section in tables.tables.values())
+        if isinstance(tables, results.TablesStage)
+        else 0
     )
     if queued:
         console.print(

@@ -16,15 +16,13 @@ import psycopg
 
 from retention import errors
 from retention.config import settings as settings_mod
+from retention.engine import results
 from retention.files import outbox
-from retention.interfaces import report
 from retention.pg import queries
 from retention.run import backlog
 
 _NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-ROW_TARGETS = ("jobs", "tables")
-FILE_TARGETS = ("files", "directories", "orphans")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -158,15 +156,14 @@ def _last_run(conn: psycopg.Connection) -> list[Family]:
     finished.add(finished_at.timestamp() if finished_at else None)
     duration.add(seconds)
     success.add(1 if status == "succeeded" else 0)
-    complete.add(1 if summary.get("complete") else 0)
-    for target, count in report.deleted_counts(summary).items():
-        if target in FILE_TARGETS:
-            section = summary.get(target) or {}
-            deleted_files.add(count, target=target)
-            deleted_bytes.add(section.get("bytes", 0) or 0, target=target)
-            failed_files.add(section.get("failed", 0) or 0, target=target)
-        else:
-            rows.add(count, target=target)
+    totals = results.RunTotals.from_json(summary)
+    complete.add(1 if totals.complete else 0)
+    for target, count in totals.rows.items():
+        rows.add(count, target=target)
+    for target, files in totals.files.items():
+        deleted_files.add(files.deleted, target=target)
+        deleted_bytes.add(files.bytes, target=target)
+        failed_files.add(files.failed, target=target)
     return families
 
 

@@ -7,9 +7,10 @@ from typing import Any
 import psycopg
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from retention.config import settings as settings_mod
-from retention.engine import ledger
+from retention.engine import ledger, results
 from retention.files import outbox
 from retention.run import backlog
 
@@ -23,98 +24,83 @@ def human_bytes(count: int | float | None) -> str:
     return f"{value:.1f} TiB"
 
 
-def deleted_counts(summary: dict[str, Any]) -> dict[str, int]:
-    """Per target, what a run deleted (or would delete): jobs, each table, files."""
-    counts: dict[str, int] = {}
-    section = summary.get("jobs")
-    if isinstance(section, dict):
-        counts["jobs"] = int(section.get("deleted", 0))
-    for name, table in (summary.get("tables") or {}).items():
-        if isinstance(table, dict):
-            counts[f"table:{name}"] = int(table.get("deleted", 0))
-    files = summary.get("files")
-    if isinstance(files, dict):
-        counts["files"] = int(files.get("deleted", 0))
-    for key in ("directories", "orphans"):
-        section = summary.get(key)
-        if isinstance(section, dict):
-            counts[key] = int(section.get("deleted", 0))
-    return counts
+def _jobs_detail(jobs: results.JobsSection, dry_run: bool) -> str:
+    walk = jobs.walk
+    detail = ", ".join(f"{k}: {v}" for k, v in sorted(walk.by.get("status", {}).items()))
+    if jobs.events:
+        detail += f"; {jobs.events} events"
+    if walk.oldest is not None:
+        detail += f"; oldest finished {results.jsonable(walk.oldest)}"
+    for group in ("queue", "task"):
+        counts = walk.by.get(group, {})
+        top = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        if top:
+            more = f" and {len(top) - 3} more" if len(top) > 3 else ""
+            detail += f"; by {group}: " + ", ".join(f"{k}: {v}" for k, v in top[:3]) + more
+    if dry_run and walk.samples:
+        detail += "; e.g. " + ", ".join(f"#{job_id}" for job_id in walk.samples)
+    return detail
 
 
-def reclaimed_bytes(summary: dict[str, Any]) -> int:
-    return sum(
-        int(summary.get(key, {}).get("bytes", 0) or 0)
-        for key in ("files", "directories", "orphans")
-        if isinstance(summary.get(key), dict)
-    )
-
-
-def print_summary(console: Console, summary: dict[str, Any]) -> None:
-    verb = "would delete" if summary.get("dry_run") else "deleted"
-    title = f"run #{summary.get('run_id')} ({summary.get('kind', 'run')})"
-    if summary.get("dry_run"):
+def print_summary(console: Console, summary: results.RunSummary) -> None:
+    """The run as a table: what went (or would go) per target. Every cell is plain text: queue,
+    task, table and file names come from data and are never read as markup."""
+    verb = "would delete" if summary.dry_run else "deleted"
+    title = f"run #{summary.run_id} ({summary.kind})"
+    if summary.dry_run:
         title += ": dry run, nothing deleted"
-    table = Table(title=title)
+    table = Table(title=Text(title))
     table.add_column("target")
     table.add_column(verb, justify="right")
     table.add_column("details")
-    jobs = summary.get("jobs")
-    if isinstance(jobs, dict):
-        by_status = jobs.get("by", {}).get("status", {})
-        detail = ", ".join(f"{k}: {v}" for k, v in by_status.items())
-        if jobs.get("events"):
-            detail += f"; {jobs['events']} events"
-        if jobs.get("oldest"):
-            detail += f"; oldest finished {jobs['oldest']}"
-        for group in ("queue", "task"):
-            counts = jobs.get("by", {}).get(group, {})
-            top = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-            if top:
-                more = f" and {len(top) - 3} more" if len(top) > 3 else ""
-                detail += f"; by {group}: " + ", ".join(f"{k}: {v}" for k, v in top[:3]) + more
-        if summary.get("dry_run") and jobs.get("samples"):
-            detail += "; e.g. " + ", ".join(f"#{job_id}" for job_id in jobs["samples"])
-        table.add_row("jobs", str(jobs.get("deleted", 0)), detail)
-    for name, section in (summary.get("tables") or {}).items():
-        if not isinstance(section, dict):
-            continue
-        detail = ", ".join(
-            f"{key}: {section[key]}"
-            for key in ("child_rows", "partitions_dropped", "files_queued")
-            if section.get(key)
-        )
-        table.add_row(f"table {name}", str(section.get("deleted", 0)), detail)
-    for key in ("files", "directories", "orphans"):
-        section = summary.get(key)
-        if isinstance(section, dict):
-            detail = f"{human_bytes(section.get('bytes'))}"
-            if section.get("failed"):
-                detail += f", {section['failed']} failed"
-            if section.get("pending"):
-                detail += f", {section['pending']} pending"
-            table.add_row(key, str(section.get("deleted", 0)), detail)
+
+    def row(target: str, deleted: int, detail: str) -> None:
+        table.add_row(Text(target), Text(str(deleted)), Text(detail))
+
+    for stage, section in summary.sections.items():
+        if isinstance(section, results.JobsSection):
+            row("jobs", section.deleted, _jobs_detail(section, summary.dry_run))
+        elif isinstance(section, results.TablesStage):
+            for name, part in section.tables.items():
+                detail = ", ".join(
+                    f"{key}: {value}"
+                    for key, value in (
+                        ("child_rows", part.child_rows),
+                        ("partitions_dropped", len(part.partitions)),
+                        ("files_queued", part.files_queued),
+                    )
+                    if value
+                )
+                row(f"table {name}", part.deleted, detail)
+        elif isinstance(section, results.OutboxSection | results.SweepStage):
+            detail = human_bytes(section.bytes)
+            if section.failed:
+                detail += f", {section.failed} failed"
+            if isinstance(section, results.OutboxSection) and section.pending:
+                detail += f", {section.pending} pending"
+            row(stage, section.deleted, detail)
     console.print(table)
-    line = f"status: {summary.get('status')} in {summary.get('seconds', 0)} s"
-    reclaimed = reclaimed_bytes(summary)
+    line = f"status: {summary.status} in {summary.seconds or 0} s"
+    reclaimed = summary.totals().bytes
     if reclaimed:
-        verb = "would reclaim" if summary.get("dry_run") else "space reclaimed"
+        verb = "would reclaim" if summary.dry_run else "space reclaimed"
         line += f"; {verb}: {human_bytes(reclaimed)}"
-    if summary.get("stopped"):
-        line += f"; stopped early ({summary['stopped']}): the next run continues"
-    console.print(line, highlight=False)
+    if summary.stopped:
+        line += f"; stopped early ({summary.stopped.value}): the next run continues"
+    console.print(line, highlight=False, markup=False)
 
 
 def status(
     conn: psycopg.Connection, settings: settings_mod.Settings, *, limit: int
 ) -> dict[str, Any]:
     runs = ledger.recent(conn, limit)
+    shown = []
+    for run in runs:
+        totals = results.RunTotals.from_json(run["summary"])
+        shown.append({**run, "deleted": totals.deleted, "bytes": totals.bytes})
     data: dict[str, Any] = {
-        "running": [r for r in runs if r["status"] == "running"],
-        "runs": [
-            {**r, "deleted": deleted_counts(r["summary"]), "bytes": reclaimed_bytes(r["summary"])}
-            for r in runs
-        ],
+        "running": [r for r in shown if r["status"] == "running"],
+        "runs": shown,
     }
     data["outbox"] = outbox.backlog(conn)
     data["backlog"] = backlog.collect(conn, settings)
@@ -127,6 +113,7 @@ def print_status(console: Console, data: dict[str, Any]) -> None:
             f"in progress: run #{run['id']} ({run['kind']}, {run['trigger']}), stage "
             f"{run['stage']}, {run['progress'] or 0:.0f}%",
             highlight=False,
+            markup=False,
         )
     table = Table(title="recent runs")
     for column in (
@@ -144,7 +131,7 @@ def print_status(console: Console, data: dict[str, Any]) -> None:
     for run in data["runs"]:
         deleted = ", ".join(f"{k}: {v}" for k, v in run["deleted"].items())
         kind = run["kind"] + (" (dry run)" if run["dry_run"] else "")
-        table.add_row(
+        cells = (
             str(run["id"]),
             kind,
             run["trigger"],
@@ -155,6 +142,7 @@ def print_status(console: Console, data: dict[str, Any]) -> None:
             human_bytes(run["bytes"]),
             (run["error"] or "")[:80],
         )
+        table.add_row(*(Text(cell) for cell in cells))
     console.print(table)
     _print_outbox(console, data.get("outbox"))
     _print_backlog(console, data.get("backlog"))
@@ -176,7 +164,7 @@ def _print_outbox(console: Console, entries: dict[str, Any] | None) -> None:
     )
     if entries.get("oldest"):
         line += f"; oldest queued {entries['oldest']}"
-    console.print(line, highlight=False)
+    console.print(line, highlight=False, markup=False)
     for problem in entries.get("problems", []):
         console.print(
             f"  {problem['root']}/{problem['path']} ({problem['source']}): {problem['error']}",
@@ -185,23 +173,24 @@ def _print_outbox(console: Console, entries: dict[str, Any] | None) -> None:
         )
 
 
-def _print_backlog(console: Console, backlog: dict[str, Any] | None) -> None:
-    if not backlog:
+def _print_backlog(console: Console, entries: dict[str, Any] | None) -> None:
+    if not entries:
         return
     table = Table(title="backlog: eligible for deletion now")
     for column in ("policy", "eligible", "oldest", "its age"):
         table.add_column(column)
-    rows = [(f"jobs {status}", entry) for status, entry in backlog.get("jobs", {}).items()]
-    rows += [(f"table {name}", entry) for name, entry in backlog.get("tables", {}).items()]
+    rows = [(f"jobs {status}", entry) for status, entry in entries.get("jobs", {}).items()]
+    rows += [(f"table {name}", entry) for name, entry in entries.get("tables", {}).items()]
     for name, entry in rows:
         if "error" in entry:
-            table.add_row(name, "?", entry["error"][:80], "")
+            table.add_row(Text(name), Text("?"), Text(entry["error"][:80]), Text(""))
             continue
         behind = entry.get("oldest_age_seconds")
-        table.add_row(
+        cells = (
             name,
             str(entry["eligible"]),
             entry.get("oldest") or "",
             human_age(behind) if behind is not None else "",
         )
+        table.add_row(*(Text(cell) for cell in cells))
     console.print(table)

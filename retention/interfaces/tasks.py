@@ -19,8 +19,9 @@ from procrastinate import exceptions, job_context
 from procrastinate import tasks as procrastinate_tasks
 
 from retention.config import settings as settings_mod
+from retention.engine import results
 from retention.interfaces import connectors
-from retention.jobs import prune
+from retention.jobs import purge
 from retention.pg import database
 from retention.run import runner
 
@@ -43,10 +44,11 @@ def _trigger(timestamp: int | None) -> str:
     return "periodic" if timestamp is not None else "deferred"
 
 
-def _finish(summary: dict[str, Any]) -> dict[str, Any]:
-    if summary.get("status") == "aborted":
-        raise exceptions.JobAborted(f"retention run #{summary['run_id']} aborted between batches")
-    return summary
+def _finish(summary: results.RunSummary) -> dict[str, Any]:
+    """The task's result: the run's summary as JSON; an aborted run aborts the job."""
+    if summary.status == "aborted":
+        raise exceptions.JobAborted(f"retention run #{summary.run_id} aborted between batches")
+    return summary.to_json()
 
 
 def blueprint(settings: settings_mod.Settings | None = None) -> RetentionBlueprint:
@@ -126,7 +128,7 @@ def blueprint(settings: settings_mod.Settings | None = None) -> RetentionBluepri
         finished_before: str | None = None,
         dry_run: bool = False,
     ) -> dict[str, Any]:
-        filters = prune.PurgeFilters.parse(
+        filters = purge.PurgeFilters.parse(
             job_ids=job_ids,
             queue=queue,
             task=task,

@@ -34,7 +34,7 @@ class Column:
     @property
     def cast(self) -> sql.Composable:
         """The column's type, to cast parameters to (format_type output: valid SQL)."""
-        return sql.SQL(self.type_sql)  # type: ignore[arg-type]
+        return sql.SQL(self.type_sql)
 
     @property
     def textual(self) -> bool:

@@ -136,7 +136,7 @@ def _ensure_procrastinate_schema(conn: psycopg.Connection) -> bool:
     if row and row[0]:
         return False
     with conn.transaction():
-        conn.execute(procrastinate_schema.SchemaManager.get_schema())  # type: ignore[arg-type]
+        conn.execute(procrastinate_schema.SchemaManager.get_schema())
     logger.info("applied the Procrastinate schema", extra={"action": "procrastinate_schema"})
     return True
 
@@ -145,9 +145,9 @@ def _apply_one(conn: psycopg.Connection, migration: Migration) -> None:
     record = queries.text("record_migration")
     if migration.transactional:
         with conn.transaction():
-            conn.execute(migration.text)  # type: ignore[arg-type]
+            conn.execute(migration.text)
             conn.execute(record, {"name": migration.name})
         return
     for statement in migration.statements():
-        conn.execute(statement)  # type: ignore[arg-type]
+        conn.execute(statement)
     conn.execute(record, {"name": migration.name})

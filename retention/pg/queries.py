@@ -34,10 +34,14 @@ def _load() -> dict[str, str]:
     return found
 
 
+# What psycopg executes: a named statement, or one composed from it with `.format()`.
+Statement = sql.SQL | sql.Composed
+
+
 def text(name: str) -> str:
     return _load()[name]
 
 
 def get(name: str) -> sql.SQL:
     """The query as psycopg SQL: identifiers and literals go in through `.format()`."""
-    return sql.SQL(text(name))  # type: ignore[arg-type]
+    return sql.SQL(text(name))

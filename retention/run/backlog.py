@@ -11,7 +11,7 @@ from psycopg import sql
 
 from retention import errors
 from retention.config import settings as settings_mod
-from retention.jobs import prune
+from retention.jobs import policy, prune
 from retention.pg import queries
 from retention.tables import planning
 
@@ -29,15 +29,15 @@ def _entry(count: int, oldest: Any, now: dt.datetime) -> dict[str, Any]:
 
 
 def job_backlog(
-    conn: psycopg.Connection, policy: settings_mod.JobsPolicy, now: dt.datetime
+    conn: psycopg.Connection, jobs_policy: settings_mod.JobsPolicy, now: dt.datetime
 ) -> dict[str, dict[str, Any]]:
     """Per final status that some age applies to: jobs a run would delete now (the prune
     walk's conditions, counted)."""
-    found = prune.eligible(conn, policy, now)
+    found = prune.eligible(conn, jobs_policy, now)
     return {
         status: _entry(*found.get(status, (0, None)), now)
         for status in settings_mod.FINAL_STATUSES
-        if prune.shortest_age(policy, status) is not None
+        if policy.shortest_age(jobs_policy, status) is not None
     }
 
 

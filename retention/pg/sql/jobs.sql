@@ -58,9 +58,10 @@ NOT EXISTS (
        AND (later.at, later.id) > (s.at, s.event_id))
 
 -- name: prune_jobs_select --
--- The walk's batch as the engine's rows, nothing locked: what a dry run would delete.
+-- The walk's batch as the engine's rows (see engine.batches.Segment), nothing locked: what a dry
+-- run would delete.
 {scan}, {eligible}
-SELECT s.at, s.event_id, el.id, el.status, el.queue_name, el.task_name
+SELECT s.at, s.event_id, el.id, el.status, el.queue_name AS queue, el.task_name AS task
   FROM scanned s
   LEFT JOIN eligible el ON el.event_id = s.event_id
  ORDER BY s.at, s.event_id;
@@ -147,9 +148,10 @@ snapshot AS MATERIALIZED (
      WHERE e.scanned > 0
 )
 SELECT e.at, e.event_id, e.scanned,
-       t.status, t.queue_name, t.task_name, coalesce(t.deleted, 0), t.oldest,
+       t.status, t.queue_name AS queue, t.task_name AS task,
+       coalesce(t.deleted, 0) AS deleted, t.oldest,
        (SELECT array_agg(f.id)
-          FROM (SELECT g.id FROM gone g ORDER BY g.at, g.event_id LIMIT %(samples)s) f)
+          FROM (SELECT g.id FROM gone g ORDER BY g.at, g.event_id LIMIT %(samples)s) f) AS samples
   FROM edge e
   LEFT JOIN tally t ON true;
 
@@ -187,9 +189,11 @@ SELECT min(at) FROM procrastinate_events
 -- name: purge_jobs_select --
 -- One batch of an operator's purge, by job id. Only final statuses can ever match. A job finished
 -- before the given time when its latest state change is a final event older than that.
-SELECT j.id, j.id, j.status::text, j.queue_name, j.task_name,
+SELECT j.id AS job_id, j.id, j.status::text AS status, j.queue_name AS queue,
+       j.task_name AS task,
        (SELECT max(e.at) FROM procrastinate_events e
          WHERE e.job_id = j.id AND e.type IN ('succeeded', 'failed', 'cancelled', 'aborted'))
+       AS finished
   FROM procrastinate_jobs j
  WHERE j.id > %(after_id)s
    AND j.status = ANY(%(statuses)s::procrastinate_job_status[])

@@ -41,7 +41,7 @@ SELECT id, kind, trigger, started_at, stage, progress
 
 -- name: recent_runs --
 SELECT id, kind, trigger, dry_run, status, started_at, finished_at,
-       EXTRACT(EPOCH FROM coalesce(finished_at, clock_timestamp()) - started_at) AS seconds,
+       EXTRACT(EPOCH FROM coalesce(finished_at, clock_timestamp()) - started_at)::float8 AS seconds,
        stage, progress, summary, error
   FROM retention_runs
  ORDER BY id DESC
@@ -49,6 +49,6 @@ SELECT id, kind, trigger, dry_run, status, started_at, finished_at,
 
 -- name: get_run --
 SELECT id, kind, trigger, dry_run, status, started_at, finished_at,
-       EXTRACT(EPOCH FROM coalesce(finished_at, clock_timestamp()) - started_at) AS seconds,
+       EXTRACT(EPOCH FROM coalesce(finished_at, clock_timestamp()) - started_at)::float8 AS seconds,
        stage, progress, summary, error, settings
   FROM retention_runs WHERE id = %(id)s;

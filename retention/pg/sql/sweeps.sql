@@ -18,8 +18,9 @@ DROP TABLE IF EXISTS {table};
 SELECT count(*), coalesce(sum(size), 0), min(mtime), max(mtime) FROM {table};
 
 -- name: sweep_select --
--- One batch of the walk over the listed files, oldest first: key (mtime, id), then the path.
-SELECT c.mtime, c.id, c.rel
+-- One batch of the walk over the listed files, oldest first: the engine's key (mtime, entry),
+-- then the path as the id the deleter gets.
+SELECT c.mtime, c.id AS entry, c.rel AS id
   FROM {table} c
  WHERE (c.mtime, c.id) > (%(after_at)s::double precision, %(after_id)s::bigint)
  ORDER BY c.mtime, c.id

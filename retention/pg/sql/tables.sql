@@ -1,8 +1,9 @@
 -- name: table_batch --
 -- One batch of the walk over a table's old rows, oldest first, keyset on (timestamp, key).
 -- {table}, {ts}, {key} are identifiers from the catalog; {eligible} is the policy's condition
--- (age and filters) composed in records.py; {lock} is FOR UPDATE OF t SKIP LOCKED or empty.
-SELECT t.{ts}, t.{key}, t.{key}
+-- (age and filters) composed in tables/planning.py; {lock} is FOR UPDATE OF t SKIP LOCKED or
+-- empty. The engine's rows (see engine.batches.Segment): the key (ts, key), the id.
+SELECT t.{ts} AS ts, t.{key} AS key, t.{key} AS id
   FROM {table} AS t
  WHERE {eligible}
    AND t.{ts} >= %(after_ts)s::{ts_type}

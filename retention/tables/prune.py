@@ -1,0 +1,58 @@
+"""One table policy applied: its partitions lying entirely before the cutoff dropped whole, then
+the rest walked row by row by the engine."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import psycopg
+
+from retention.engine import batches, results
+from retention.tables import delete, partitions, planning
+
+ProgressCallback = Callable[[results.TableSection, float], None]
+
+
+def prune(
+    conn: psycopg.Connection,
+    plan: planning.Plan,
+    now: dt.datetime,
+    limits: batches.Limits,
+    *,
+    dry_run: bool,
+    run_id: int | None,
+    on_progress: ProgressCallback | None = None,
+) -> results.TableSection:
+    """Delete (or, in a dry run, count) what the policy makes eligible now."""
+    cutoff = now - plan.age
+    droppable = partitions.droppable(conn, plan, cutoff)
+    drops = partitions.drop(conn, plan, droppable, cutoff, limits, dry_run=dry_run, run_id=run_id)
+
+    def section(walk: results.Walk) -> results.TableSection:
+        return results.TableSection(
+            walk=walk,
+            cutoff=cutoff,
+            partitions=drops.dropped,
+            partition_errors=drops.problems,
+            warnings=plan.warnings,
+            stopped_in_partitions=drops.stopped,
+        )
+
+    if drops.stopped:
+        return section(results.Walk(stopped=drops.stopped))
+
+    def report(result: batches.Result) -> None:
+        if on_progress is not None:
+            on_progress(section(result.freeze()), result.fraction)
+
+    # A dry run dropped nothing: the walk leaves out the partitions the real run drops.
+    skip = [p.oid for p in droppable] if dry_run else []
+    result = batches.run(
+        conn,
+        delete.target(conn, plan, cutoff, skip=skip, run_id=run_id),
+        limits,
+        dry_run=dry_run,
+        on_progress=report,
+    )
+    return section(result.freeze())
