@@ -83,8 +83,9 @@ def _parse(conninfo: str) -> dict[str, str] | None:
 
 
 def _redact_parsed(conninfo: str, params: dict[str, str]) -> str:
-    """A conninfo libpq parses: unchanged without a password; a URL keeps its form when masking
-    it in place leaves libpq reading exactly *** as each secret; else rebuilt as key=value."""
+    """A conninfo libpq parses: unchanged without a password; masked in place (a URL stays a
+    URL, pairs keep their order) when libpq then reads exactly *** as each secret and every other
+    parameter as before; else rebuilt from libpq's reading, each secret replaced."""
     if not SECRET_KEYS & params.keys():
         if _password_cut_by_slash(conninfo):
             head, _, rest = conninfo.strip().partition("://")
@@ -93,8 +94,10 @@ def _redact_parsed(conninfo: str, params: dict[str, str]) -> str:
     masked_params = {k: MASK if k in SECRET_KEYS else v for k, v in params.items()}
     if conninfo.strip().lower().startswith(_URL_SCHEMES):
         masked = _mask_url(conninfo.strip())
-        if _parse(masked) == masked_params:
-            return masked
+    else:
+        masked = _redact_pairs(conninfo)
+    if _parse(masked) == masked_params:
+        return masked
     return libpq.make_conninfo("", **masked_params)
 
 
@@ -188,4 +191,10 @@ def _conservative_url(token: str) -> str:
 
 
 def _redact_pairs(text: str) -> str:
-    return _KV_SECRET.sub(lambda m: m.group("key") + MASK, text)
+    def hide(match: re.Match[str]) -> str:
+        value = match.group("value")
+        if value.startswith(MASK) and not value[len(MASK) :].strip(_TRAILING + "'\""):
+            return match.group(0)  # already hidden (a second pass changes nothing)
+        return match.group("key") + MASK
+
+    return _KV_SECRET.sub(hide, text)
