@@ -163,7 +163,14 @@ def drop(
                 "would drop" if dry_run else "dropped",
                 outcome.name,
                 plan.name,
-                extra={"action": "partition_dropped", "table": plan.name, **outcome.to_json()},
+                extra={
+                    "action": "partition_dropped",
+                    "table": plan.name,
+                    "partition": outcome.name,
+                    "rows": outcome.rows,
+                    "child_rows": outcome.child_rows,
+                    "files_queued": outcome.files_queued,
+                },
             )
     return Drops(dropped=tuple(dropped), problems=tuple(problems))
 
