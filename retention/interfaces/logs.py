@@ -1,12 +1,26 @@
-"""Log lines with structure: `time level logger action message key=value ...` on stderr."""
+"""Log lines with structure: `time level logger: message key=value ...` on stderr, one event per
+line: control characters and undecodable names in the data are escaped, a traceback's lines are
+indented, and connection strings are redacted."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 
 from retention.config import dsn
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape(text: str) -> str:
+    """`text` on one line: control and line-separator characters as backslash escapes, lone
+    surrogates (undecodable file name bytes) as \\udcXX."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -16,15 +30,16 @@ class StructuredFormatter(logging.Formatter):
         fields = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
         line = (
             f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname} "
-            f"{record.name}: {dsn.redact(record.getMessage())}"
+            f"{record.name}: {escape(dsn.redact(record.getMessage()))}"
         )
         if fields:
             line += " " + " ".join(
-                f"{key}={dsn.redact(json.dumps(value, default=str, sort_keys=True))}"
+                f"{key}={escape(dsn.redact(json.dumps(value, default=str, sort_keys=True)))}"
                 for key, value in sorted(fields.items())
             )
         if record.exc_info:
-            line += "\n" + dsn.redact(self.formatException(record.exc_info))
+            trace = dsn.redact(self.formatException(record.exc_info))
+            line += "".join(f"\n  {escape(part)}" for part in trace.splitlines())
         return line
 
 
