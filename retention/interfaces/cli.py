@@ -14,6 +14,7 @@ import psycopg
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from retention import errors
 from retention.config import dsn, durations
@@ -36,8 +37,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console() if sys.stdout.isatty() else Console(width=160)
-err = Console(stderr=True, soft_wrap=True)
+# Everything printed may hold data (names, paths, errors): no console reads markup.
+out = Console(markup=False) if sys.stdout.isatty() else Console(width=160, markup=False)
+err = Console(stderr=True, soft_wrap=True, markup=False)
 
 
 class State:
@@ -156,7 +158,7 @@ def _emit_pairs(
         _emit_json(data)
         return
     for key, value in data.items():
-        out.print(f"[bold]{key}[/bold]{separator}{show(value)}", highlight=False)
+        out.print(Text.assemble((key, "bold"), separator, show(value)), highlight=False)
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from retention.config import durations
 from retention.config import settings as settings_mod
@@ -37,8 +38,11 @@ class ConsoleView:
 
 def _print_intro(console: Console, result: dict[str, Any], settings: settings_mod.Settings) -> None:
     console.print(
-        f"[bold]retention demo[/bold]: a home-security application, schema {demo.SCHEMA} in "
-        f"{result['database']} ({result['source']})",
+        Text.assemble(
+            ("retention demo", "bold"),
+            f": a home-security application, schema {demo.SCHEMA} in "
+            f"{result['database']} ({result['source']})",
+        ),
         highlight=False,
     )
     if result["seeded"]:
@@ -142,7 +146,7 @@ def _print_outcome(console: Console, result: dict[str, Any]) -> None:
             "list the files no row references (thumbnails/unsorted)",
         ),
     ):
-        console.print(f"  {command}  [dim]# {what}[/dim]", highlight=False)
+        console.print(Text.assemble(f"  {command}  ", (f"# {what}", "dim")), highlight=False)
 
 
 def _day(value: str | None) -> str:
