@@ -189,13 +189,26 @@ def _progress(enabled: bool) -> Iterator[runner.ProgressHook | None]:
 
 
 @app.command("migrate")
-def migrate_command(json_output: JsonOption = False) -> None:
+def migrate_command(
+    wait: Annotated[
+        str,
+        typer.Option(
+            "--wait",
+            help="Longest wait for another migrate, and for the sessions a statement waits for.",
+        ),
+    ] = "5m",
+    json_output: JsonOption = False,
+) -> None:
     """Apply Procrastinate's schema when missing, then every pending migration."""
+    try:
+        bound = durations.parse_duration(wait)
+    except ValueError as exc:
+        raise errors.ConfigError(f"--wait: {exc}") from None
     settings = state.settings()
     location = _location(settings)
     with database.connect(location) as conn:
         try:
-            result = migrate.apply(conn)
+            result = migrate.apply(conn, wait=bound)
         except (psycopg.errors.InsufficientPrivilege, psycopg.errors.InvalidSchemaName) as exc:
             raise errors.DatabaseError(
                 f"retention migrate needs a role that may create tables and indexes (the owner of "

@@ -3,11 +3,15 @@
 Idempotent and safe when several processes run it at once (an advisory lock, taken by polling so
 that a concurrent `CREATE INDEX CONCURRENTLY` never waits on a waiting session). A migration whose
 first line is `-- retention: no-transaction` runs statement by statement outside a transaction.
+Every wait is bounded (`wait`): for the advisory lock, and for the locks a statement needs (an
+index built concurrently waits for every transaction that might use it); past the bound, the
+error names the sessions it waited for. A database whose encoding is SQL_ASCII is refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import re
 import time
@@ -24,6 +28,7 @@ logger = logging.getLogger(__name__)
 NO_TRANSACTION = "-- retention: no-transaction"
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 LOCK_POLL_SECONDS = 0.2
+DEFAULT_WAIT = dt.timedelta(minutes=5)
 # The job prune checks row versions against the statement's snapshot (pg_current_snapshot,
 # pg_visible_in_snapshot): PostgreSQL 13 and later.
 MIN_SERVER_VERSION = 130000
@@ -79,6 +84,25 @@ def check_server(version: int) -> None:
         )
 
 
+def check_encoding(conn: psycopg.Connection) -> None:
+    """Refuse a SQL_ASCII database: it stores bytes in no known encoding, so neither our
+    statements nor the file paths of its rows can be read back reliably."""
+    row = conn.execute(queries.text("database_encoding")).fetchone()
+    if row is not None and row[1]:
+        name = bytes(row[0]).decode("utf-8", "backslashreplace")
+        raise errors.DatabaseError(
+            f"the database {name!r} uses the SQL_ASCII encoding, which procrastinate-retention "
+            "does not support: create a UTF8 database (CREATE DATABASE ... ENCODING 'UTF8' "
+            "TEMPLATE template0) and point DATABASE_URL at it"
+        )
+
+
+def check(conn: psycopg.Connection) -> None:
+    """The server version and the database's encoding, as every command needs them."""
+    check_server(conn.info.server_version)
+    check_encoding(conn)
+
+
 def _version_text(version: int) -> str:
     major, minor = divmod(version, 10000)
     return f"{major}.{minor}" if major >= 10 else f"{major}.{minor // 100}.{minor % 100}"
@@ -86,7 +110,7 @@ def _version_text(version: int) -> str:
 
 def pending(conn: psycopg.Connection) -> list[str]:
     """Names of migrations not applied yet (all of them when the ledger table is missing)."""
-    check_server(conn.info.server_version)
+    check(conn)
     exists = conn.execute("SELECT to_regclass('retention_migrations') IS NOT NULL").fetchone()
     applied = (
         {row[0] for row in conn.execute(queries.text("applied_migrations"))}
@@ -96,19 +120,40 @@ def pending(conn: psycopg.Connection) -> list[str]:
     return [m.name for m in available() if m.name not in applied]
 
 
-def _lock(conn: psycopg.Connection) -> None:
+def _lock(conn: psycopg.Connection, wait: dt.timedelta) -> None:
+    deadline = time.monotonic() + wait.total_seconds()
+    announced = False
     while True:
         row = conn.execute(queries.text("migration_try_lock")).fetchone()
         if row and row[0]:
             return
+        if not announced:
+            logger.warning(
+                "waiting for another retention migrate to finish (up to %s s)",
+                int(wait.total_seconds()),
+                extra={"action": "migrate_waiting"},
+            )
+            announced = True
+        if time.monotonic() >= deadline:
+            holders = ", ".join(
+                str(pid) for (pid,) in conn.execute(queries.text("migration_lock_holders"))
+            )
+            raise errors.DatabaseError(
+                f"another retention migrate (session {holders or '?'}) still holds the migration "
+                f"lock after {int(wait.total_seconds())} s: let it finish, or stop it, then run "
+                "`retention migrate` again"
+            )
         time.sleep(LOCK_POLL_SECONDS)
 
 
-def apply(conn: psycopg.Connection) -> Report:
-    """Bring the database up to date. `conn` must be in autocommit mode."""
+def apply(conn: psycopg.Connection, *, wait: dt.timedelta = DEFAULT_WAIT) -> Report:
+    """Bring the database up to date. `conn` must be in autocommit mode. Waits at most `wait`
+    for the migration lock, and as long again for the locks of any one statement."""
     conn.autocommit = True
-    check_server(conn.info.server_version)
-    _lock(conn)
+    check(conn)
+    _lock(conn, wait)
+    milliseconds = max(1, int(wait.total_seconds() * 1000))
+    conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{milliseconds}ms",))
     try:
         schema_applied = _ensure_procrastinate_schema(conn)
         conn.execute(queries.text("create_migrations_table"))
@@ -128,6 +173,7 @@ def apply(conn: psycopg.Connection) -> Report:
             procrastinate_schema_applied=schema_applied, applied=applied, already=sorted(done)
         )
     finally:
+        conn.execute("RESET lock_timeout")
         conn.execute(queries.text("migration_unlock"))
 
 
@@ -149,5 +195,31 @@ def _apply_one(conn: psycopg.Connection, migration: Migration) -> None:
             conn.execute(record, {"name": migration.name})
         return
     for statement in migration.statements():
-        conn.execute(statement)
+        if "CONCURRENTLY" in statement.upper():
+            logger.info(
+                "%s: building an index concurrently waits for the transactions open on its table",
+                migration.name,
+                extra={"action": "migration_waits", "migration": migration.name},
+            )
+        try:
+            conn.execute(statement)
+        except psycopg.errors.LockNotAvailable:
+            raise errors.DatabaseError(
+                f"migration {migration.name} waited too long for other sessions: "
+                f"{_blockers(conn)}; let them finish (or end them), then run `retention migrate` "
+                "again (a half-built index is dropped and rebuilt)"
+            ) from None
     conn.execute(record, {"name": migration.name})
+
+
+def _blockers(conn: psycopg.Connection) -> str:
+    """The sessions of this database with a transaction open, oldest first: those an index
+    built concurrently waits for."""
+    rows = conn.execute(queries.text("open_transactions")).fetchall()
+    if not rows:
+        return "no session holds a transaction open now"
+    return "; ".join(
+        f"session {pid} ({application or 'no application name'}, {state}, transaction open "
+        f"since {started:%Y-%m-%d %H:%M:%S}): {query!r}"
+        for pid, application, state, started, query in rows
+    )

@@ -87,7 +87,7 @@ def execute(
     fails."""
     table = {**stages_mod.STAGES, **(custom or {})}
     with connections(location) as (work, book):
-        migrate.check_server(work.info.server_version)
+        migrate.check(work)
         prepared = [(name, table[name].prepare(work, settings)) for name in stages]
         run = ledger.start(
             book,
