@@ -156,21 +156,20 @@ def sweep(
 
 
 def _remove_empty(real_root: Path, emptied: list[bytes], dry_run: bool) -> dict[str, Any]:
+    """rmdir of each emptied directory through a walk from the root (safefs) that follows no
+    symlink: one whose path now goes through a symlink, or that is no longer an empty directory,
+    stays."""
     removed = 0
     sample: list[str] = []
-    for rel in emptied:
-        shown = os.fsdecode(rel)
-        try:
-            resolved = safefs.resolve_inside(real_root, shown)
-            if resolved != real_root / shown:
+    with safefs.Walker(real_root, follow_links=False) as walker:
+        for rel in emptied:
+            try:
+                walker.rmdir(rel, dry_run=dry_run)
+            except (safefs.UnsafePath, OSError):
                 continue
-            if not dry_run:
-                os.rmdir(resolved)
-        except (safefs.UnsafePath, OSError):
-            continue
-        removed += 1
-        if len(sample) < sweeps.SAMPLE_SIZE:
-            sample.append(shown)
+            removed += 1
+            if len(sample) < sweeps.SAMPLE_SIZE:
+                sample.append(os.fsdecode(rel))
     return {"dirs_removed": removed, "dirs_sample": sample}
 
 

@@ -10,15 +10,10 @@ marked refused and never touched.
 from __future__ import annotations
 
 import concurrent.futures
-import errno
 import logging
-import os
-import resource
-import stat
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -31,9 +26,7 @@ logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 5000
 PROBLEM_SAMPLES = 5
-OPEN_DIRECTORIES = min(1024, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 4)
-CHECKED_DIRECTORIES = 100_000
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+OPEN_DIRECTORIES = safefs.OPEN_DIRECTORIES
 
 
 def enqueue(
@@ -59,64 +52,6 @@ def enqueue(
     return cur.rowcount
 
 
-class _Directories:
-    """The parent directories of one drain. Each (root, stored directory) is checked against its
-    root once, through safefs.resolve_inside, and remembered with the identity (device, inode) of
-    the real directory. Files are removed relative to an open descriptor of that directory whose
-    identity matches, so a directory swapped for a symlink after the check cannot redirect an
-    unlink. At most OPEN_DIRECTORIES descriptors stay open (least recently used closed first)."""
-
-    def __init__(self) -> None:
-        self._checked: dict[tuple[str, str], tuple[str, int, int] | BaseException] = {}
-        self._open: OrderedDict[str, int] = OrderedDict()
-
-    def locate(self, root: str, stored: str, directory: str) -> int:
-        """An open descriptor of the real directory of `stored` (whose directory part is
-        `directory`), checked inside `root`; raises UnsafePath or OSError."""
-        key = (root, directory)
-        checked = self._checked.get(key)
-        if checked is None:
-            if len(self._checked) >= CHECKED_DIRECTORIES:
-                self._checked.clear()
-            checked = self._checked[key] = self._check(root, stored)
-        if isinstance(checked, BaseException):
-            raise checked.with_traceback(None)
-        real, device, inode = checked
-        handle = self._open.get(real)
-        if handle is not None:
-            self._open.move_to_end(real)
-            return handle
-        handle = self._remember(real)
-        info = os.fstat(handle)
-        if (info.st_dev, info.st_ino) != (device, inode):
-            del self._checked[key]
-            raise OSError(errno.EAGAIN, f"the directory of {stored!r} changed during the drain")
-        return handle
-
-    def _check(self, root: str, stored: str) -> tuple[str, int, int] | BaseException:
-        try:
-            real = str(safefs.resolve_inside(Path(root), stored).parent)
-            handle = self._open.get(real)
-            if handle is None:
-                handle = self._remember(real)
-            info = os.fstat(handle)
-            return real, info.st_dev, info.st_ino
-        except (safefs.UnsafePath, OSError) as exc:
-            return exc
-
-    def _remember(self, real: str) -> int:
-        if len(self._open) >= OPEN_DIRECTORIES:
-            _, oldest = self._open.popitem(last=False)
-            os.close(oldest)
-        handle = self._open[real] = os.open(real, _DIR_FLAGS)
-        return handle
-
-    def close(self) -> None:
-        for handle in self._open.values():
-            os.close(handle)
-        self._open.clear()
-
-
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return f"{type(exc).__name__}: {exc.strerror or exc}"
@@ -128,51 +63,62 @@ Settled = tuple[Counter[str], list[int], list[tuple[int, str]], list[tuple[int, 
 
 Unlinked = tuple[Counter[str], list[int], list[tuple[int, str]]]
 
+Members = list[tuple[int, bytes]]
+
 
 def _settle(
     rows: list[tuple[int, str, str]],
     dry_run: bool,
-    directories: _Directories,
+    directories: safefs.Roots,
     helper: concurrent.futures.Executor | None = None,
 ) -> Settled:
     """Unlink (or, in a dry run, look at) the files of one batch, directory by directory. With a
     `helper`, the directories are shared between this thread and the helper's (unlink and lstat
-    release the GIL, so the two run in parallel). Directories are located (checked and opened)
-    here only, in chunks small enough that no descriptor of a chunk is closed while in use."""
+    release the GIL, so the two run in parallel). Directories are walked to (safefs) here only,
+    in chunks, each held open until its files are done."""
     counts: Counter[str] = Counter()
     done: list[int] = []
     failed: list[tuple[int, str]] = []
     refused: list[tuple[int, str]] = []
-    groups: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
+    groups: dict[tuple[str, tuple[bytes, ...]], Members] = {}
     for entry_id, root, stored in rows:
-        directory, _, name = stored.rpartition("/")
-        if name in ("", ".", "..") or "\x00" in stored:
-            refused.append((entry_id, f"{stored!r} is not a file path"))
+        try:
+            parts, name = directories.walker(root).split(stored)
+        except safefs.UnsafePath as exc:
+            refused.append((entry_id, str(exc)))
             continue
-        groups.setdefault((root, directory), []).append((entry_id, stored, name))
+        except FileNotFoundError:
+            counts["missing"] += 1
+            done.append(entry_id)
+            continue
+        except OSError as exc:
+            failed.append((entry_id, _describe(exc)))
+            continue
+        groups.setdefault((root, parts), []).append((entry_id, name))
     chunk = max(1, OPEN_DIRECTORIES // 2)
     items = list(groups.items())
     for start in range(0, len(items), chunk):
-        located: list[tuple[int, list[tuple[int, str, str]]]] = []
-        for (root, directory), members in items[start : start + chunk]:
-            try:
-                located.append((directories.locate(root, members[0][1], directory), members))
-            except safefs.UnsafePath as exc:
-                refused.extend((entry_id, str(exc)) for entry_id, _, _ in members)
-            except FileNotFoundError:
-                counts["missing"] += len(members)
-                done.extend(entry_id for entry_id, _, _ in members)
-            except OSError as exc:
-                failed.extend((entry_id, _describe(exc)) for entry_id, _, _ in members)
-        for unlinked, gone, stuck in _unlink_all(located, dry_run, helper):
-            counts.update(unlinked)
-            done.extend(gone)
-            failed.extend(stuck)
+        with directories.descriptors.hold():
+            located: list[tuple[safefs.Directory, Members]] = []
+            for (root, parts), members in items[start : start + chunk]:
+                try:
+                    located.append((directories.walker(root).descend(parts), members))
+                except safefs.UnsafePath as exc:
+                    refused.extend((entry_id, str(exc)) for entry_id, _ in members)
+                except FileNotFoundError:
+                    counts["missing"] += len(members)
+                    done.extend(entry_id for entry_id, _ in members)
+                except OSError as exc:
+                    failed.extend((entry_id, _describe(exc)) for entry_id, _ in members)
+            for unlinked, gone, stuck in _unlink_all(located, dry_run, helper):
+                counts.update(unlinked)
+                done.extend(gone)
+                failed.extend(stuck)
     return counts, done, failed, refused
 
 
 def _unlink_all(
-    located: list[tuple[int, list[tuple[int, str, str]]]],
+    located: list[tuple[safefs.Directory, Members]],
     dry_run: bool,
     helper: concurrent.futures.Executor | None,
 ) -> list[Unlinked]:
@@ -181,8 +127,8 @@ def _unlink_all(
     total = sum(len(members) for _, members in located)
     if helper is None or total < 2:
         return [_unlink(parent, members, dry_run) for parent, members in located]
-    mine: list[tuple[int, list[tuple[int, str, str]]]] = []
-    theirs: list[tuple[int, list[tuple[int, str, str]]]] = []
+    mine: list[tuple[safefs.Directory, Members]] = []
+    theirs: list[tuple[safefs.Directory, Members]] = []
     room = total // 2
     for parent, members in located:
         if room >= len(members):
@@ -198,18 +144,16 @@ def _unlink_all(
     return here + other.result()
 
 
-def _unlink(parent: int, members: list[tuple[int, str, str]], dry_run: bool) -> Unlinked:
+def _unlink(parent: safefs.Directory, members: Members, dry_run: bool) -> Unlinked:
+    """Whatever is at each name goes (a symlink itself, never its target), unless it is a
+    directory: that entry fails."""
     deleted = missing = size = 0
     done: list[int] = []
     failed: list[tuple[int, str]] = []
-    lstat, unlink, is_dir = os.lstat, os.unlink, stat.S_ISDIR
-    for entry_id, _, name in members:
+    unlink = parent.unlink
+    for entry_id, name in members:
         try:
-            info = lstat(name, dir_fd=parent)
-            if is_dir(info.st_mode):
-                raise IsADirectoryError(errno.EISDIR, "is a directory, not a file")
-            if not dry_run:
-                unlink(name, dir_fd=parent)
+            info = unlink(name, dry_run=dry_run)
         except FileNotFoundError:
             missing += 1
             done.append(entry_id)
@@ -243,7 +187,7 @@ def drain(
     if not dry_run and not _lock(conn):
         stopped = results.StopReason.DRAIN_BUSY
     else:
-        directories = _Directories()
+        directories = safefs.Roots(OPEN_DIRECTORIES)
         try:
             with (
                 concurrent.futures.ThreadPoolExecutor(1, "outbox-unlink") as pool,
@@ -293,7 +237,7 @@ def _pipeline(
     conn: psycopg.Connection,
     pool: concurrent.futures.Executor,
     helper: concurrent.futures.Executor,
-    directories: _Directories,
+    directories: safefs.Roots,
     totals: Counter[str],
     dry_run: bool,
     deadline: float,

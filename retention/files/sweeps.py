@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import os
 import stat
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -32,27 +33,16 @@ from retention.pg import queries
 
 logger = logging.getLogger(__name__)
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 SAMPLE_SIZE = 10
 
 
 def check_sweep_root(root: Path) -> Path:
-    """The real directory swept under `root`; ConfigError when it is missing, not a directory, or
-    (once symlinks are resolved) a system or home directory or one holding the home directory."""
-    real = Path(os.path.realpath(root))
-    try:
-        roots.check_root(real)
-    except ValueError as exc:
-        raise errors.ConfigError(f"root {str(root)!r} resolves to {str(real)!r}: {exc}") from None
-    try:
-        home: Path | None = Path(os.path.realpath(Path.home()))
-    except (KeyError, RuntimeError):
-        home = None
-    if home is not None and home.is_relative_to(real):
-        raise errors.ConfigError(
-            f"root {str(root)!r} holds the home directory {str(home)!r}: give the directory that "
-            "holds only the application's files"
-        )
+    """The real directory swept under `root`; ConfigError when it fails the root check (see
+    config.roots.check_root) or is missing or not a directory."""
+    found = roots.problem(root)
+    if found:
+        raise errors.ConfigError(found)
+    real = Path(os.path.realpath(roots.normalise(root)))
     if not real.is_dir():
         raise errors.ConfigError(
             f"root {str(root)!r} does not exist or is not a directory: create it, or fix the "
@@ -62,42 +52,47 @@ def check_sweep_root(root: Path) -> Path:
 
 
 class Found(NamedTuple):
-    """An entry met by the walk; `rel` is the path relative to the root, as bytes."""
+    """An entry met by the walk; `rel` is the path relative to the root, as bytes. The entry's
+    `stat(follow_symlinks=False)` is valid until the walk moves on."""
 
     parent: bytes
     rel: bytes
-    entry: os.DirEntry[bytes]
+    entry: os.DirEntry[str]
 
 
 def walk(real_root: Path, problems: Counter[str]) -> Iterator[Found]:
-    """Every entry under `real_root`, depth first; symlinks are reported, never followed, and
-    directories behind them never entered. Unreadable directories are counted in `problems`."""
+    """Every entry under `real_root`, depth first, each directory listed through a descriptor
+    walked down from the root (safefs); symlinks are reported, never followed, and directories
+    behind them never entered. Unreadable directories (or one that became a symlink since it was
+    met) are counted in `problems`."""
     base = os.fsencode(real_root)
-    stack: list[bytes] = [b""]
-    while stack:
-        rel_dir = stack.pop()
-        try:
-            listing = os.scandir(os.path.join(base, rel_dir) if rel_dir else base)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            problems["unreadable"] += 1
-            logger.warning(
-                "cannot list %s: %s",
-                os.fsdecode(os.path.join(base, rel_dir)),
-                exc.strerror,
-                extra={"action": "sweep_unreadable", "root": str(real_root)},
-            )
-            continue
-        with listing:
-            for entry in listing:
-                rel = rel_dir + b"/" + entry.name if rel_dir else entry.name
-                yield Found(parent=rel_dir, rel=rel, entry=entry)
+    with safefs.Walker(real_root, follow_links=False) as walker:
+        stack: list[bytes] = [b""]
+        while stack:
+            rel_dir = stack.pop()
+            with contextlib.ExitStack() as listing:
                 try:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(rel)
-                except OSError:
+                    entries = listing.enter_context(walker.scandir(rel_dir))
+                except FileNotFoundError:
+                    continue
+                except (OSError, safefs.UnsafePath) as exc:
                     problems["unreadable"] += 1
+                    logger.warning(
+                        "cannot list %s: %s",
+                        os.fsdecode(os.path.join(base, rel_dir)),
+                        exc.strerror if isinstance(exc, OSError) else exc,
+                        extra={"action": "sweep_unreadable", "root": str(real_root)},
+                    )
+                    continue
+                for entry in entries:
+                    name = os.fsencode(entry.name)
+                    rel = rel_dir + b"/" + name if rel_dir else name
+                    yield Found(parent=rel_dir, rel=rel, entry=entry)
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(rel)
+                    except OSError:
+                        problems["unreadable"] += 1
 
 
 class Listing:
@@ -154,6 +149,24 @@ class FileDeleter:
         self.recheck = recheck
         self.sample: list[str] = []
         self.errors: list[str] = []
+        self._walker: safefs.Walker | None = None
+        self._closer: weakref.finalize | None = None
+
+    def _walk(self) -> safefs.Walker:
+        """The walker of the root (safefs), opened at the first file and kept for the sweep:
+        closed by `close`, or when the deleter goes."""
+        if self._walker is None:
+            self._walker = safefs.Walker(self.real_root, follow_links=False)
+            self._closer = weakref.finalize(self, self._walker.close)
+        return self._walker
+
+    def close(self) -> None:
+        if self._closer is not None:
+            self._closer()
+        self._walker = self._closer = None
+
+    def _wanted(self, info: os.stat_result) -> bool:
+        return stat.S_ISREG(info.st_mode) and info.st_mtime < self.cutoff
 
     def delete(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
         return self._settle(cur, ids, dry_run=False)
@@ -168,37 +181,31 @@ class FileDeleter:
         queued = self._queued(cur, rels)
         counts: Counter[str] = Counter(deleted=0, bytes=0, failed=0)
         failures: list[tuple[str, str, str]] = []
-        parents = _Parents(self.real_root)
-        try:
-            for rel in rels:
-                if rel in keep:
-                    counts["referenced"] += 1
-                    continue
-                if rel in queued:
-                    counts["queued"] += 1
-                    continue
-                outcome, size, error = self._one(parents, rel, dry_run)
-                counts[outcome] += 1
-                if outcome == "deleted":
-                    counts["bytes"] += size
-                    if len(self.sample) < self.sample_size:
-                        self.sample.append(os.fsdecode(os.path.join(os.fsencode(self.root), rel)))
-                elif outcome == "failed":
-                    self._failed(rel, error, failures)
-        finally:
-            parents.close()
+        for rel in rels:
+            if rel in keep:
+                counts["referenced"] += 1
+                continue
+            if rel in queued:
+                counts["queued"] += 1
+                continue
+            outcome, size, error = self._one(rel, dry_run)
+            counts[outcome] += 1
+            if outcome == "deleted":
+                counts["bytes"] += size
+                if len(self.sample) < self.sample_size:
+                    self.sample.append(os.fsdecode(os.path.join(os.fsencode(self.root), rel)))
+            elif outcome == "failed":
+                self._failed(rel, error, failures)
         if failures:
             outbox.enqueue(cur, failures, self.run_id)
         return dict(counts)
 
-    def _one(self, parents: _Parents, rel: bytes, dry_run: bool) -> tuple[str, int, str]:
+    def _one(self, rel: bytes, dry_run: bool) -> tuple[str, int, str]:
+        """A regular file old enough goes; anything else at its name is `changed` and stays."""
         try:
-            parent, name = parents.locate(rel)
-            info = os.lstat(name, dir_fd=parent)
-            if not stat.S_ISREG(info.st_mode) or info.st_mtime >= self.cutoff:
+            info = self._walk().unlink_if(rel, self._wanted, dry_run=dry_run)
+            if info is None:
                 return "changed", 0, ""
-            if not dry_run:
-                os.unlink(name, dir_fd=parent)
         except FileNotFoundError:
             return "missing", 0, ""
         except safefs.UnsafePath as exc:
@@ -234,44 +241,6 @@ class FileDeleter:
             queries.text("sweep_already_queued"), {"root": str(self.root), "paths": texts}
         ).fetchall()
         return {row[0].encode("utf-8") for row in found}
-
-
-class _Parents:
-    """Open parent directories of one batch. A parent must still be the very directory the walk
-    listed (no symlink in its path now), so an unlink never lands outside the root."""
-
-    def __init__(self, real_root: Path) -> None:
-        self.real_root = real_root
-        self._open: dict[bytes, int | OSError | safefs.UnsafePath] = {}
-
-    def locate(self, rel: bytes) -> tuple[int, bytes]:
-        parent_rel, name = os.path.split(rel)
-        if name in (b"", b".", b"..") or b"\x00" in rel:
-            raise safefs.UnsafePath(f"{os.fsdecode(rel)!r} is not a file path")
-        if parent_rel not in self._open:
-            self._open[parent_rel] = self._open_parent(rel, parent_rel)
-        handle = self._open[parent_rel]
-        if isinstance(handle, BaseException):
-            raise handle
-        return handle, name
-
-    def _open_parent(self, rel: bytes, parent_rel: bytes) -> int | OSError | safefs.UnsafePath:
-        try:
-            resolved = safefs.resolve_inside(self.real_root, os.fsdecode(rel))
-            expected = self.real_root / os.fsdecode(parent_rel) if parent_rel else self.real_root
-            if resolved.parent != expected:
-                raise safefs.UnsafePath(
-                    f"{os.fsdecode(rel)!r}: a directory in its path changed into a symlink"
-                )
-            return os.open(resolved.parent, _DIR_FLAGS)
-        except (safefs.UnsafePath, OSError) as exc:
-            return exc
-
-    def close(self) -> None:
-        for handle in self._open.values():
-            if isinstance(handle, int):
-                os.close(handle)
-        self._open.clear()
 
 
 def target(name: str, listing: Listing, deleter: FileDeleter) -> batches.Target:
