@@ -47,16 +47,26 @@ def redact(conninfo: str | None) -> str:
 
 
 def redact_text(text: str) -> str:
-    """Free text with every password in the URLs and `password=` pairs it contains hidden."""
+    """Free text with every password in the URLs and `password=` pairs it contains hidden. The
+    text is read from left to right: a URL is read whole (a `password=` in its query is its own),
+    a `password=` value is hidden whole (a `://` inside it is part of the password)."""
     if not text:
         return ""
     pieces: list[str] = []
     position = 0
-    for start, stop in _url_spans(text):
-        pieces.append(_redact_pairs(text[position:start]))
-        pieces.append(_redact_url_token(text[start:stop]))
-        position = stop
-    pieces.append(_redact_pairs(text[position:]))
+    while position < len(text):
+        pair = _KV_SECRET.search(text, position)
+        url = _URL_START.search(text, position)
+        if url is not None and (pair is None or url.start() < pair.start()):
+            end = _url_end(text, url)
+            pieces += [text[position : url.start()], _redact_url_token(text[url.start() : end])]
+            position = max(end, url.end())
+        elif pair is not None:
+            pieces += [text[position : pair.start()], _hide_pair(pair)]
+            position = max(pair.end(), pair.start() + 1)
+        else:
+            pieces.append(text[position:])
+            break
     return "".join(pieces)
 
 
@@ -87,7 +97,7 @@ def _redact_parsed(conninfo: str, params: dict[str, str]) -> str:
     URL, pairs keep their order) when libpq then reads exactly *** as each secret and every other
     parameter as before; else rebuilt from libpq's reading, each secret replaced."""
     if not SECRET_KEYS & params.keys():
-        if _password_cut_by_slash(conninfo):
+        if _password_misread(conninfo):
             head, _, rest = conninfo.strip().partition("://")
             return f"{head}://{rest[: rest.index(':') + 1]}{MASK}"
         return conninfo
@@ -101,20 +111,19 @@ def _redact_parsed(conninfo: str, params: dict[str, str]) -> str:
     return libpq.make_conninfo("", **masked_params)
 
 
-_HOST_PORTS = re.compile(
-    r"(?:\[[^\]]*\]|[^:@,\[\]]*)(?::\d*)?(?:,(?:\[[^\]]*\]|[^:@,\[\]]*)(?::\d*)?)*"
-)
-
-
-def _password_cut_by_slash(conninfo: str) -> bool:
-    """A URL whose password holds an unencoded '/' (`postgresql://u:x/y@h/db`): libpq reads
-    `u:x` as host and port and sends no password, but `x/y` is the user's password all the same."""
+def _password_misread(conninfo: str) -> bool:
+    """A URL whose password holds an unencoded '/' (`postgresql://u:x/y@h/db`: libpq reads `u:x`
+    as host and port and sends no password, but `x/y` is the user's password all the same) or
+    '@' (`postgresql://u:@x@h/db`): a ':' before the first '/' and an '@' after it in the path,
+    or two '@' before it."""
     text = conninfo.strip()
     if not text.lower().startswith(_URL_SCHEMES):
         return False
     rest = text.partition("://")[2]
-    authority = rest.split("/", 1)[0]
-    return "@" not in authority and "@" in rest and not _HOST_PORTS.fullmatch(authority)
+    authority, slash, path = rest.partition("/")
+    if authority.count("@") > 1 and ":" in authority[: authority.rindex("@")]:
+        return True  # an unencoded '@' in the password: libpq cuts it at the first
+    return bool(slash) and ":" in authority and "@" not in authority and "@" in path.split("?")[0]
 
 
 def _mask_url(url: str) -> str:
@@ -141,27 +150,23 @@ def _mask_url(url: str) -> str:
     return f"{head}://{userinfo}{rest}"
 
 
-def _url_spans(text: str) -> list[tuple[int, int]]:
-    """Where the URLs of the text are. A URL ends at a space or a quote, except that when an '@'
-    comes later on the same line before any '/', the userinfo (which may hold a password with a
-    space in it, invalid as that is) is taken to reach it."""
-    spans: list[tuple[int, int]] = []
-    position = 0
-    while True:
-        match = _URL_START.search(text, position)
-        if match is None:
-            return spans
-        start, after = match.start(), match.end()
-        line_end = text.find("\n", after)
-        line = text[after : len(text) if line_end == -1 else line_end]
-        at, slash = line.find("@"), line.find("/")
-        reach = after
-        if at != -1 and (slash == -1 or at < slash):
-            reach = after + at + 1
-        stop = _URL_STOP.search(text, reach)
-        end = len(text) if stop is None else stop.start()
-        spans.append((start, end))
-        position = max(end, after)
+def _url_end(text: str, start: re.Match[str]) -> int:
+    """Where the URL starting at `start` ends: at a space or a quote, except that it reaches the
+    last '@' before a space, and the next '@' on the same line when no '/' comes before it or
+    it begins with `user:`: the userinfo of a password libpq cannot read (with a space, a quote,
+    a '/' or an '@' in it) is hidden whole, at the cost of hiding more than needed in rare text."""
+    after = start.end()
+    line_end = text.find("\n", after)
+    line = text[after : len(text) if line_end == -1 else line_end]
+    reach = after
+    word = re.split(r"\s", line, maxsplit=1)[0]
+    if "@" in word:  # up to the last '@' before a space
+        reach = after + word.rindex("@") + 1
+    at = line.find("@")
+    if at != -1 and ("/" not in line[:at] or re.match(r"[^:/@\s]*:", line[:at])):
+        reach = max(reach, after + at + 1)
+    stop = _URL_STOP.search(text, reach)
+    return len(text) if stop is None else stop.start()
 
 
 def _redact_url_token(token: str) -> str:
@@ -177,9 +182,12 @@ def _redact_url_token(token: str) -> str:
 
 
 def _conservative_url(token: str) -> str:
+    """A URL libpq refuses: with a ':' before an '@', all after `://user:` is hidden (the '@'
+    may come after a '/' or a space of a password libpq cannot read); with `password` in it
+    (percent-decoded), all after the query's start, or after `://`."""
     head, _, rest = token.partition("://")
-    cut = min((i for i in (rest.find("@"), rest.find("/")) if i != -1), default=-1)
-    if cut != -1 and rest[cut] == "@" and ":" in rest[:cut]:
+    at = rest.find("@")
+    if at != -1 and ":" in rest[:at]:
         return f"{head}://{rest[: rest.index(':') + 1]}{MASK}"
     decoded = urllib.parse.unquote(rest).lower()
     if "password" in decoded:
@@ -190,11 +198,12 @@ def _conservative_url(token: str) -> str:
     return token
 
 
-def _redact_pairs(text: str) -> str:
-    def hide(match: re.Match[str]) -> str:
-        value = match.group("value")
-        if value.startswith(MASK) and not value[len(MASK) :].strip(_TRAILING + "'\""):
-            return match.group(0)  # already hidden (a second pass changes nothing)
-        return match.group("key") + MASK
+def _hide_pair(match: re.Match[str]) -> str:
+    value = match.group("value")
+    if value.startswith(MASK) and not value[len(MASK) :].strip(_TRAILING + "'\""):
+        return match.group(0)  # already hidden (a second pass changes nothing)
+    return match.group("key") + MASK
 
-    return _KV_SECRET.sub(hide, text)
+
+def _redact_pairs(text: str) -> str:
+    return _KV_SECRET.sub(_hide_pair, text)
