@@ -331,12 +331,16 @@ def check_only(settings: settings_mod.Settings, only: list[Path]) -> list[Path]:
     available = roots(settings)
     if not available:
         raise errors.ConfigError(no_roots_message())
+    real_roots = [Path(os.path.realpath(r)) for r in available]
     chosen: list[Path] = []
     for given in only:
         root = Path(os.path.normpath(given))
-        if not root.is_absolute() or not any(root.is_relative_to(r) for r in available):
+        real = Path(os.path.realpath(root)) if root.is_absolute() else None
+        named = root.is_absolute() and any(root.is_relative_to(r) for r in available)
+        if not named or real is None or not any(real.is_relative_to(r) for r in real_roots):
+            where = f" (it resolves to {str(real)!r})" if named and real is not None else ""
             raise errors.ConfigError(
-                f"--root {str(given)!r} is not a storage root of the table policies; "
+                f"--root {str(given)!r} is not a storage root of the table policies{where}; "
                 f"use one of: {', '.join(str(r) for r in available)}"
             )
         chosen.append(root)

@@ -37,22 +37,12 @@ SAMPLE_SIZE = 10
 
 
 def check_sweep_root(root: Path) -> Path:
-    """The real directory swept under `root`; ConfigError when it is missing, not a directory, or
-    (once symlinks are resolved) a system or home directory or one holding the home directory."""
-    real = Path(os.path.realpath(root))
-    try:
-        roots.check_root(real)
-    except ValueError as exc:
-        raise errors.ConfigError(f"root {str(root)!r} resolves to {str(real)!r}: {exc}") from None
-    try:
-        home: Path | None = Path(os.path.realpath(Path.home()))
-    except (KeyError, RuntimeError):
-        home = None
-    if home is not None and home.is_relative_to(real):
-        raise errors.ConfigError(
-            f"root {str(root)!r} holds the home directory {str(home)!r}: give the directory that "
-            "holds only the application's files"
-        )
+    """The real directory swept under `root`; ConfigError when it fails the root check (see
+    config.roots.check_root) or is missing or not a directory."""
+    found = roots.problem(root)
+    if found:
+        raise errors.ConfigError(found)
+    real = Path(os.path.realpath(roots.normalise(root)))
     if not real.is_dir():
         raise errors.ConfigError(
             f"root {str(root)!r} does not exist or is not a directory: create it, or fix the "
