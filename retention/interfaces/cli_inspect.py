@@ -1,0 +1,96 @@
+"""`retention status`, `metrics`, `db` and `config`: what the ledger, the database and the settings say."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from retention import errors
+from retention.config import reference as reference_mod
+from retention.config import settings as settings_mod
+from retention.embedded import server as embedded
+from retention.interfaces import cli_state, console, metrics, report
+from retention.pg import database
+
+
+def status_command(
+    json_output: cli_state.JsonOption = False,
+    limit: Annotated[int, typer.Option("--limit", help="How many recent runs.")] = 10,
+) -> None:
+    """Recent runs and the one in progress."""
+    settings = cli_state.state.settings()
+    location = cli_state.location(settings)
+    with cli_state.ledger_connection(location) as conn:
+        data = report.status(conn, settings, limit=limit)
+    console.show(data, json_output, report.print_status)
+
+
+def db_command(
+    stop: Annotated[bool, typer.Option("--stop", help="Stop the embedded server.")] = False,
+    json_output: cli_state.JsonOption = False,
+) -> None:
+    """Which database is used and how it was chosen."""
+    settings = cli_state.state.settings()
+    if stop:
+        where = database.home(settings)
+        was_running = embedded.stop(where)
+        console.out.print(
+            "stopped the embedded server" if was_running else "the embedded server was not running"
+        )
+        return
+    location = database.locate(settings, start=False)
+    data: dict[str, Any] = {"source": location.source, "conninfo": location.display}
+    if location.source == "embedded":
+        assert location.home is not None
+        data["embedded"] = {k: str(v) for k, v in embedded.info(location.home).items()}
+    else:
+        try:
+            with database.connect(location) as conn:
+                row = conn.execute("SELECT current_database(), current_user, version()").fetchone()
+            assert row is not None
+            data.update(database=row[0], user=row[1], server=row[2])
+        except errors.DatabaseError as exc:
+            data["error"] = str(exc)
+    console.emit_pairs(data, json_output, str, ": ")
+
+
+def config_command(
+    reference: Annotated[
+        bool, typer.Option("--reference", help="Print the configuration reference (Markdown).")
+    ] = False,
+    json_output: cli_state.JsonOption = False,
+) -> None:
+    """Check the settings and show them as they apply (the database password redacted)."""
+    if reference:
+        sys.stdout.write(reference_mod.markdown() + "\n")
+        return
+    settings = cli_state.state.settings()
+    data = settings.public()
+    data["config_file"] = str(settings_mod.config_path(cli_state.state.config) or "")
+    console.emit_pairs(data, json_output, lambda value: json.dumps(value, default=str), " = ")
+
+
+def metrics_command(
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write to this file atomically (e.g. node_exporter's textfile directory, "
+            "retention.prom) instead of printing.",
+        ),
+    ] = None,
+) -> None:
+    """Prometheus metrics: the last run, failures, the file outbox, the backlog per policy."""
+    settings = cli_state.state.settings()
+    location = cli_state.location(settings)
+    with cli_state.ledger_connection(location) as conn:
+        text = metrics.exposition(conn, settings)
+    if output:
+        metrics.write_atomically(Path(output), text)
+    else:
+        sys.stdout.write(text)
