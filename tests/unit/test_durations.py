@@ -1,5 +1,5 @@
-"""Durations and points in time as users write them: parsing, its limits and messages, the
-milliseconds PostgreSQL takes, and the short form shown back."""
+"""Durations and points in time as users write them: parsing, its limits and messages, and the
+short form shown back (to_milliseconds is in test_settings_validation.py)."""
 
 from __future__ import annotations
 
@@ -134,33 +134,6 @@ def test_a_long_duration_is_shown_as_its_own_value(seconds):
 def test_milliseconds_format_and_parse_back(milliseconds):
     value = dt.timedelta(milliseconds=milliseconds)
     assert durations.parse_duration(durations.format_duration(value)) == value
-
-
-@pytest.mark.parametrize(
-    ("value", "milliseconds"),
-    [
-        (dt.timedelta(microseconds=1), 1),
-        (dt.timedelta(microseconds=1500), 2),
-        (dt.timedelta(milliseconds=200), 200),
-        (dt.timedelta(seconds=3), 3000),
-        (dt.timedelta(milliseconds=durations.MAX_POSTGRES_TIMEOUT_MS), 2**31 - 1),
-    ],
-)
-def test_timeouts_round_up_to_whole_milliseconds_never_to_zero(value, milliseconds):
-    assert durations.to_milliseconds(value) == milliseconds
-
-
-@pytest.mark.parametrize(
-    ("value", "says"),
-    [
-        (dt.timedelta(0), "not positive"),
-        (dt.timedelta(microseconds=-1), "not positive"),
-        (dt.timedelta(milliseconds=durations.MAX_POSTGRES_TIMEOUT_MS + 1), "longer than"),
-    ],
-)
-def test_timeouts_postgresql_would_misread_are_refused(value, says):
-    with pytest.raises(ValueError, match=says):
-        durations.to_milliseconds(value)
 
 
 @pytest.mark.parametrize(
