@@ -130,6 +130,19 @@ def _no_nul(value: Any) -> Any:
     return value
 
 
+def _no_bool(value: object) -> object:
+    """`batch_size = true` is a mistake, not 1."""
+    if isinstance(value, bool):
+        raise ValueError(
+            f"{str(value).lower()} is not a number: give a number in the range the "
+            "configuration reference states"
+        )
+    return value
+
+
+NotABool = BeforeValidator(_no_bool)
+
+
 def _whole_number(low: int, high: int, unit: str, example: str) -> AfterValidator:
     def check(value: int) -> int:
         if not low <= value <= high:
@@ -301,7 +314,8 @@ class TablePolicy(Model):
     where: dict[str, Any] = Field(
         default_factory=dict,
         description="Structured filters, all of which must hold: column = value, or column = "
-        "[values] (any of), cast to the column's type. With filters, partitions are never "
+        "[values] (any of), cast to the column's type: strings (without NUL), finite numbers, "
+        "integers within bigint's range, booleans. With filters, partitions are never "
         "dropped whole.",
     )
     children: list[ChildTable] = Field(
@@ -415,16 +429,18 @@ class Settings(BaseSettings):
     )
     schedule: Cron = Field(DEFAULT_SCHEDULE, description="Cron of the periodic retention run.")
     queue: Identifier = Field(DEFAULT_QUEUE, description="Procrastinate queue of the tasks.")
-    batch_size: Annotated[int, _whole_number(1, MAX_BATCH_SIZE, "rows", "5000")] = Field(
+    batch_size: Annotated[int, NotABool, _whole_number(1, MAX_BATCH_SIZE, "rows", "5000")] = Field(
         DEFAULT_BATCH_SIZE,
         description=f"Most rows deleted in one transaction: 1 to {MAX_BATCH_SIZE}.",
     )
-    max_batch_seconds: Annotated[float, _seconds(MAX_BATCH_SECONDS, "1 hour", "1.0")] = Field(
-        DEFAULT_MAX_BATCH_SECONDS,
-        description="Target upper bound of one delete transaction, in seconds: more than 0, at "
-        f"most {MAX_BATCH_SECONDS:g} (1 hour), and more than lock_timeout.",
+    max_batch_seconds: Annotated[float, NotABool, _seconds(MAX_BATCH_SECONDS, "1 hour", "1.0")] = (
+        Field(
+            DEFAULT_MAX_BATCH_SECONDS,
+            description="Target upper bound of one delete transaction, in seconds: more than 0, at "
+            f"most {MAX_BATCH_SECONDS:g} (1 hour), and more than lock_timeout.",
+        )
     )
-    max_run_seconds: Annotated[float, _seconds(MAX_RUN_SECONDS, "7 days", "600")] = Field(
+    max_run_seconds: Annotated[float, NotABool, _seconds(MAX_RUN_SECONDS, "7 days", "600")] = Field(
         DEFAULT_MAX_RUN_SECONDS,
         description=f"Time budget of one run, in seconds: more than 0, at most {MAX_RUN_SECONDS:g} "
         "(7 days).",
@@ -438,12 +454,12 @@ class Settings(BaseSettings):
     delete_jobs: Literal["always", "successful", "never"] = Field(
         "never", description="Worker policy: delete jobs when they finish."
     )
-    retention_days: Annotated[int, _whole_number(1, MAX_DAYS, "days", "30")] = Field(
+    retention_days: Annotated[int, NotABool, _whole_number(1, MAX_DAYS, "days", "30")] = Field(
         DEFAULT_RETENTION_DAYS,
         validation_alias=AliasChoices("retention_days", "RETENTION_DAYS"),
         description=f"Default age, in days, of application tables: 1 to {MAX_DAYS} (100 years).",
     )
-    log_retention_days: Annotated[int, _whole_number(1, MAX_DAYS, "days", "7")] = Field(
+    log_retention_days: Annotated[int, NotABool, _whole_number(1, MAX_DAYS, "days", "7")] = Field(
         DEFAULT_LOG_RETENTION_DAYS,
         validation_alias=AliasChoices("log_retention_days", "LOG_RETENTION_DAYS"),
         description=f"Default age, in days, of log tables: 1 to {MAX_DAYS} (100 years).",

@@ -56,6 +56,8 @@ OUT_OF_RANGE = [
     ("max_run_seconds = nan\n", "max_run_seconds", "at most 604800"),
     ("max_run_seconds = 1e30\n", "max_run_seconds", "at most 604800"),
     ("batch_size = 1000001\n", "batch_size", "1 to 1000000"),
+    ("batch_size = true\n", "batch_size", "not a number"),
+    ("max_run_seconds = false\n", "max_run_seconds", "not a number"),
     ('lock_timeout = "25d"\n', "lock_timeout", "shorter than max_batch_seconds"),
     ('lock_timeout = "25d"\nmax_batch_seconds = 1e10\n', "lock_timeout", "too long"),
     ('lock_timeout = "0.5ms"\n', "lock_timeout", "at least 1ms"),
