@@ -625,6 +625,8 @@ def _closest(name: str, valid: list[str]) -> str | None:
     def bare(candidate: str) -> str:
         return candidate.removeprefix(ENV_PREFIX)
 
+    if bare(name) in valid:  # RETENTION_DATABASE_URL, RETENTION_RETENTION_DAYS
+        return bare(name)
     by_bare: dict[str, str] = {}
     for candidate in valid:
         by_bare.setdefault(bare(candidate), candidate)

@@ -158,6 +158,8 @@ def test_a_where_number_postgresql_cannot_compare_is_refused(tmp_path, value, al
         ("RETENTION_JOBS__SUCEEDED", "RETENTION_JOBS__SUCCEEDED"),
         ("RETENTION_ORPHANS__GRCE", "RETENTION_ORPHANS__GRACE"),
         ("RETENTION_DATABASE_URL", "DATABASE_URL"),
+        ("RETENTION_RETENTION_DAYS", "RETENTION_DAYS"),
+        ("RETENTION_LOG_RETENTION_DAYS", "LOG_RETENTION_DAYS"),
         ("retention_bacth_size", "RETENTION_BATCH_SIZE"),
     ],
 )
