@@ -4,25 +4,34 @@ key cascades), then the rows, every file into the outbox, in the batch's transac
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
+from psycopg import errors as pg_errors
 from psycopg import sql
 
 from retention.engine import batches
 from retention.pg import queries
 from retention.tables import planning
 
+logger = logging.getLogger(__name__)
+
 _START = "-infinity"
+_COUNTS = ("deleted", "child_rows", "files_queued")
 
 
-def _paths(files: tuple[planning.FileSource, ...]) -> tuple[sql.Composable, sql.Composable]:
+def _paths(
+    files: tuple[planning.FileSource, ...], alias: str = "t"
+) -> tuple[sql.Composable, sql.Composable]:
     """The RETURNING / SELECT list of file columns, and the VALUES triples built from them."""
     if not files:
         return sql.SQL("NULL::text AS p0"), sql.SQL("(NULL::text, g.p0, NULL::text)")
     paths = sql.SQL(", ").join(
-        sql.SQL("t.{}::text AS {}").format(sql.Identifier(f.column), sql.Identifier(f"p{i}"))
+        sql.SQL("{}.{}::text AS {}").format(
+            sql.Identifier(alias), sql.Identifier(f.column), sql.Identifier(f"p{i}")
+        )
         for i, f in enumerate(files)
     )
     values = sql.SQL(", ").join(
@@ -39,12 +48,9 @@ def rows_statement(
     table: sql.Composable,
     files: tuple[planning.FileSource, ...],
     match: sql.Composable,
-    lock: str = "",
 ) -> queries.Statement:
     paths, values = _paths(files)
-    return queries.get(name).format(
-        table=table, match=match, paths=paths, files=values, lock=sql.SQL(lock)
-    )
+    return queries.get(name).format(table=table, match=match, paths=paths, files=values)
 
 
 def child_match(
@@ -69,62 +75,228 @@ def child_match(
     )
 
 
+class _Tree:
+    """The pieces of the tree_* statements (see tables.sql) for one policy: the rows' CTE
+    `gone`, one CTE per child over exactly the rows `gone` returns, and their files."""
+
+    def __init__(self, plan: planning.Plan) -> None:
+        self.plan = plan
+        referenced = sorted({c for child in plan.children for c in child.referenced})
+        self.ref = {column: f"r{j}" for j, column in enumerate(referenced)}
+        paths, self.values = _paths(plan.files)
+        refs = [
+            sql.SQL("t.{} AS {}").format(sql.Identifier(c), sql.Identifier(a))
+            for c, a in self.ref.items()
+        ]
+        key = sql.SQL("t.{} AS k").format(sql.Identifier(plan.key.name))
+        self.returning = sql.SQL(", ").join([key, paths, *refs])
+        self.match = sql.SQL("t.{} = ANY(%(ids)s::{}[]) AND {}").format(
+            sql.Identifier(plan.key.name), plan.key.cast, plan.eligible("t")
+        )
+
+    def rows(self, *, delete: bool) -> sql.Composable:
+        form = (
+            "DELETE FROM {0} AS t WHERE {1} RETURNING {2}"
+            if delete
+            else "SELECT {2} FROM {0} AS t WHERE {1}"
+        )
+        return sql.SQL(form).format(self.plan.relation.ident, self.match, self.returning)
+
+    def of_gone(self, child: planning.Child) -> sql.Composable:
+        """The child's rows referencing a row of `gone`."""
+        if len(child.columns) == 1:
+            return sql.SQL("t.{} = ANY(ARRAY(SELECT g.{} FROM gone AS g))").format(
+                sql.Identifier(child.columns[0]), sql.Identifier(self.ref[child.referenced[0]])
+            )
+        return sql.SQL("({}) IN (SELECT {} FROM gone AS g)").format(
+            sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in child.columns),
+            sql.SQL(", ").join(
+                sql.SQL("g.{}").format(sql.Identifier(self.ref[c])) for c in child.referenced
+            ),
+        )
+
+    def children(self, *, delete: bool, seen: str) -> sql.Composable:
+        """`, cI AS (...)` per child (deleting, or reading in a preview) and, for the children in
+        `seen` ("kept": those whose foreign key lets a kept child stay; "all"), `sI` reading
+        them: in tree_held with the row's identity and foreign key columns."""
+        parts: list[sql.Composable] = []
+        for i, child in enumerate(self.plan.children):
+            paths, _ = _paths(child.files)
+            match = self.of_gone(child)
+            rowid = sql.SQL("t.tableoid AS rel, t.ctid AS row")
+            if delete:
+                body = sql.SQL("DELETE FROM {} AS t WHERE {} RETURNING {}, {}").format(
+                    child.relation.ident, match, paths, rowid
+                )
+            else:
+                body = sql.SQL("SELECT {} FROM {} AS t WHERE {}").format(
+                    paths, child.relation.ident, match
+                )
+            parts.append(sql.SQL(", {} AS ({})").format(sql.Identifier(f"c{i}"), body))
+            if seen == "all" or (seen == "kept" and not child.checked):
+                columns = [rowid] + [
+                    sql.SQL("t.{} AS {}").format(sql.Identifier(c), sql.Identifier(f"f{n}"))
+                    for n, c in enumerate(child.columns)
+                ]
+                parts.append(
+                    sql.SQL(", {} AS (SELECT {} FROM {} AS t WHERE {})").format(
+                        sql.Identifier(f"s{i}"),
+                        sql.SQL(", ").join(columns),
+                        child.relation.ident,
+                        match,
+                    )
+                )
+        return sql.Composed(parts)
+
+    def files(self) -> sql.Composable:
+        selects: list[sql.Composable] = []
+        each = sql.SQL(
+            "SELECT f.root, f.path, f.source FROM {} AS g "
+            "CROSS JOIN LATERAL (VALUES {}) AS f (root, path, source)"
+        )
+        if self.plan.files:
+            selects.append(each.format(sql.Identifier("gone"), self.values))
+        for i, child in enumerate(self.plan.children):
+            if child.files:
+                _, values = _paths(child.files)
+                selects.append(each.format(sql.Identifier(f"c{i}"), values))
+        if not selects:
+            return sql.SQL("SELECT NULL::text, NULL::text, NULL::text WHERE false")
+        return sql.SQL(" UNION ALL ").join(selects)
+
+    def child_rows(self) -> sql.Composable:
+        counts = [
+            sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(f"c{i}"))
+            for i in range(len(self.plan.children))
+        ]
+        return sql.SQL(" + ").join(counts) if counts else sql.SQL("0")
+
+    def held(self) -> sql.Composable:
+        """How many children `sI` saw that `cI` did not delete (kept by a trigger)."""
+        counts = [
+            sql.SQL("(SELECT count(*) FROM {}) - (SELECT count(*) FROM {})").format(
+                sql.Identifier(f"s{i}"), sql.Identifier(f"c{i}")
+            )
+            for i, child in enumerate(self.plan.children)
+            if not child.checked
+        ]
+        return sql.SQL(" + ").join(counts) if counts else sql.SQL("0")
+
+    def held_keys(self) -> sql.Composable:
+        """The keys of the rows of `gone` that a child kept by a trigger references."""
+        conditions = []
+        for i, child in enumerate(self.plan.children):
+            refers = sql.SQL(" AND ").join(
+                sql.SQL("s.{} = g.{}").format(
+                    sql.Identifier(f"f{n}"), sql.Identifier(self.ref[parent])
+                )
+                for n, parent in enumerate(child.referenced)
+            )
+            conditions.append(
+                sql.SQL(
+                    "EXISTS (SELECT 1 FROM {} AS s WHERE {} AND NOT EXISTS "
+                    "(SELECT 1 FROM {} AS c WHERE c.rel = s.rel AND c.row = s.row))"
+                ).format(sql.Identifier(f"s{i}"), refers, sql.Identifier(f"c{i}"))
+            )
+        if not conditions:
+            return sql.SQL("ARRAY[]::{}[]").format(self.plan.key.cast)
+        return sql.SQL("ARRAY(SELECT g.k FROM gone AS g WHERE {})").format(
+            sql.SQL(" OR ").join(conditions)
+        )
+
+
+class _Kept(Exception):
+    """A batch statement kept a child of a row it deleted: rolled back to its savepoint."""
+
+
 class RowDeleter:
-    """One batch of a table policy: children first (deleted, or only their files queued when the
-    foreign key cascades), then the rows, every file into the outbox, in the batch's transaction.
-    The preview runs the same selections, counting."""
+    """One batch of a table policy: its rows, the children of the rows that went and every file
+    of what was deleted, in one statement (tree_delete), in the batch's transaction. A row that
+    a BEFORE DELETE trigger keeps is simply not returned: its children and files stay. A child
+    that a trigger keeps keeps its row too: the statement then fails on the foreign key, or sees
+    the kept child, and is rolled back to its savepoint; the rows with a kept child are found
+    (tree_held, rolled back as well) and the batch deleted without them. The preview runs the
+    same selections, counting."""
 
     def __init__(self, plan: planning.Plan, params: dict[str, Any], run_id: int | None) -> None:
+        self.plan = plan
         self.params = {**params, "run_id": run_id}
-        by_key = sql.SQL("{}.{} = ANY(%(ids)s::{}[]) AND {}")
-        mine, theirs = (
-            by_key.format(
-                sql.Identifier(alias),
-                sql.Identifier(plan.key.name),
-                plan.key.cast,
-                plan.eligible(alias),
-            )
-            for alias in ("t", "p")
+        tree = _Tree(plan)
+        self.statement = queries.get("tree_delete").format(
+            rows=tree.rows(delete=True),
+            children=tree.children(delete=True, seen="kept"),
+            files=tree.files(),
+            child_rows=tree.child_rows(),
+            held=tree.held(),
         )
-        self.steps: list[tuple[queries.Statement, queries.Statement]] = []
-        for child in plan.children:
-            match = child_match(child, plan.relation.ident, theirs, batch=True)
-            action = (
-                rows_statement(
-                    "rows_collect", child.relation.ident, child.files, match, "FOR UPDATE OF t"
-                )
-                if child.cascades
-                else rows_statement("rows_delete", child.relation.ident, child.files, match)
-            )
-            self.steps.append(
-                (action, rows_statement("rows_preview", child.relation.ident, child.files, match))
-            )
-        self.steps.append(
-            (
-                rows_statement("rows_delete", plan.relation.ident, plan.files, mine),
-                rows_statement("rows_preview", plan.relation.ident, plan.files, mine),
-            )
+        self.preview_statement = queries.get("tree_preview").format(
+            rows=tree.rows(delete=False),
+            children=tree.children(delete=False, seen="none"),
+            files=tree.files(),
+            child_rows=tree.child_rows(),
+        )
+        self.held_statement = queries.get("tree_held").format(
+            rows=tree.rows(delete=False),
+            children=tree.children(delete=True, seen="all"),
+            held_keys=tree.held_keys(),
         )
 
-    def _run(self, cur: psycopg.Cursor[Any], ids: list[Any], preview: bool) -> dict[str, int]:
-        params = {**self.params, "ids": ids}
-        counts = []
-        for action, count in self.steps:
-            row = cur.execute(count if preview else action, params).fetchone()
-            assert row is not None
-            counts.append(row)
-        *children, (deleted, queued) = counts
-        return {
-            "deleted": deleted,
-            "child_rows": sum(rows for rows, _ in children),
-            "files_queued": queued + sum(files for _, files in children),
-        }
+    def _counts(
+        self, cur: psycopg.Cursor[Any], statement: queries.Statement, ids: list[Any]
+    ) -> tuple[dict[str, int], int]:
+        row = cur.execute(statement, {**self.params, "ids": ids}).fetchone()
+        assert row is not None
+        deleted, child_rows, files, held = row
+        return {"deleted": deleted, "child_rows": child_rows, "files_queued": files}, held
+
+    def _attempt(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int] | None:
+        """The batch statement in a savepoint; None (rolled back) when it kept a child."""
+        try:
+            with cur.connection.transaction():
+                counts, held = self._counts(cur, self.statement, ids)
+                if held:
+                    raise _Kept
+        except (_Kept, pg_errors.ForeignKeyViolation, pg_errors.RestrictViolation):
+            return None
+        return counts
+
+    def _held(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> set[Any]:
+        try:
+            with cur.connection.transaction():
+                row = cur.execute(self.held_statement, {**self.params, "ids": ids}).fetchone()
+                raise _Kept(row[0] if row else [])
+        except _Kept as exc:
+            return set(exc.args[0])
+
+    def _split(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
+        """Halves until every row that can go went (when triggers keep children unevenly)."""
+        counts = self._attempt(cur, ids)
+        if counts is not None:
+            return counts
+        if len(ids) == 1:
+            return dict.fromkeys(_COUNTS, 0)
+        middle = len(ids) // 2
+        first, second = self._split(cur, ids[:middle]), self._split(cur, ids[middle:])
+        return {name: first[name] + second[name] for name in first}
 
     def delete(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
-        return self._run(cur, ids, preview=False)
+        counts = self._attempt(cur, ids)
+        if counts is not None:
+            return counts
+        held = self._held(cur, ids)
+        rest = [key for key in ids if key not in held]
+        counts = self._split(cur, rest) if rest else dict.fromkeys(_COUNTS, 0)
+        logger.info(
+            "%s: %d rows kept, a trigger keeps some of their children",
+            self.plan.name,
+            len(held),
+            extra={"action": "rows_held", "table": self.plan.name, "rows": len(held)},
+        )
+        return counts
 
     def preview(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
-        return self._run(cur, ids, preview=True)
+        counts, _ = self._counts(cur, self.preview_statement, ids)
+        return counts
 
 
 def target(
@@ -148,10 +320,17 @@ def target(
     }
 
     def batch_params(after: tuple[Any, ...], limit: int) -> dict[str, Any]:
-        return {**params, "after_ts": after[0], "after_key": after[1], "limit": limit, "skip": skip}
+        return {
+            **params,
+            "after_ts": after[0],
+            "after_key": after[1],
+            "after": after[2],
+            "limit": limit,
+            "skip": skip,
+        }
 
     row = conn.execute(queries.get("table_oldest").format(**fields), params).fetchone()
-    oldest = row[0] if row else None
+    oldest, first_key = row if row else (None, None)
     segment = batches.Segment(
         name=plan.name,
         select=queries.get("table_batch").format(**fields, lock=sql.SQL("")),
@@ -159,8 +338,8 @@ def target(
             **fields, lock=sql.SQL("FOR UPDATE OF t SKIP LOCKED")
         ),
         params=batch_params,
-        start=(_START, None),
-        key=("ts", "key"),
+        start=(_START, first_key, 0),
+        key=("ts", "key", "after"),
         progress=_progress(oldest, cutoff),
     )
     return batches.Target(

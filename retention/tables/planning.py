@@ -32,8 +32,18 @@ class Child:
     relation: catalog.Relation
     columns: tuple[str, ...]
     referenced: tuple[str, ...]
-    cascades: bool
+    on_delete: str
     files: tuple[FileSource, ...]
+
+    @property
+    def cascades(self) -> bool:
+        return self.on_delete == catalog.CASCADE
+
+    @property
+    def checked(self) -> bool:
+        """Whether its foreign key fails a delete that leaves one of its rows behind (NO ACTION,
+        RESTRICT); a cascade or SET NULL lets a row a trigger keeps stay."""
+        return self.on_delete in ("a", "r")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -102,7 +112,7 @@ def check(
         if seen[name] > 1:
             name = f"{name}#{seen[name]}"
         try:
-            plans.append(_plan(conn, settings, policy, name))
+            plans.append(_plan(conn, settings, policy, name, f"tables[{index}]"))
         except _Problems as exc:
             problems.extend(f"tables[{index}] ({policy.table}): {p}" for p in exc.problems)
     if problems:
@@ -125,6 +135,7 @@ def _plan(
     settings: settings_mod.Settings,
     policy: settings_mod.TablePolicy,
     name: str,
+    key_prefix: str,
 ) -> Plan:
     relation = catalog.relation(conn, policy.table)
     if relation is None:
@@ -134,6 +145,9 @@ def _plan(
                 "e.g. app.events, when its schema is not on the search_path)"
             ]
         )
+    protected = _protected(conn, relation)
+    if protected:
+        raise _Problems(protected)
     if relation.kind not in ("r", "p"):
         raise _Problems([f"{relation.display} is not a table (relkind {relation.kind})"])
     problems: list[str] = []
@@ -151,9 +165,15 @@ def _plan(
         items = wanted if isinstance(wanted, list) else [wanted]
         if column is not None:
             filters.append((column, tuple(_text(item) for item in items)))
+    problems.extend(_uncastable(conn, relation, filters, f"{key_prefix}.where"))
     files = _files(relation, policy.files, "files", problems)
     children = _children(conn, relation, policy, problems, warnings)
     problems.extend(_unhandled_references(conn, relation, children))
+    hooks = catalog.delete_hooks(conn, relation.oid)
+    problems.extend(_rules(relation, hooks, ""))
+    for index, child in enumerate(children):
+        child_hooks = catalog.delete_hooks(conn, child.relation.oid)
+        problems.extend(_rules(child.relation, child_hooks, f"children[{index}]: "))
     if problems:
         raise _Problems(problems)
     assert timestamp is not None and key is not None
@@ -168,6 +188,7 @@ def _plan(
     partitioned = (
         relation.kind == "p"
         and catalog.range_partition_column(conn, relation.oid) == timestamp.attnum
+        and _droppable(conn, relation, hooks, warnings)
     )
     return Plan(
         name=name,
@@ -181,6 +202,109 @@ def _plan(
         partitioned=partitioned,
         warnings=tuple(warnings),
     )
+
+
+def _protected(conn: psycopg.Connection, relation: catalog.Relation, where: str = "") -> list[str]:
+    """Procrastinate's tables and ours, wherever a policy would reach them: as its table (or a
+    child's), or through what a DELETE there reaches (partitions, inheritance, cascades)."""
+    problems = []
+    for table in catalog.protected(conn, [relation.oid]):
+        if table.oid == relation.oid:
+            subject = f"{where}{table.display} "
+        else:
+            subject = (
+                f"{where}deleting from {relation.display} reaches {table.display} (a partition, "
+                f"an inheritance child or an ON DELETE CASCADE / SET NULL foreign key): "
+                f"{table.display} "
+            )
+        if table.procrastinate:
+            problems.append(
+                subject + "is a Procrastinate table: job retention is configured in [jobs]; todo "
+                "and doing jobs are never deleted, and Procrastinate's tables are never a "
+                "[[tables]] policy's table or child"
+            )
+        else:
+            problems.append(
+                subject + "is one of retention's own tables (the run ledger, the file outbox, "
+                "the migrations): our own tables are never a policy's table or child"
+            )
+    return problems
+
+
+def _uncastable(
+    conn: psycopg.Connection,
+    relation: catalog.Relation,
+    filters: list[tuple[catalog.Column, tuple[str, ...]]],
+    key: str,
+) -> list[str]:
+    """Filter values that do not cast to their column's type, each named by its key. One
+    statement casts them all, as the runs do (text[] to the column's type[]); when it fails, each
+    value is cast alone to tell which."""
+    if not filters:
+        return []
+    casts = sql.SQL(", ").join(
+        sql.SQL("{}::text[]::{}[]").format(sql.Placeholder(), column.cast) for column, _ in filters
+    )
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("SELECT {}").format(casts), [list(v) for _, v in filters])
+        return []
+    except psycopg.errors.DataError:
+        pass
+    problems = []
+    for column, values in filters:
+        for value in values:
+            try:
+                with conn.transaction():
+                    conn.execute(sql.SQL("SELECT %s::text::{}").format(column.cast), [value])
+            except psycopg.errors.DataError as exc:
+                reason = (exc.diag.message_primary or str(exc)).strip()
+                problems.append(
+                    f"{key}.{column.name}: {value!r} is not a valid {column.type_sql} (the type "
+                    f"of {relation.display}.{column.name}): {reason}"
+                )
+    return problems
+
+
+def _rules(
+    relation: catalog.Relation,
+    hooks: list[catalog.DeleteHook],
+    where: str,
+) -> list[str]:
+    """DELETE rules of the table itself: a statement deleting through a WITH query (every batch
+    does) cannot run with them."""
+    return [
+        f"{where}{relation.display} has the ON DELETE rule {hook.name!r}: retention deletes with "
+        "DELETE ... RETURNING in a WITH query, which rules do not support; keep rows with a "
+        "BEFORE DELETE trigger instead (a row it keeps is left alone)"
+        for hook in hooks
+        if hook.kind == "rule" and hook.oid == relation.oid
+    ]
+
+
+def _droppable(
+    conn: psycopg.Connection,
+    relation: catalog.Relation,
+    hooks: list[catalog.DeleteHook],
+    warnings: list[str],
+) -> bool:
+    """Whether the partitions before the cutoff may be dropped whole: DETACH and DROP fire no
+    DELETE trigger (a trigger keeping a row could not keep it), and need the table's owner."""
+    triggers = sorted({f"{hook.table}: {hook.name}" for hook in hooks if hook.kind == "trigger"})
+    if triggers:
+        warnings.append(
+            f"{relation.display} has DELETE triggers ({'; '.join(triggers)}), which a partition "
+            "drop would not fire: its partitions are pruned row by row, never dropped whole"
+        )
+        return False
+    if not catalog.owns_tree(conn, relation.oid):
+        warnings.append(
+            f"the role does not own {relation.display} and all its partitions, which DETACH and "
+            "DROP need: its partitions are pruned row by row (make the role a member of the "
+            "table's owner to drop them whole)"
+        )
+        return False
+    return True
 
 
 def _column(
@@ -272,6 +396,10 @@ def _children(
         if relation is None:
             problems.append(f"{where}: table {child.table!r} does not exist")
             continue
+        protected = _protected(conn, relation, f"{where}: ")
+        if protected:
+            problems.extend(protected)
+            continue
         column = _column(relation, child.column, f"{where}.column", problems)
         files = _files(relation, child.files, f"{where}.files", problems)
         if column is None:
@@ -304,7 +432,7 @@ def _children(
                 relation=relation,
                 columns=fk.columns,
                 referenced=fk.referenced,
-                cascades=fk.cascades,
+                on_delete=fk.on_delete,
                 files=files,
             )
         )
