@@ -165,3 +165,43 @@ def _upper_bound(bound: str) -> str | None:
     if not (high.startswith("'") and high.endswith("'")):
         return None
     return high[1:-1].replace("''", "'")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Protected:
+    """A table retention never deletes from (see catalog_protected)."""
+
+    oid: int
+    display: str
+    procrastinate: bool
+
+
+def protected(conn: psycopg.Connection, oids: list[int]) -> list[Protected]:
+    """The protected tables among those a DELETE on `oids` reaches (or that they belong to)."""
+    return [
+        Protected(oid=row[0], display=f"{row[1]}.{row[2]}", procrastinate=row[3])
+        for row in conn.execute(queries.text("catalog_protected"), {"oids": oids})
+    ]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DeleteHook:
+    """A DELETE trigger or rule on a table or on a table below it."""
+
+    kind: str  # "trigger" or "rule"
+    oid: int
+    table: str
+    name: str
+
+
+def delete_hooks(conn: psycopg.Connection, oid: int) -> list[DeleteHook]:
+    return [
+        DeleteHook(kind=row[0], oid=row[1], table=f"{row[2]}.{row[3]}", name=row[4])
+        for row in conn.execute(queries.text("catalog_delete_hooks"), {"oid": oid})
+    ]
+
+
+def owns_tree(conn: psycopg.Connection, oid: int) -> bool:
+    """Whether the current role owns the table and all its partitions (DETACH and DROP)."""
+    row = conn.execute(queries.text("catalog_owns_tree"), {"oid": oid}).fetchone()
+    return bool(row and row[0])

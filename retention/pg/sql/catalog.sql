@@ -59,3 +59,74 @@ SELECT c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, c.oid), c.reltup
   JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE i.inhparent = %(oid)s
  ORDER BY c.relname;
+
+-- name: catalog_protected --
+-- Tables retention never deletes from, among those a DELETE on %(oids)s reaches: the tables
+-- themselves, their partitions and inheritance children, the tables their ON DELETE CASCADE /
+-- SET NULL / SET DEFAULT foreign keys change, again and again; and the tables they are
+-- partitions or inheritance children of. Protected: Procrastinate's (procrastinate_*, wherever
+-- they are) and ours (retention_* in the schema of our own tables). By OID: a schema-qualified,
+-- quoted or search_path spelling of a name resolves to the same table.
+WITH RECURSIVE reach (oid) AS (
+    SELECT unnest(%(oids)s::oid[])
+    UNION
+    SELECT x.oid
+      FROM reach AS r
+     CROSS JOIN LATERAL (
+         SELECT i.inhrelid FROM pg_inherits AS i WHERE i.inhparent = r.oid
+         UNION ALL
+         SELECT con.conrelid FROM pg_constraint AS con
+          WHERE con.contype = 'f' AND con.confrelid = r.oid AND con.confdeltype IN ('c', 'n', 'd')
+     ) AS x (oid)
+), above (oid) AS (
+    SELECT unnest(%(oids)s::oid[])
+    UNION
+    SELECT i.inhparent FROM pg_inherits AS i JOIN above AS a ON i.inhrelid = a.oid
+), ours AS (
+    SELECT c.relnamespace
+      FROM pg_class AS c
+     WHERE c.oid IN (to_regclass('retention_migrations'), to_regclass('retention_runs'),
+                     to_regclass('retention_file_outbox'))
+)
+SELECT c.oid, n.nspname, c.relname, c.relname LIKE 'procrastinate\_%%' AS procrastinate
+  FROM pg_class AS c
+  JOIN pg_namespace AS n ON n.oid = c.relnamespace
+ WHERE c.oid IN (SELECT oid FROM reach UNION SELECT oid FROM above)
+   AND (c.relname LIKE 'procrastinate\_%%'
+        OR (c.relname LIKE 'retention\_%%' AND c.relnamespace IN (SELECT relnamespace FROM ours)))
+ ORDER BY n.nspname, c.relname;
+
+-- name: catalog_delete_hooks --
+-- What a DELETE on a table fires that a partition drop would not: DELETE triggers (enabled, not
+-- a foreign key's internal ones) and DELETE rules, on the table and every table below it.
+WITH RECURSIVE tree (oid) AS (
+    SELECT %(oid)s::oid
+    UNION
+    SELECT i.inhrelid FROM pg_inherits AS i JOIN tree AS t ON i.inhparent = t.oid
+)
+SELECT 'trigger' AS kind, c.oid, n.nspname, c.relname, tg.tgname AS name
+  FROM tree
+  JOIN pg_trigger AS tg ON tg.tgrelid = tree.oid
+  JOIN pg_class AS c ON c.oid = tree.oid
+  JOIN pg_namespace AS n ON n.oid = c.relnamespace
+ WHERE NOT tg.tgisinternal AND tg.tgenabled <> 'D' AND (tg.tgtype & 8) <> 0
+UNION ALL
+SELECT 'rule', c.oid, n.nspname, c.relname, r.rulename
+  FROM tree
+  JOIN pg_rewrite AS r ON r.ev_class = tree.oid
+  JOIN pg_class AS c ON c.oid = tree.oid
+  JOIN pg_namespace AS n ON n.oid = c.relnamespace
+ WHERE r.ev_type = '4'
+ ORDER BY 1, 3, 4, 5;
+
+-- name: catalog_owns_tree --
+-- Whether the current role may DETACH and DROP the table's partitions: it owns (is a member of
+-- the owner of) the table and every partition.
+WITH RECURSIVE tree (oid) AS (
+    SELECT %(oid)s::oid
+    UNION
+    SELECT i.inhrelid FROM pg_inherits AS i JOIN tree AS t ON i.inhparent = t.oid
+)
+SELECT bool_and(pg_has_role(c.relowner, 'USAGE'))
+  FROM tree
+  JOIN pg_class AS c ON c.oid = tree.oid;
