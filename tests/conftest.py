@@ -31,9 +31,8 @@ from psycopg import sql
 from retention.embedded import server as embedded
 from retention.pg import database as pg_database
 from retention.pg import migrate
-from tests.helpers import dsn_for
+from tests.helpers import PG_VARIABLES, dsn_for
 
-PG_VARIABLES = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
 TIERS = ("unit", "integration", "acceptance", "chaos")
 TESTS = Path(__file__).resolve().parent
 

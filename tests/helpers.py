@@ -36,6 +36,8 @@ FINAL = settings_mod.FINAL_STATUSES
 # The repository, settings and engine limits, jobs as Procrastinate writes them, the CLI.
 
 ROOT = Path(__file__).resolve().parent.parent
+# libpq's variables that choose a server.
+PG_VARIABLES = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
 
 
 def dsn_for(server: str, dbname: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import PG_VARIABLES
+from tests.helpers import PG_VARIABLES
 
 NO_SERVER = "/nonexistent/the-unit-tier-has-no-database"
 
