@@ -249,18 +249,17 @@ class RowDeleter:
         deleted, child_rows, files, held = row
         return {"deleted": deleted, "child_rows": child_rows, "files_queued": files}, held
 
-    def _attempt(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int] | None:
-        """The batch statement in a savepoint; None (rolled back) when it kept a child."""
-        try:
-            with cur.connection.transaction():
-                counts, held = self._counts(cur, self.statement, ids)
-                if held:
-                    raise _Kept
-        except (_Kept, pg_errors.ForeignKeyViolation, pg_errors.RestrictViolation):
-            return None
+    def _attempt(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
+        """The batch statement in a savepoint, rolled back when it raises: _Kept when it saw a
+        child that a trigger kept, a foreign key error when such a child must go first."""
+        with cur.connection.transaction():
+            counts, held = self._counts(cur, self.statement, ids)
+            if held:
+                raise _Kept(held)
         return counts
 
     def _held(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> set[Any]:
+        """The rows of the batch with a child that a trigger keeps (tree_held, rolled back)."""
         try:
             with cur.connection.transaction():
                 row = cur.execute(self.held_statement, {**self.params, "ids": ids}).fetchone()
@@ -268,31 +267,37 @@ class RowDeleter:
         except _Kept as exc:
             return set(exc.args[0])
 
-    def _split(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
-        """Halves until every row that can go went (when triggers keep children unevenly)."""
-        counts = self._attempt(cur, ids)
-        if counts is not None:
-            return counts
-        if len(ids) == 1:
-            return dict.fromkeys(_COUNTS, 0)
-        middle = len(ids) // 2
-        first, second = self._split(cur, ids[:middle]), self._split(cur, ids[middle:])
-        return {name: first[name] + second[name] for name in first}
-
     def delete(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
-        counts = self._attempt(cur, ids)
-        if counts is not None:
-            return counts
+        try:
+            return self._attempt(cur, ids)
+        except (_Kept, pg_errors.ForeignKeyViolation, pg_errors.RestrictViolation) as exc:
+            failure: Exception = exc
         held = self._held(cur, ids)
-        rest = [key for key in ids if key not in held]
-        counts = self._split(cur, rest) if rest else dict.fromkeys(_COUNTS, 0)
+        if not held:
+            # Not a child a trigger keeps (a foreign key of a table further down, say): the error
+            # stands, as it would without this check.
+            if isinstance(failure, _Kept):
+                raise RuntimeError(
+                    f"{self.plan.name}: a trigger kept children of the batch's rows, then let "
+                    "them all go"
+                ) from None
+            raise failure
         logger.info(
-            "%s: %d rows kept, a trigger keeps some of their children",
+            "%s: %d rows kept: a trigger keeps some of their children",
             self.plan.name,
             len(held),
             extra={"action": "rows_held", "table": self.plan.name, "rows": len(held)},
         )
-        return counts
+        rest = [key for key in ids if key not in held]
+        if not rest:
+            return dict.fromkeys(_COUNTS, 0)
+        try:
+            return self._attempt(cur, rest)
+        except _Kept:
+            raise RuntimeError(
+                f"{self.plan.name}: a trigger kept children of rows whose children it let go a "
+                "moment before"
+            ) from None
 
     def preview(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
         counts, _ = self._counts(cur, self.preview_statement, ids)

@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 
 from retention import errors
+from retention.config import policies
 from retention.config import settings as settings_mod
 from retention.pg import catalog
 
@@ -133,7 +134,7 @@ def check(
 def _plan(
     conn: psycopg.Connection,
     settings: settings_mod.Settings,
-    policy: settings_mod.TablePolicy,
+    policy: policies.TablePolicy,
     name: str,
     key_prefix: str,
 ) -> Plan:
@@ -249,7 +250,7 @@ def _uncastable(
         with conn.transaction():
             conn.execute(sql.SQL("SELECT {}").format(casts), [list(v) for _, v in filters])
         return []
-    except psycopg.errors.DataError:
+    except (psycopg.errors.DataError, psycopg.errors.IntegrityError):
         pass
     problems = []
     for column, values in filters:
@@ -257,7 +258,7 @@ def _uncastable(
             try:
                 with conn.transaction():
                     conn.execute(sql.SQL("SELECT %s::text::{}").format(column.cast), [value])
-            except psycopg.errors.DataError as exc:
+            except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
                 reason = (exc.diag.message_primary or str(exc)).strip()
                 problems.append(
                     f"{key}.{column.name}: {value!r} is not a valid {column.type_sql} (the type "
@@ -320,7 +321,7 @@ def _column(
 def _key(
     conn: psycopg.Connection,
     relation: catalog.Relation,
-    policy: settings_mod.TablePolicy,
+    policy: policies.TablePolicy,
     problems: list[str],
 ) -> catalog.Column | None:
     uniques = catalog.unique_keys(conn, relation.oid)
@@ -355,7 +356,7 @@ def _key(
 
 def _files(
     relation: catalog.Relation,
-    configured: list[settings_mod.FileColumn],
+    configured: list[policies.FileColumn],
     key: str,
     problems: list[str],
 ) -> tuple[FileSource, ...]:
@@ -384,7 +385,7 @@ def _files(
 def _children(
     conn: psycopg.Connection,
     parent: catalog.Relation,
-    policy: settings_mod.TablePolicy,
+    policy: policies.TablePolicy,
     problems: list[str],
     warnings: list[str],
 ) -> tuple[Child, ...]:

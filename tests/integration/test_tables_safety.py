@@ -722,3 +722,48 @@ def test_the_backlog_of_infinite_timestamps(conn, database, location):
         assert found[name]["eligible"] == 2
         assert found[name]["oldest"] == "0001-01-01T00:00:00+00:00"
         assert found[name]["oldest_age_seconds"] > 6.3e10
+
+
+@pytest.mark.parametrize("key_type", ["uuid", "text"])
+def test_rows_dated_minus_infinity_with_a_key_of_any_type(conn, database, location, key_type):
+    conn.execute(
+        f"CREATE TABLE tokens (id {key_type} PRIMARY KEY, at timestamptz NOT NULL);"
+        "CREATE INDEX ON tokens (at, id);"
+        "INSERT INTO tokens SELECT gen_random_uuid(), '-infinity' FROM generate_series(1, 7);"
+        "INSERT INTO tokens SELECT gen_random_uuid(), now() - interval '40 days' "
+        "FROM generate_series(1, 3);"
+        "INSERT INTO tokens SELECT gen_random_uuid(), 'infinity' FROM generate_series(1, 2)"
+    )
+    tables = [{"table": "tokens", "timestamp": "at"}]
+    summary = execute(database, location, tables, stages=("tables",), batch_size=2)
+    assert summary["tables"]["tokens"]["deleted"] == 10
+    assert conn.execute("SELECT count(*) FROM tokens WHERE at = 'infinity'").fetchone()[0] == 2
+    assert conn.execute("SELECT count(*) FROM tokens").fetchone()[0] == 2
+
+
+def test_a_foreign_key_further_down_still_fails_the_run(conn, database, location, tmp_path):
+    conn.execute(SCHEMA)
+    conn.execute(
+        "CREATE TABLE app.labels (id serial PRIMARY KEY, detection_id bigint "
+        "REFERENCES app.detections)"
+    )
+    root = tmp_path / "media"
+    event = add(conn, root, days=40)
+    conn.execute("INSERT INTO app.labels (detection_id) SELECT id FROM app.detections")
+    before = files_on_disk(root)
+    with pytest.raises(errors.RunFailed, match="labels"):
+        execute(database, location, [policy(root)])
+    assert ids(conn, "app.events") == {event}
+    assert files_on_disk(root) == before
+    assert queued(conn) == set()
+
+
+def test_a_filter_value_outside_a_domain_is_refused(conn, database):
+    conn.execute(
+        "CREATE DOMAIN level AS int CHECK (VALUE BETWEEN 0 AND 5);"
+        "CREATE TABLE notices (id int PRIMARY KEY, at timestamptz NOT NULL, lvl level)"
+    )
+    tables = [{"table": "notices", "timestamp": "at", "where": {"lvl": [1, 9]}}]
+    message = refusal(conn, database, tables)
+    assert "tables[0].where.lvl: '9' is not a valid level" in message
+    assert "'1'" not in message

@@ -18,9 +18,10 @@ SELECT t.{ts} AS ts, t.{key} AS key, 1 AS after, t.{key} AS id
 -- name: table_oldest --
 -- Where the walk starts: the oldest finite timestamp of the eligible rows (for the progress),
 -- and the smallest key of the eligible rows dated -infinity (which sort before any other).
-SELECT min(t.{ts}) FILTER (WHERE isfinite(t.{ts})),
-       min(t.{key}) FILTER (WHERE t.{ts} = '-infinity'::{ts_type})
-  FROM {table} AS t WHERE {eligible};
+SELECT (SELECT min(t.{ts}) FROM {table} AS t WHERE {eligible} AND isfinite(t.{ts})),
+       (SELECT t.{key} FROM {table} AS t
+         WHERE {eligible} AND t.{ts} = '-infinity'::{ts_type}
+         ORDER BY t.{key} LIMIT 1);
 
 -- name: tree_delete --
 -- One batch of a table policy in one statement. {rows} deletes the batch's rows (a BEFORE DELETE
