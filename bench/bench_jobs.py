@@ -71,6 +71,7 @@ from psycopg import conninfo as libpq
 from psycopg import sql
 
 import retention
+from retention.config import policies
 from retention.config import settings as settings_mod
 from retention.pg import database, migrate
 from retention.run import runner
@@ -481,7 +482,7 @@ def one_statement(dsn: str) -> dict[str, Any]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
         cutoff = now - dt.timedelta(days=KEEP_DAYS)
-        for status in settings_mod.FINAL_STATUSES:
+        for status in policies.FINAL_STATUSES:
             after: tuple[Any, ...] = (dt.datetime(1, 1, 1, tzinfo=dt.UTC), 0)
             while True:
                 started = time.monotonic()

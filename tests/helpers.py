@@ -24,6 +24,7 @@ import psycopg
 import pytest
 from psycopg import conninfo as libpq
 
+from retention.config import policies
 from retention.config import settings as settings_mod
 from retention.embedded import server as embedded
 from retention.engine import batches
@@ -31,7 +32,7 @@ from retention.files import outbox
 from retention.pg import database as pg_database
 from retention.run import runner
 
-FINAL = settings_mod.FINAL_STATUSES
+FINAL = policies.FINAL_STATUSES
 
 # The repository, settings and engine limits, jobs as Procrastinate writes them, the CLI.
 
@@ -50,7 +51,7 @@ def make_settings(database: str, **overrides: Any) -> settings_mod.Settings:
     return settings_mod.Settings(database_url=database, **overrides)
 
 
-def jobs_policy(database: str, **ages: str) -> settings_mod.JobsPolicy:
+def jobs_policy(database: str, **ages: str) -> policies.JobsPolicy:
     """The `[jobs]` policy with these ages (e.g. succeeded="30d")."""
     return make_settings(database, jobs=ages).jobs
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 
-from retention.config import globs
+from retention.config import globs, policies
 from retention.config import settings as settings_mod
 from retention.engine import batches, results
 from retention.files import orphans, safefs, sweeps
@@ -62,7 +62,7 @@ def _matcher(patterns: list[str]) -> Callable[[str], bool]:
 
 def _candidates(
     real_root: Path,
-    policy: settings_mod.DirectoryPolicy,
+    policy: policies.DirectoryPolicy,
     cutoff: float,
     tree: _Tree,
     problems: Counter[str],
@@ -88,7 +88,7 @@ def _candidates(
             yield found.rel, info.st_size, info.st_mtime
 
 
-def check(settings: settings_mod.Settings) -> list[settings_mod.DirectoryPolicy]:
+def check(settings: settings_mod.Settings) -> list[policies.DirectoryPolicy]:
     """The enabled directory policies, each root checked (ConfigError before anything runs)."""
     policies = [p for p in settings.directories if p.enabled]
     for policy in policies:
@@ -99,7 +99,7 @@ def check(settings: settings_mod.Settings) -> list[settings_mod.DirectoryPolicy]
 def sweep(
     conn: psycopg.Connection,
     settings: settings_mod.Settings,
-    policy: settings_mod.DirectoryPolicy,
+    policy: policies.DirectoryPolicy,
     *,
     dry_run: bool,
     limits: batches.Limits,

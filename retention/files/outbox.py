@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -80,29 +81,23 @@ def _settle(
     done: list[int] = []
     failed: list[tuple[int, str]] = []
     refused: list[tuple[int, str]] = []
-    groups: dict[tuple[str, tuple[bytes, ...]], Members] = {}
+    groups: dict[tuple[str, str], Members] = {}
     for entry_id, root, stored in rows:
-        try:
-            parts, name = directories.walker(root).split(stored)
-        except safefs.UnsafePath as exc:
-            refused.append((entry_id, str(exc)))
+        directory, slash, name = stored.rpartition("/")
+        if name in ("", ".", "..") or "\x00" in stored:
+            refused.append((entry_id, f"{stored!r} is not a file path"))
             continue
-        except FileNotFoundError:
-            counts["missing"] += 1
-            done.append(entry_id)
-            continue
-        except OSError as exc:
-            failed.append((entry_id, _describe(exc)))
-            continue
-        groups.setdefault((root, parts), []).append((entry_id, name))
+        if slash and not directory:
+            directory = "/"
+        groups.setdefault((root, directory), []).append((entry_id, os.fsencode(name)))
     chunk = max(1, OPEN_DIRECTORIES // 2)
     items = list(groups.items())
     for start in range(0, len(items), chunk):
         with directories.descriptors.hold():
             located: list[tuple[safefs.Directory, Members]] = []
-            for (root, parts), members in items[start : start + chunk]:
+            for (root, directory), members in items[start : start + chunk]:
                 try:
-                    located.append((directories.walker(root).descend(parts), members))
+                    located.append((directories.walker(root).directory(directory), members))
                 except safefs.UnsafePath as exc:
                     refused.extend((entry_id, str(exc)) for entry_id, _ in members)
                 except FileNotFoundError:

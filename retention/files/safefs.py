@@ -94,7 +94,9 @@ class Directory:
     def unlink(self, name: bytes, *, dry_run: bool = False) -> os.stat_result:
         """Remove the entry `name` (a symlink is removed itself), unless it is a directory
         (IsADirectoryError); its lstat is returned. In a dry run nothing is removed."""
-        info = os.lstat(_check_name(name), dir_fd=self.fd)
+        if name in _NOT_NAMES or b"/" in name or b"\x00" in name:
+            _check_name(name)
+        info = os.lstat(name, dir_fd=self.fd)
         if stat.S_ISDIR(info.st_mode):
             raise IsADirectoryError(errno.EISDIR, "is a directory, not a file")
         if not dry_run:
@@ -296,16 +298,18 @@ class Walker:
         parts, name = self.split(stored)
         return self.descend(parts), name
 
-    def directory(self, path: StrOrBytes) -> Directory:
-        """The open directory at `path` (relative or absolute under the root; '' is the root)."""
-        raw = _encode(path)
+    def parts(self, directory: StrOrBytes) -> tuple[bytes, ...]:
+        """The components (relative to the root) of a stored directory path, relative or
+        absolute under the root ('' is the root); refused as `split` refuses."""
+        raw = _encode(directory)
         if b"\x00" in raw:
             raise UnsafePath(f"{_shown(raw)} is not a directory path")
         rel = self._relative(raw) if raw.startswith(b"/") else raw
-        parts = rel.split(b"/") if rel else []
-        if parts and parts[-1] == b"":
-            parts.pop()
-        return self.descend(self._components(raw, parts))
+        return self._components(raw, rel.split(b"/")) if rel else ()
+
+    def directory(self, path: StrOrBytes) -> Directory:
+        """The open directory at a stored directory path (see `parts`)."""
+        return self.descend(self.parts(path))
 
     def descend(self, parts: Iterable[bytes]) -> Directory:
         """The open directory reached from the root through the components `parts` (as `split`

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from retention.config import durations
+from retention.config import durations, policies
 from retention.config import settings as settings_mod
 from retention.demo import demo
 from retention.engine import results
@@ -55,7 +55,7 @@ def _print_intro(console: Console, result: dict[str, Any], settings: settings_mo
         )
     days, log_days = settings.retention_days, settings.log_retention_days
     jobs = ", ".join(
-        f"{status} {_age(getattr(settings.jobs, status))}" for status in settings_mod.FINAL_STATUSES
+        f"{status} {_age(getattr(settings.jobs, status))}" for status in policies.FINAL_STATUSES
     )
     images = (
         "deleted with their detections"

@@ -19,11 +19,10 @@ import datetime as dt
 
 from psycopg import sql
 
-from retention.config import globs
-from retention.config import settings as settings_mod
+from retention.config import globs, policies
 
-FINAL = settings_mod.FINAL_STATUSES
-UNFINISHED = settings_mod.UNFINISHED_STATUSES
+FINAL = policies.FINAL_STATUSES
+UNFINISHED = policies.UNFINISHED_STATUSES
 # How the engine groups what it deletes (the columns of the jobs' rows, by these names).
 GROUPS = ("status", "queue", "task")
 # The final event each final status is reached by: Procrastinate records `cancelled` when a job
@@ -40,7 +39,7 @@ def _interval(age: dt.timedelta | None) -> sql.Composable:
     return sql.SQL("NULL::interval") if age is None else sql.Literal(age)
 
 
-def age_expression(policy: settings_mod.JobsPolicy, status: str) -> sql.Composable:
+def age_expression(policy: policies.JobsPolicy, status: str) -> sql.Composable:
     """The SQL twin of JobsPolicy.age_for: the last matching rule that sets the status wins."""
     whens: list[sql.Composable] = []
     for rule in reversed(policy.rules):
@@ -65,7 +64,7 @@ def age_expression(policy: settings_mod.JobsPolicy, status: str) -> sql.Composab
     return sql.SQL("(CASE {} ELSE {} END)").format(sql.SQL(" ").join(whens), default)
 
 
-def shortest_age(policy: settings_mod.JobsPolicy, status: str) -> dt.timedelta | None:
+def shortest_age(policy: policies.JobsPolicy, status: str) -> dt.timedelta | None:
     ages = [getattr(policy, status)]
     ages += [age for sets, age in (rule.age(status) for rule in policy.rules) if sets]
     finite = [age for age in ages if age is not None]
@@ -81,7 +80,7 @@ class Walk:
     cutoff: dt.datetime
 
 
-def walks(policy: settings_mod.JobsPolicy, now: dt.datetime) -> list[Walk]:
+def walks(policy: policies.JobsPolicy, now: dt.datetime) -> list[Walk]:
     """One walk per final event type that leads to a status some age applies to."""
     found = []
     for event_type, statuses in STATUSES_BY_EVENT.items():
@@ -98,7 +97,7 @@ def walks(policy: settings_mod.JobsPolicy, now: dt.datetime) -> list[Walk]:
     return found
 
 
-def status_age(policy: settings_mod.JobsPolicy, statuses: tuple[str, ...]) -> sql.Composable:
+def status_age(policy: policies.JobsPolicy, statuses: tuple[str, ...]) -> sql.Composable:
     if len(statuses) == 1:
         return age_expression(policy, statuses[0])
     whens = [

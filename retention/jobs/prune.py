@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from retention.config import settings as settings_mod
+from retention.config import policies
 from retention.engine import batches
 from retention.jobs import deleter, policy
 from retention.pg import queries
@@ -30,7 +30,7 @@ BATCH_SETTINGS = (
 
 
 def prune_target(
-    conn: psycopg.Connection, jobs_policy: settings_mod.JobsPolicy, now: dt.datetime
+    conn: psycopg.Connection, jobs_policy: policies.JobsPolicy, now: dt.datetime
 ) -> batches.Target:
     """One segment: the walk over the final events of every type that has any older than its
     cutoff, merged in time order. The events deleted with the jobs (by the cascade) are counted
@@ -81,7 +81,7 @@ def _counts_tuples(conn: psycopg.Connection) -> bool:
 
 
 def eligible(
-    conn: psycopg.Connection, jobs_policy: settings_mod.JobsPolicy, now: dt.datetime
+    conn: psycopg.Connection, jobs_policy: policies.JobsPolicy, now: dt.datetime
 ) -> dict[str, tuple[int, dt.datetime | None]]:
     """Per final status: how many jobs a run would delete now, and the oldest finish among them.
     The prune walk's conditions, counted in one statement per walk."""
@@ -99,7 +99,7 @@ def eligible(
 
 
 def _prune_queries(
-    jobs_policy: settings_mod.JobsPolicy, live: list[policy.Walk]
+    jobs_policy: policies.JobsPolicy, live: list[policy.Walk]
 ) -> tuple[queries.Statement, batches.Fused]:
     """The dry run's select and the real run's fused statement, composed from the same scan and
     the same conditions, so that both select the same jobs. The select locks nothing; the fused

@@ -10,6 +10,7 @@ import psycopg
 from psycopg import sql
 
 from retention import errors
+from retention.config import policies
 from retention.config import settings as settings_mod
 from retention.jobs import policy, prune
 from retention.pg import queries
@@ -29,14 +30,14 @@ def _entry(count: int, oldest: Any, now: dt.datetime) -> dict[str, Any]:
 
 
 def job_backlog(
-    conn: psycopg.Connection, jobs_policy: settings_mod.JobsPolicy, now: dt.datetime
+    conn: psycopg.Connection, jobs_policy: policies.JobsPolicy, now: dt.datetime
 ) -> dict[str, dict[str, Any]]:
     """Per final status that some age applies to: jobs a run would delete now (the prune
     walk's conditions, counted)."""
     found = prune.eligible(conn, jobs_policy, now)
     return {
         status: _entry(*found.get(status, (0, None)), now)
-        for status in settings_mod.FINAL_STATUSES
+        for status in policies.FINAL_STATUSES
         if policy.shortest_age(jobs_policy, status) is not None
     }
 

@@ -16,6 +16,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import psycopg
 
+from retention.config import policies
 from retention.config import settings as settings_mod
 from retention.engine import batches, ledger, results
 from retention.files import directories, orphans, outbox, sweeps
@@ -186,18 +187,18 @@ def _sweep_stage(
 
 def _check_directories(
     conn: psycopg.Connection, settings: settings_mod.Settings
-) -> list[settings_mod.DirectoryPolicy]:
+) -> list[policies.DirectoryPolicy]:
     return directories.check(settings)
 
 
-def _directories(ctx: Context, policies: list[settings_mod.DirectoryPolicy]) -> results.Section:
-    named: list[tuple[str, settings_mod.DirectoryPolicy]] = []
+def _directories(ctx: Context, policies: list[policies.DirectoryPolicy]) -> results.Section:
+    named: list[tuple[str, policies.DirectoryPolicy]] = []
     for index, policy in enumerate(policies):
         name = str(policy.root)
         named.append((name if name not in dict(named) else f"{name} [{index}]", policy))
 
     def work(
-        policy: settings_mod.DirectoryPolicy, partial: Partial[results.SweepSection]
+        policy: policies.DirectoryPolicy, partial: Partial[results.SweepSection]
     ) -> results.SweepSection:
         return directories.sweep(
             ctx.conn,

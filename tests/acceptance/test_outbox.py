@@ -23,10 +23,10 @@ def test_undeletable_file_is_kept_retried_and_reported(conn, tmp_path, database)
     _queue(conn, root, ["stuck.bin", "fine.bin"])
 
     with undeletable(stuck):
-        first = outbox.drain(conn, dry_run=False, deadline=FAR)
+        first = outbox.drain(conn, dry_run=False, deadline=FAR).to_json()
         assert first["failed"] == 1 and first["deleted"] == 1 and first["pending"] == 1
         assert stuck.exists()
-        second = outbox.drain(conn, dry_run=False, deadline=FAR)
+        second = outbox.drain(conn, dry_run=False, deadline=FAR).to_json()
         assert second["failed"] == 1
         row = conn.execute("SELECT attempts, last_error FROM retention_file_outbox").fetchone()
         assert row[0] == 2 and row[1]

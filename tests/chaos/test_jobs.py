@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from retention.config import settings as settings_mod
+from retention.config import policies
 from retention.engine import batches
 from retention.jobs import prune
 from tests.helpers import (
@@ -32,7 +32,7 @@ from tests.helpers import (
     wait_for_killed_sessions,
 )
 
-FINAL = settings_mod.FINAL_STATUSES
+FINAL = policies.FINAL_STATUSES
 
 
 WORKER_APP = """

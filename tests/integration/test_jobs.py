@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from retention.config import settings as settings_mod
+from retention.config import policies
 from retention.engine import batches, ledger
 from retention.jobs import deleter, prune
 from tests.helpers import (
@@ -27,7 +27,7 @@ from tests.helpers import (
     shares_final_transaction,
 )
 
-FINAL = settings_mod.FINAL_STATUSES
+FINAL = policies.FINAL_STATUSES
 ALL_STATUSES = ("todo", "doing", *FINAL)
 QUEUES = ("emails", "emails_bulk", "default", "reports")
 TASKS = ("app.send_mail", "app.send_sms", "app.report", "other.cleanup")
@@ -38,7 +38,7 @@ FINISH_AGES = tuple(dt.timedelta(hours=h, minutes=30) for h in (0, 3, 12, 24, 48
 
 
 def expected_kept(
-    policy: settings_mod.JobsPolicy, specs: list[dict[str, Any]], ids: list[int]
+    policy: policies.JobsPolicy, specs: list[dict[str, Any]], ids: list[int]
 ) -> set[int]:
     kept = set()
     for job_id, spec in zip(ids, specs, strict=True):

@@ -93,6 +93,17 @@ def test_paths_that_are_not_file_paths_under_the_root_are_refused(world, stored)
     _outside_intact(outside)
 
 
+def test_directory_paths_are_refused_as_file_paths_are(world):
+    root, _ = world
+    with safefs.Walker(root) as walker:
+        assert walker.parts("") == () == walker.parts(str(root)) == walker.parts(f"{root}/")
+        assert walker.parts("./top/./d") == (b"top", b"d") == walker.parts(f"{root}/top/d")
+        for bad in ("top/", "top//d", "/", "/elsewhere", "..", "top/../..", "top/\x00"):
+            with pytest.raises(safefs.UnsafePath):
+                walker.parts(bad)
+        assert walker.directory(b"top/d").lstat(b"f1").st_size == 10
+
+
 @pytest.mark.parametrize("stored", [".", "./", "./.", "ROOT", "ROOT/", "ROOT/."])
 def test_the_root_itself_is_refused(world, stored):
     root, _ = world

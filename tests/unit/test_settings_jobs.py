@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from retention import errors
+from retention.config import policies
 from retention.config import settings as settings_mod
 from tests.helpers import write_toml as write
 
@@ -16,7 +17,7 @@ DAY = dt.timedelta(days=1)
 
 def test_defaults_without_a_jobs_section(tmp_path):
     policy = settings_mod.load(write(tmp_path, 'schedule = "0 4 * * *"\n')).jobs
-    assert {s: policy.age_for(s, "q", "t") for s in settings_mod.FINAL_STATUSES} == {
+    assert {s: policy.age_for(s, "q", "t") for s in policies.FINAL_STATUSES} == {
         "succeeded": 3 * DAY,
         "failed": 30 * DAY,
         "cancelled": 7 * DAY,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from retention import errors
+from retention.config import policies
 from retention.config import settings as settings_mod
 from tests.helpers import write_toml
 
@@ -41,7 +42,7 @@ def test_what_a_run_records_shows_durations_as_written_and_hides_the_password():
     assert public["database_url"] == "postgresql://app:***@db:5432/app"
     assert public["lock_timeout"] == "200ms"
     assert public["orphans"]["grace"] == "1h"
-    assert {status: public["jobs"][status] for status in settings_mod.FINAL_STATUSES} == {
+    assert {status: public["jobs"][status] for status in policies.FINAL_STATUSES} == {
         "succeeded": "3d",
         "failed": "30d",
         "cancelled": "7d",

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from retention import errors
-from retention.config import durations
+from retention.config import durations, environment, fields
 from retention.config import settings as settings_mod
 
 TABLE = '[[tables]]\ntable = "events"\ntimestamp = "created_at"\n'
@@ -218,8 +218,8 @@ def test_every_setting_variable_and_our_own_variables_are_accepted(monkeypatch, 
     loaded = settings_mod.load()
     assert loaded.batch_size == 10 and loaded.jobs.succeeded == dt.timedelta(days=2)
     assert loaded.queue == "lower-case"
-    assert {"RETENTION_CONFIG", "RETENTION_HOME"} <= settings_mod.NON_SETTING_VARIABLES
-    names = settings_mod.environment_names()
+    assert {"RETENTION_CONFIG", "RETENTION_HOME"} <= environment.NON_SETTING_VARIABLES
+    names = environment.names(settings_mod.Settings)
     for name in ("RETENTION_SCHEDULE", "RETENTION_JOBS__ABORTED", "RETENTION_ORPHANS__ENABLED"):
         assert name in names
 
@@ -341,9 +341,9 @@ def test_any_number_of_seconds_is_accepted_only_when_finite_and_in_range(value):
     try:
         loaded = settings_mod.Settings(max_run_seconds=value)
     except ValidationError:
-        assert not (math.isfinite(value) and 0 < value <= settings_mod.MAX_RUN_SECONDS)
+        assert not (math.isfinite(value) and 0 < value <= fields.MAX_RUN_SECONDS)
         return
-    assert 0 < loaded.max_run_seconds <= settings_mod.MAX_RUN_SECONDS
+    assert 0 < loaded.max_run_seconds <= fields.MAX_RUN_SECONDS
 
 
 # PostgreSQL timeouts: whole milliseconds, never 0.

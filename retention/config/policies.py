@@ -1,0 +1,249 @@
+"""The sections of the settings that say what goes: `[jobs]` and its rules, `[[tables]]` with their
+children and file columns, `[[directories]]`, `[orphans]`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from retention.config import durations, globs, roots
+from retention.config.fields import (
+    WHERE_INT_RANGE,
+    Age,
+    Cron,
+    Duration,
+    Glob,
+    Identifier,
+    Model,
+    _identifier,
+)
+
+FINAL_STATUSES: tuple[str, ...] = ("succeeded", "failed", "cancelled", "aborted")
+UNFINISHED_STATUSES: tuple[str, ...] = ("todo", "doing")
+DEFAULT_JOB_AGES: dict[str, dt.timedelta] = {
+    "succeeded": dt.timedelta(days=3),
+    "failed": dt.timedelta(days=30),
+    "cancelled": dt.timedelta(days=7),
+    "aborted": dt.timedelta(days=7),
+}
+DEFAULT_ORPHAN_GRACE = dt.timedelta(hours=1)
+DEFAULT_ORPHAN_GRACE = dt.timedelta(hours=1)
+
+
+class JobRule(Model):
+    """An override for jobs whose queue and/or task match shell-style globs."""
+
+    queue: Glob | None = Field(None, description="Glob on the job's queue name.")
+    task: Glob | None = Field(None, description="Glob on the job's task name.")
+    succeeded: Age = Field(None, description="Age of succeeded jobs this rule keeps.")
+    failed: Age = Field(None, description="Age of failed jobs this rule keeps.")
+    cancelled: Age = Field(None, description="Age of cancelled jobs this rule keeps.")
+    aborted: Age = Field(None, description="Age of aborted jobs this rule keeps.")
+
+    @model_validator(mode="after")
+    def _has_a_matcher(self) -> JobRule:
+        if self.queue is None and self.task is None:
+            raise ValueError("a rule needs `queue` and/or `task` (globs such as 'emails*')")
+        if not set(FINAL_STATUSES) & self.model_fields_set:
+            raise ValueError(
+                "a rule needs at least one age: succeeded, failed, cancelled or aborted"
+            )
+        return self
+
+    def age(self, status: str) -> tuple[bool, dt.timedelta | None]:
+        """Whether this rule sets an age for `status`, and that age (None: forever)."""
+        return status in self.model_fields_set, getattr(self, status)
+
+
+class JobsPolicy(Model):
+    """How long finished Procrastinate jobs are kept, by final status. When the section names any
+    status, a status left out, or set to "forever", is kept forever; when it names none (no [jobs]
+    section, or only `schedule`, `enabled` or `rules`): succeeded 3d, failed 30d, cancelled 7d,
+    aborted 7d. An age (here and in the rules) is a duration longer than zero and at most 100
+    years (36500d), or "forever"."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_unless_a_status_is_named(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not any(status in data for status in FINAL_STATUSES):
+            return {**DEFAULT_JOB_AGES, **data}
+        return data
+
+    enabled: bool = Field(True, description="Whether `retention run` prunes jobs.")
+    schedule: Cron | None = Field(
+        None, description="Cron of the job pruning task; default: the global schedule."
+    )
+    succeeded: Age = Field(None, description="How long succeeded jobs are kept.")
+    failed: Age = Field(None, description="How long failed jobs are kept.")
+    cancelled: Age = Field(None, description="How long cancelled jobs are kept.")
+    aborted: Age = Field(None, description="How long aborted jobs are kept.")
+    rules: list[JobRule] = Field(
+        default_factory=list,
+        description="Overrides by queue and/or task glob; the last matching rule wins per status.",
+    )
+
+    def age_for(self, status: str, queue: str, task: str) -> dt.timedelta | None:
+        """The reference semantics, in Python: what the SQL in jobs.py computes."""
+        age: dt.timedelta | None = getattr(self, status)
+        for rule in self.rules:
+            sets, rule_age = rule.age(status)
+            if sets and globs.matches(rule.queue, queue) and globs.matches(rule.task, task):
+                age = rule_age
+        return age
+
+
+DEFAULT_JOBS = JobsPolicy()
+
+
+class FileColumn(Model):
+    """A column holding paths of files, relative to `root` (or absolute inside it)."""
+
+    column: Identifier = Field(
+        description="Text column holding the file path; NULL or empty means no file."
+    )
+    root: Path = Field(
+        description="Storage root the paths live under (relative to it, or absolute inside it); "
+        "a path resolving outside (.., symlinks) is refused, never deleted."
+    )
+    delete: bool = Field(
+        True,
+        description="Delete the files with their rows (queued in the file outbox in the rows' "
+        "transaction, unlinked after commit); false keeps them on disk.",
+    )
+
+    @field_validator("root")
+    @classmethod
+    def _safe_root(cls, value: Path) -> Path:
+        return roots.check_root(value)
+
+
+class ChildTable(Model):
+    """Rows of another table that reference the policy's rows and go before them."""
+
+    table: Identifier = Field(description="Child table, schema-qualified allowed.")
+    column: Identifier = Field(
+        description="Its column in the FOREIGN KEY referencing the policy's table (any one of "
+        "the columns of a composite key). With ON DELETE CASCADE the child rows are left to the "
+        "cascade, their files are still queued first."
+    )
+    files: list[FileColumn] = Field(
+        default_factory=list, description="File columns of the child ([[tables.children.files]])."
+    )
+
+
+class TablePolicy(Model):
+    """Retention of an application table: rows older than `age` by `timestamp` go, children
+    first, and the files their rows reference after commit (through the outbox)."""
+
+    table: Identifier = Field(description="Table name, schema-qualified allowed (app.events).")
+    timestamp: Identifier = Field(
+        description="Column that ages the row: timestamptz, timestamp or date. Without an index "
+        "starting with it, every batch scans the table (a warning gives the CREATE INDEX)."
+    )
+    age: str | None = Field(
+        None,
+        description="A duration (longer than zero, at most 100 years: 36500d), or "
+        "`retention_days` / `log_retention_days` to follow those knobs; default: retention_days.",
+    )
+    key: Identifier | None = Field(
+        None,
+        description="Column identifying a row, unique alone or together with `timestamp` (as in "
+        "a partitioned table's primary key); default: the table's single-column primary key.",
+    )
+    where: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Structured filters, all of which must hold: column = value, or column = "
+        "[values] (any of), cast to the column's type: strings (without NUL), finite numbers, "
+        "integers within bigint's range, booleans. With filters, partitions are never "
+        "dropped whole.",
+    )
+    children: list[ChildTable] = Field(
+        default_factory=list,
+        description="Tables referencing this one, handled first ([[tables.children]]); every "
+        "foreign key to the table that neither cascades nor sets NULL must be listed.",
+    )
+    files: list[FileColumn] = Field(
+        default_factory=list, description="File columns of the table ([[tables.files]])."
+    )
+    enabled: bool = Field(True, description="Whether `retention run` applies this policy.")
+
+    @field_validator("age")
+    @classmethod
+    def _valid_age(cls, value: str | None) -> str | None:
+        if value is None or value in ("retention_days", "log_retention_days"):
+            return value
+        durations.parse_duration(value)
+        return value
+
+    @field_validator("where")
+    @classmethod
+    def _plain_filters(cls, value: dict[str, Any]) -> dict[str, Any]:
+        low, high = WHERE_INT_RANGE
+        for column, wanted in value.items():
+            try:
+                _identifier(column)
+            except ValueError as exc:
+                raise ValueError(f"filter column {column!r}: {exc}") from None
+            items = wanted if isinstance(wanted, list) else [wanted]
+            if not items:
+                raise ValueError(f"filter on {column!r} has an empty list")
+            for item in items:
+                if not isinstance(item, str | int | float | bool):
+                    raise ValueError(
+                        f"filter on {column!r}: {item!r} is not a plain value "
+                        "(use a string, number or boolean, or a list of them)"
+                    )
+                if isinstance(item, str) and "\x00" in item:
+                    raise ValueError(
+                        f"filter on {column!r}: a value contains a NUL character (\\x00 / "
+                        "\\u0000), which PostgreSQL text cannot hold: remove it"
+                    )
+                if isinstance(item, float) and not math.isfinite(item):
+                    raise ValueError(
+                        f"filter on {column!r}: {item!r} is not a finite number: give a number "
+                        "(or quote it as a string to match a float column's 'NaN' / 'Infinity')"
+                    )
+                if isinstance(item, int) and not isinstance(item, bool) and not low <= item <= high:
+                    raise ValueError(
+                        f"filter on {column!r}: {item} does not fit a 64-bit integer (bigint: "
+                        f"{low} to {high}); quote it as a string to compare with a numeric column"
+                    )
+        return value
+
+
+class DirectoryPolicy(Model):
+    """Age sweep of a directory that no table describes (exports, temp files, caches)."""
+
+    root: Path = Field(description="Directory swept; nothing outside it is deleted.")
+    age: Duration = Field(
+        description="Files whose mtime is older than this go (a duration longer than zero, at "
+        "most 100 years: 36500d)."
+    )
+    include: list[Glob] = Field(
+        default_factory=lambda: ["*"],
+        description="Globs of files considered, matched against the whole path relative to "
+        "the root (`*` also matches `/`).",
+    )
+    exclude: list[Glob] = Field(default_factory=list, description="Globs of files always kept.")
+    remove_empty_dirs: bool = Field(False, description="Remove directories left empty.")
+    enabled: bool = Field(True, description="Whether `retention run` sweeps this directory.")
+
+    @field_validator("root")
+    @classmethod
+    def _safe_root(cls, value: Path) -> Path:
+        return roots.check_root(value)
+
+
+class OrphanPolicy(Model):
+    """Files under the table policies' roots that no row references."""
+
+    enabled: bool = Field(False, description="Whether `retention run` sweeps orphaned files.")
+    grace: Duration = Field(
+        DEFAULT_ORPHAN_GRACE,
+        description="Files younger than this (mtime) are never orphans (a duration longer than "
+        "zero, at most 100 years: 36500d).",
+    )
