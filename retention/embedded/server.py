@@ -278,7 +278,7 @@ def _new_server(pgserver: ModuleType, home: Path, pgdata: Path) -> Any:
 
 @functools.cache
 def _server_class(base: type) -> type:
-    class EmbeddedServer(base):  # type: ignore[misc, valid-type]
+    class EmbeddedServer(base):  # type: ignore[misc]
         """pgserver's server, minus its root set-up (done by _grant_system_user_access instead)."""
 
         def ensure_pgdata_inited(self) -> None:

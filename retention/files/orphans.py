@@ -26,6 +26,7 @@ import psycopg
 from psycopg import sql
 
 from retention import errors
+from retention.config import policies
 from retention.config import settings as settings_mod
 from retention.engine import batches, results
 from retention.files import sweeps
@@ -64,7 +65,7 @@ class Column:
 
     ref: Reference
     table: sql.Identifier
-    recheck: sql.Composable | None
+    recheck: queries.Statement | None
 
 
 def resolve(conn: psycopg.Connection, refs: list[Reference]) -> list[Column]:
@@ -79,7 +80,7 @@ def resolve(conn: psycopg.Connection, refs: list[Reference]) -> list[Column]:
             )
         column = relation.columns[ref.column]
         stamp = relation.columns.get(ref.timestamp) if ref.timestamp else None
-        recheck: sql.Composable | None = None
+        recheck: queries.Statement | None = None
         if catalog.has_leading_index(conn, relation.oid, column):
             recheck = queries.get("orphan_recheck").format(
                 table=relation.ident, column=sql.Identifier(ref.column)
@@ -98,7 +99,9 @@ def references(settings: settings_mod.Settings) -> list[Reference]:
     """Every file column of every table policy and child table, enabled or not."""
     found: list[Reference] = []
     for policy in settings.tables:
-        owners = [(policy.table, policy.timestamp, policy.files)]
+        owners: list[tuple[str, str | None, list[policies.FileColumn]]] = [
+            (policy.table, policy.timestamp, policy.files)
+        ]
         owners += [(child.table, None, child.files) for child in policy.children]
         for table, timestamp, columns in owners:
             for column in columns:

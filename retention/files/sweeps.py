@@ -247,7 +247,8 @@ def target(name: str, listing: Listing, deleter: FileDeleter) -> batches.Target:
     """The engine's walk over a listing, oldest file first."""
     row = listing.conn.execute(queries.get("sweep_bounds").format(table=listing.table)).fetchone()
     assert row is not None
-    oldest, newest = row[2], row[3]
+    oldest: float | None = row[2]
+    newest: float | None = row[3]
 
     def params(after: tuple[Any, ...], limit: int) -> dict[str, Any]:
         return {"after_at": after[0], "after_id": after[1], "limit": limit}
@@ -255,7 +256,8 @@ def target(name: str, listing: Listing, deleter: FileDeleter) -> batches.Target:
     def progress(key: tuple[Any, ...]) -> float:
         if oldest is None or newest is None or newest <= oldest:
             return 1.0
-        return (key[0] - oldest) / (newest - oldest)
+        mtime: float = key[0]
+        return (mtime - oldest) / (newest - oldest)
 
     segments = []
     if row[0]:

@@ -12,6 +12,8 @@ import argparse
 from typing import Any
 
 import procrastinate
+from procrastinate import app as app_mod
+from procrastinate import jobs as jobs_mod
 
 from retention import errors
 from retention.config import settings as settings_mod
@@ -59,10 +61,10 @@ class LazyConnector(procrastinate.PsycopgConnector):
         return super().get_sync_connector()
 
 
-def worker_defaults(settings: settings_mod.Settings) -> dict[str, Any]:
+def worker_defaults(settings: settings_mod.Settings) -> app_mod.WorkerOptions:
     return {
         "queues": [settings.queue],
-        "delete_jobs": settings.delete_jobs,
+        "delete_jobs": jobs_mod.DeleteJobCondition(settings.delete_jobs),
         "shutdown_graceful_timeout": 0.0,
     }
 
@@ -76,7 +78,7 @@ def build(
         raise AppConfigError(str(exc)) from None
     app = procrastinate.App(
         connector=LazyConnector(settings, location),
-        worker_defaults=worker_defaults(settings),  # type: ignore[typeddict-item]
+        worker_defaults=worker_defaults(settings),
     )
     app.add_tasks_from(tasks.blueprint(settings), namespace=tasks.NAMESPACE)
     return app

@@ -191,9 +191,9 @@ def _check_directories(
     return directories.check(settings)
 
 
-def _directories(ctx: Context, policies: list[policies.DirectoryPolicy]) -> results.Section:
+def _directories(ctx: Context, chosen: list[policies.DirectoryPolicy]) -> results.Section:
     named: list[tuple[str, policies.DirectoryPolicy]] = []
-    for index, policy in enumerate(policies):
+    for index, policy in enumerate(chosen):
         name = str(policy.root)
         named.append((name if name not in dict(named) else f"{name} [{index}]", policy))
 
