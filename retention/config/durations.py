@@ -113,8 +113,15 @@ def format_duration(value: dt.timedelta | None) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     if abs(seconds) < 1:
-        return f"{seconds * 1000:g}ms"
-    return f"{seconds:g}s"
+        return f"{_plain(seconds * 1000)}ms"
+    return f"{_plain(seconds)}s"
+
+
+def _plain(number: float) -> str:
+    """A number as parse_duration reads it back: no exponent, no trailing zeros."""
+    if number.is_integer():
+        return str(int(number))
+    return f"{number:.6f}".rstrip("0").rstrip(".")
 
 
 def parse_when(value: str, now: dt.datetime) -> dt.datetime:
