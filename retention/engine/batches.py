@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import math
 import random
 import time
 from collections import Counter, defaultdict
@@ -28,6 +27,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from retention.config import durations
 from retention.engine import results
 from retention.pg import queries
 
@@ -131,9 +131,15 @@ class Limits:
 
     @property
     def lock_timeout_ms(self) -> int:
-        """The lock wait as PostgreSQL takes it: whole milliseconds, never 0 (which means no
-        timeout at all)."""
-        return max(1, math.ceil(self.lock_timeout.total_seconds() * 1000))
+        """The lock wait as PostgreSQL takes it: whole milliseconds, rounded up, never 0 (which
+        means no timeout at all)."""
+        return durations.to_milliseconds(self.lock_timeout)
+
+    @property
+    def statement_timeout_ms(self) -> int:
+        """A batch statement's bound: ten times the batch target, at least 5 s."""
+        seconds = max(5.0, 10 * self.max_batch_seconds)
+        return durations.to_milliseconds(dt.timedelta(seconds=seconds))
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -309,7 +315,7 @@ class _Walk:
         """The statement that sets the batch's transaction parameters (SET LOCAL)."""
         settings = {
             "lock_timeout": f"{self.limits.lock_timeout_ms}ms",
-            "statement_timeout": f"{int(max(5.0, 10 * self.limits.max_batch_seconds) * 1000)}ms",
+            "statement_timeout": f"{self.limits.statement_timeout_ms}ms",
             **dict(self.segment.settings),
         }
         return sql.SQL("SELECT {}").format(

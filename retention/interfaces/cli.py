@@ -246,7 +246,7 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except errors.RetentionError as exc:
-        console.err.print(f"error: {exc}", highlight=False, markup=False)
+        console.err.print(f"error: {dsn.redact(str(exc))}", highlight=False, markup=False)
         sys.exit(exc.exit_code)
     except typer.Abort:
         console.err.print("aborted")
