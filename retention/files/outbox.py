@@ -15,10 +15,13 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from retention.config import roots
+from retention.config import settings as settings_mod
 from retention.engine import results
 from retention.files import safefs
 from retention.pg import queries
@@ -67,10 +70,26 @@ Unlinked = tuple[Counter[str], list[int], list[tuple[int, str]]]
 Members = list[tuple[int, bytes]]
 
 
+def configured_roots(settings: settings_mod.Settings) -> frozenset[str]:
+    """The roots an outbox entry may name: those of the file columns that delete their files
+    and of the `[[directories]]` policies, as the settings give them. An entry's root is data a
+    database writer could forge: the drain refuses any other."""
+    found = {
+        str(column.root)
+        for policy in settings.tables
+        for owner in (policy, *policy.children)
+        for column in owner.files
+        if column.delete
+    }
+    found.update(str(policy.root) for policy in settings.directories)
+    return frozenset(found)
+
+
 def _settle(
     rows: list[tuple[int, str, str]],
     dry_run: bool,
     directories: safefs.Roots,
+    allowed: frozenset[str],
     helper: concurrent.futures.Executor | None = None,
 ) -> Settled:
     """Unlink (or, in a dry run, look at) the files of one batch, directory by directory. With a
@@ -83,6 +102,15 @@ def _settle(
     refused: list[tuple[int, str]] = []
     groups: dict[tuple[str, str], Members] = {}
     for entry_id, root, stored in rows:
+        if str(roots.normalise(Path(root))) not in allowed:
+            refused.append(
+                (
+                    entry_id,
+                    f"root {root!r} is not a root of the settings (a file column's or a "
+                    "[[directories]] root): never deleted",
+                )
+            )
+            continue
         directory, slash, name = stored.rpartition("/")
         if name in ("", ".", "..") or "\x00" in stored:
             refused.append((entry_id, f"{stored!r} is not a file path"))
@@ -165,6 +193,7 @@ def _unlink(parent: safefs.Directory, members: Members, dry_run: bool) -> Unlink
 def drain(
     conn: psycopg.Connection,
     *,
+    roots_allowed: Iterable[str | os.PathLike[str]],
     dry_run: bool,
     deadline: float,
     run_id: int | None = None,
@@ -176,7 +205,9 @@ def drain(
     any point loses nothing (a file already gone counts as missing, i.e. done). While one batch
     is unlinked (in a worker thread), the previous one is recorded and the next one read.
     One drain at a time (an advisory lock): another drain finding it held steps aside. In a dry
-    run nothing is unlinked nor recorded. Failed entries stay for the next run."""
+    run nothing is unlinked nor recorded. Failed entries stay for the next run. Only entries whose
+    root is one of `roots_allowed` (see configured_roots) are unlinked: any other is refused."""
+    allowed = frozenset(str(roots.normalise(Path(root))) for root in roots_allowed)
     totals: Counter[str] = Counter()
     stopped: results.StopReason | None = None
     if not dry_run and not _lock(conn):
@@ -193,6 +224,7 @@ def drain(
                     pool,
                     helper,
                     directories,
+                    allowed,
                     totals,
                     dry_run,
                     deadline,
@@ -233,6 +265,7 @@ def _pipeline(
     pool: concurrent.futures.Executor,
     helper: concurrent.futures.Executor,
     directories: safefs.Roots,
+    allowed: frozenset[str],
     totals: Counter[str],
     dry_run: bool,
     deadline: float,
@@ -254,7 +287,7 @@ def _pipeline(
         if time.monotonic() >= deadline:
             stopped = results.StopReason.TIME_BUDGET
             break
-        work = pool.submit(_settle, rows, dry_run, directories, helper)
+        work = pool.submit(_settle, rows, dry_run, directories, allowed, helper)
         if settled is not None:
             _record(conn, settled, totals, dry_run)
         following = read(rows[-1][0]) if len(rows) == batch_size else []

@@ -172,6 +172,7 @@ def _tables(ctx: Context, plans: list[planning.Plan]) -> results.Section:
 def _files(ctx: Context, checked: None) -> results.Section:
     return outbox.drain(
         ctx.conn,
+        roots_allowed=outbox.configured_roots(ctx.settings),
         dry_run=ctx.dry_run,
         deadline=ctx.limits.deadline,
         run_id=ctx.run.id,

@@ -23,10 +23,10 @@ def test_undeletable_file_is_kept_retried_and_reported(conn, tmp_path, database)
     _queue(conn, root, ["stuck.bin", "fine.bin"])
 
     with undeletable(stuck):
-        first = outbox.drain(conn, dry_run=False, deadline=FAR).to_json()
+        first = outbox.drain(conn, roots_allowed=[root], dry_run=False, deadline=FAR).to_json()
         assert first["failed"] == 1 and first["deleted"] == 1 and first["pending"] == 1
         assert stuck.exists()
-        second = outbox.drain(conn, dry_run=False, deadline=FAR).to_json()
+        second = outbox.drain(conn, roots_allowed=[root], dry_run=False, deadline=FAR).to_json()
         assert second["failed"] == 1
         row = conn.execute("SELECT attempts, last_error FROM retention_file_outbox").fetchone()
         assert row[0] == 2 and row[1]
@@ -38,7 +38,13 @@ def test_undeletable_file_is_kept_retried_and_reported(conn, tmp_path, database)
         assert entries["problems"][0]["path"] == "stuck.bin"
         assert entries["problems"][0]["attempts"] == 2
 
-    third = run_cli("run", "--only", "files", "--json", database=database)
+    config = tmp_path / "retention.toml"
+    config.write_text(
+        f'[[tables]]\ntable = "uploads"\ntimestamp = "at"\n'
+        f'files = [{{column = "path", root = "{root}"}}]\n',
+        encoding="utf-8",
+    )
+    third = run_cli("--config", str(config), "run", "--only", "files", "--json", database=database)
     assert third.returncode == 0, third.stderr
     summary = json.loads(third.stdout)["files"]
     assert summary["deleted"] == 1 and summary["failed"] == 0 and summary["pending"] == 0

@@ -18,7 +18,7 @@ def test_concurrent_drains_one_drains_the_others_step_aside(conn, database, tmp_
     _queue(conn, root, names)
     procs = [
         subprocess.Popen(
-            ["python", "-c", _DRAIN_SCRIPT, database], stdout=subprocess.PIPE, text=True
+            ["python", "-c", _DRAIN_SCRIPT, database, str(root)], stdout=subprocess.PIPE, text=True
         )
         for _ in range(3)
     ]
@@ -33,6 +33,6 @@ _DRAIN_SCRIPT = """
 import json, sys, time, psycopg
 from retention.files import outbox
 with psycopg.connect(sys.argv[1], autocommit=True) as conn:
-    print(json.dumps(outbox.drain(conn, dry_run=False, deadline=time.monotonic() + 60,
-                                 batch_size=50)))
+    print(json.dumps(outbox.drain(conn, roots_allowed=[sys.argv[2]], dry_run=False,
+                                 deadline=time.monotonic() + 60, batch_size=50).to_json()))
 """

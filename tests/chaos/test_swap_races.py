@@ -155,7 +155,7 @@ def _drain(conn: psycopg.Connection, arena: Arena) -> Callable[[], None]:
         conn.execute("DELETE FROM retention_file_outbox")
         with conn.transaction(), conn.cursor() as cur:
             outbox.enqueue(cur, [(str(arena.root), p, "race") for p in arena.paths], None)
-        outbox.drain(conn, dry_run=False, deadline=FAR, batch_size=100)
+        outbox.drain(conn, roots_allowed=[arena.root], dry_run=False, deadline=FAR, batch_size=100)
 
     return run
 

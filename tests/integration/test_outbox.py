@@ -27,11 +27,11 @@ def test_drain_deletes_files_counts_bytes_and_missing(conn, tmp_path):
     absolute = _make(root, "b/three.bin", 7)
     _queue(conn, root, ["a/one.bin", "a/two.bin", str(absolute), "gone.bin", "nodir/x.bin"])
 
-    preview = outbox.drain(conn, dry_run=True, deadline=FAR).to_json()
+    preview = outbox.drain(conn, roots_allowed=[root], dry_run=True, deadline=FAR).to_json()
     assert preview["deleted"] == 3 and preview["bytes"] == 157 and preview["missing"] == 2
     assert (root / "a/one.bin").exists() and len(_entries(conn)) == 5
 
-    result = outbox.drain(conn, dry_run=False, deadline=FAR).to_json()
+    result = outbox.drain(conn, roots_allowed=[root], dry_run=False, deadline=FAR).to_json()
     assert result == {
         "deleted": 3,
         "bytes": 157,
@@ -60,7 +60,9 @@ def test_drain_over_more_directories_than_descriptors_it_keeps_open(
         _make(root, name, index % 5 + 1)
     bystanders = [_make(root, f"d{d:02}/keep.jpg") for d in range(25)]
     _queue(conn, root, queued)
-    result = outbox.drain(conn, dry_run=False, deadline=FAR, batch_size=40).to_json()
+    result = outbox.drain(
+        conn, roots_allowed=[root], dry_run=False, deadline=FAR, batch_size=40
+    ).to_json()
     assert result["deleted"] == len(queued) and result["failed"] == 0
     assert result["bytes"] == sum(index % 5 + 1 for index in range(len(queued)))
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.jpg")) == sorted(
@@ -76,7 +78,7 @@ def test_escaping_paths_are_refused_and_kept(conn, tmp_path):
     (root / "link").symlink_to(outside.parent, target_is_directory=True)
     _queue(conn, root, ["../outside/secret.txt", str(outside), "link/secret.txt", "ok.txt"])
 
-    result = outbox.drain(conn, dry_run=False, deadline=FAR).to_json()
+    result = outbox.drain(conn, roots_allowed=[root], dry_run=False, deadline=FAR).to_json()
 
     assert result["refused"] == 3 and result["deleted"] == 1 and result["pending"] == 0
     assert outside.exists()
@@ -85,7 +87,7 @@ def test_escaping_paths_are_refused_and_kept(conn, tmp_path):
         (str(outside), True),
         ("link/secret.txt", True),
     ]
-    again = outbox.drain(conn, dry_run=False, deadline=FAR).to_json()
+    again = outbox.drain(conn, roots_allowed=[root], dry_run=False, deadline=FAR).to_json()
     assert again["refused"] == 0 and outside.exists()
     assert outbox.backlog(conn)["refused"] == 3
 
@@ -97,10 +99,14 @@ def test_drain_stops_at_deadline_and_resumes(conn, tmp_path):
         _make(root, name)
     _queue(conn, root, names)
 
-    stopped = outbox.drain(conn, dry_run=False, deadline=time.monotonic() - 1).to_json()
+    stopped = outbox.drain(
+        conn, roots_allowed=[root], dry_run=False, deadline=time.monotonic() - 1
+    ).to_json()
     assert stopped["stopped"] == "time budget spent" and stopped["pending"] == 30
 
-    small = outbox.drain(conn, dry_run=False, deadline=FAR, batch_size=7).to_json()
+    small = outbox.drain(
+        conn, roots_allowed=[root], dry_run=False, deadline=FAR, batch_size=7
+    ).to_json()
     assert small["deleted"] == 30 and small["pending"] == 0
     assert list(root.iterdir()) == []
 
@@ -114,5 +120,36 @@ def test_non_file_paths_are_refused(conn, tmp_path, stored):
             "INSERT INTO retention_file_outbox (root, path, source) VALUES (%s, %s, 'test')",
             (str(root), stored),
         )
-    result = outbox.drain(conn, dry_run=False, deadline=FAR).to_json()
+    result = outbox.drain(conn, roots_allowed=[root], dry_run=False, deadline=FAR).to_json()
     assert result["refused"] == 1 and root.is_dir()
+
+
+def test_an_entry_naming_a_root_the_settings_do_not_have_is_refused(conn, tmp_path):
+    """The outbox is a table a database writer may fill: an entry naming `/` (or any root the
+    settings do not have, or another spelling of one through a symlink) never deletes anything."""
+    victim_dir = tmp_path / "victims"
+    victim_dir.mkdir()
+    victim = victim_dir / "victim"
+    victim.write_bytes(b"keep")
+    root = tmp_path / "store"
+    root.mkdir()
+    alias = tmp_path / "alias"
+    alias.symlink_to(root)
+    (root / "own.bin").write_bytes(b"x")
+    forged = [
+        ("/", str(victim)[1:]),
+        (str(victim_dir), "victim"),
+        (str(alias), "own.bin"),
+        (str(root) + "/sub/..", "../victims/victim"),
+    ]
+    for forged_root, path in forged:
+        conn.execute(
+            "INSERT INTO retention_file_outbox (root, path, source) VALUES (%s, %s, 'x')",
+            (forged_root, path),
+        )
+    result = outbox.drain(conn, roots_allowed=[root], dry_run=False, deadline=FAR).to_json()
+    assert result["deleted"] == 0
+    assert result["refused"] == len(forged)
+    assert victim.read_bytes() == b"keep" and (root / "own.bin").exists()
+    problems = outbox.backlog(conn)["problems"]
+    assert any("not a root of the settings" in (p["error"] or "") for p in problems)
