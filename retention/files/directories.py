@@ -169,7 +169,7 @@ def _remove_empty(real_root: Path, emptied: list[bytes], dry_run: bool) -> dict[
                 continue
             removed += 1
             if len(sample) < sweeps.SAMPLE_SIZE:
-                sample.append(os.fsdecode(rel))
+                sample.append(safefs.display(rel))
     return {"dirs_removed": removed, "dirs_sample": sample}
 
 

@@ -408,6 +408,9 @@ class Walker:
                 raise _Changed() from None
             raise
 
+    def batch(self) -> Batch:
+        return Batch(self)
+
     # -- operations ---------------------------------------------------------------------------
 
     def lstat(self, stored: StrOrBytes) -> os.stat_result:
@@ -448,6 +451,38 @@ class Walker:
             os.close(fd)
 
 
+class Batch:
+    """The lookups of one batch of stored paths (a sweep's batch): each directory is walked to
+    once per batch, and again only if its descriptor was closed since; its files are then looked
+    at and removed through that descriptor. What is true of the walker's lookups is true here,
+    except that a directory swapped during the batch is not noticed before the next one (the
+    descriptor still is the directory that was walked to)."""
+
+    def __init__(self, walker: Walker) -> None:
+        self.walker = walker
+        self._parents: dict[bytes, Directory] = {}
+
+    def locate(self, stored: StrOrBytes) -> tuple[Directory, bytes]:
+        path = _encode(stored)
+        cut = path.rfind(b"/") + 1
+        directory = self._parents.get(path[:cut])
+        if directory is None or directory.closed:
+            parts, name = self.walker.split(path)
+            directory = self._parents[path[:cut]] = self.walker.descend(parts)
+            return directory, name
+        return directory, path[cut:]
+
+    def unlink_if(
+        self,
+        stored: StrOrBytes,
+        wanted: Callable[[os.stat_result], bool],
+        *,
+        dry_run: bool = False,
+    ) -> os.stat_result | None:
+        directory, name = self.locate(stored)
+        return directory.unlink_if(name, wanted, dry_run=dry_run)
+
+
 class Roots:
     """The walkers of the roots met by one drain, opened once each, sharing one Descriptors."""
 
@@ -475,3 +510,41 @@ class Roots:
             if isinstance(walker, Walker):
                 walker.root.close()
         self._walkers.clear()
+
+
+def display(name: bytes | str) -> str:
+    """A file name as text that can be shown, logged and stored as JSON, losslessly: UTF-8 as it
+    is, every other byte and every control character as `\\xNN`, a backslash as `\\\\`
+    (undisplay reads it back)."""
+    raw = os.fsencode(name)
+    out: list[str] = []
+    text = raw.decode("utf-8", "surrogateescape")
+    for char in text:
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif char == "\\":
+            out.append("\\\\")
+        elif code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0 or char in "\u2028\u2029":
+            out.append("".join(f"\\x{byte:02x}" for byte in char.encode("utf-8")))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def undisplay(shown: str) -> bytes:
+    """The name `display` showed as `shown`."""
+    out = bytearray()
+    index = 0
+    while index < len(shown):
+        char = shown[index]
+        if char == "\\" and shown[index + 1 : index + 2] == "\\":
+            out.append(0x5C)
+            index += 2
+        elif char == "\\" and shown[index + 1 : index + 2] == "x":
+            out.append(int(shown[index + 2 : index + 4], 16))
+            index += 4
+        else:
+            out.extend(char.encode("utf-8"))
+            index += 1
+    return bytes(out)

@@ -181,6 +181,10 @@ class FileDeleter:
         queued = self._queued(cur, rels)
         counts: Counter[str] = Counter(deleted=0, bytes=0, failed=0)
         failures: list[tuple[str, str, str]] = []
+        try:
+            batch: safefs.Batch | OSError = self._walk().batch()
+        except OSError as exc:
+            batch = exc
         for rel in rels:
             if rel in keep:
                 counts["referenced"] += 1
@@ -188,22 +192,26 @@ class FileDeleter:
             if rel in queued:
                 counts["queued"] += 1
                 continue
-            outcome, size, error = self._one(rel, dry_run)
+            outcome, size, error = self._one(batch, rel, dry_run)
             counts[outcome] += 1
             if outcome == "deleted":
                 counts["bytes"] += size
                 if len(self.sample) < self.sample_size:
-                    self.sample.append(os.fsdecode(os.path.join(os.fsencode(self.root), rel)))
+                    self.sample.append(safefs.display(os.path.join(os.fsencode(self.root), rel)))
             elif outcome == "failed":
                 self._failed(rel, error, failures)
         if failures:
             outbox.enqueue(cur, failures, self.run_id)
         return dict(counts)
 
-    def _one(self, rel: bytes, dry_run: bool) -> tuple[str, int, str]:
+    def _one(
+        self, batch: safefs.Batch | OSError, rel: bytes, dry_run: bool
+    ) -> tuple[str, int, str]:
         """A regular file old enough goes; anything else at its name is `changed` and stays."""
         try:
-            info = self._walk().unlink_if(rel, self._wanted, dry_run=dry_run)
+            if isinstance(batch, OSError):
+                raise batch.with_traceback(None)
+            info = batch.unlink_if(rel, self._wanted, dry_run=dry_run)
             if info is None:
                 return "changed", 0, ""
         except FileNotFoundError:
@@ -215,7 +223,7 @@ class FileDeleter:
         return "deleted", info.st_size, ""
 
     def _failed(self, rel: bytes, error: str, failures: list[tuple[str, str, str]]) -> None:
-        shown = os.fsdecode(rel)
+        shown = safefs.display(rel)
         logger.warning(
             "could not delete %s under %s: %s",
             shown,
