@@ -1,5 +1,6 @@
-"""A table policy's batches: children first (deleted, or only their files queued when the foreign
-key cascades), then the rows, every file into the outbox, in the batch's transaction."""
+"""A table policy's batches: the rows, the children of the rows that went (cascading or not) and
+the files of every row deleted into the outbox, in one statement of the batch's transaction; a row
+an application's trigger keeps keeps its children and their files."""
 
 from __future__ import annotations
 
@@ -22,16 +23,12 @@ _START = "-infinity"
 _COUNTS = ("deleted", "child_rows", "files_queued")
 
 
-def _paths(
-    files: tuple[planning.FileSource, ...], alias: str = "t"
-) -> tuple[sql.Composable, sql.Composable]:
+def _paths(files: tuple[planning.FileSource, ...]) -> tuple[sql.Composable, sql.Composable]:
     """The RETURNING / SELECT list of file columns, and the VALUES triples built from them."""
     if not files:
         return sql.SQL("NULL::text AS p0"), sql.SQL("(NULL::text, g.p0, NULL::text)")
     paths = sql.SQL(", ").join(
-        sql.SQL("{}.{}::text AS {}").format(
-            sql.Identifier(alias), sql.Identifier(f.column), sql.Identifier(f"p{i}")
-        )
+        sql.SQL("t.{}::text AS {}").format(sql.Identifier(f.column), sql.Identifier(f"p{i}"))
         for i, f in enumerate(files)
     )
     values = sql.SQL(", ").join(
@@ -260,12 +257,10 @@ class RowDeleter:
 
     def _held(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> set[Any]:
         """The rows of the batch with a child that a trigger keeps (tree_held, rolled back)."""
-        try:
-            with cur.connection.transaction():
-                row = cur.execute(self.held_statement, {**self.params, "ids": ids}).fetchone()
-                raise _Kept(row[0] if row else [])
-        except _Kept as exc:
-            return set(exc.args[0])
+        with cur.connection.transaction() as savepoint:
+            row = cur.execute(self.held_statement, {**self.params, "ids": ids}).fetchone()
+            raise psycopg.Rollback(savepoint)
+        return set(row[0]) if row else set()
 
     def delete(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
         try:
