@@ -767,3 +767,23 @@ def test_a_filter_value_outside_a_domain_is_refused(conn, database):
     message = refusal(conn, database, tables)
     assert "tables[0].where.lvl: '9' is not a valid level" in message
     assert "'1'" not in message
+
+
+def test_a_partitioned_table_with_infinite_timestamps(conn, database, location):
+    conn.execute(
+        "CREATE TABLE ticks (id int NOT NULL, at timestamptz NOT NULL, PRIMARY KEY (id, at)) "
+        "PARTITION BY RANGE (at);"
+        "CREATE TABLE ticks_old PARTITION OF ticks FOR VALUES FROM (MINVALUE) TO ('2000-01-01');"
+        "CREATE TABLE ticks_mid PARTITION OF ticks FOR VALUES FROM ('2000-01-01') TO "
+        "('infinity');"
+        "CREATE TABLE ticks_end PARTITION OF ticks FOR VALUES FROM ('infinity') TO (MAXVALUE);"
+        "INSERT INTO ticks VALUES (1, '-infinity'), (2, '1999-06-01'), (3, '2001-01-01'), "
+        "(4, now()), (5, 'infinity');"
+        "INSERT INTO ticks_mid SELECT 10 + g, now() - interval '40 days' FROM generate_series(1, 3) g"
+    )
+    tables = [{"table": "ticks", "timestamp": "at", "key": "id", "age": "30d"}]
+    summary = execute(database, location, tables, stages=("tables",), batch_size=2)
+    section = summary["tables"]["ticks"]
+    assert [p["name"] for p in section["partitions"]] == ["public.ticks_old"]
+    assert section["deleted"] == 4
+    assert {r[0] for r in conn.execute("SELECT id FROM ticks")} == {4, 5}
