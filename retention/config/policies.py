@@ -127,8 +127,8 @@ class ChildTable(Model):
     table: Identifier = Field(description="Child table, schema-qualified allowed.")
     column: Identifier = Field(
         description="Its column in the FOREIGN KEY referencing the policy's table (any one of "
-        "the columns of a composite key). With ON DELETE CASCADE the child rows are left to the "
-        "cascade, their files are still queued first."
+        "the columns of a composite key). Its rows are deleted with their parent's rows, "
+        "cascading or not; a child row a trigger keeps keeps its parent."
     )
     files: list[FileColumn] = Field(
         default_factory=list, description="File columns of the child ([[tables.children.files]])."
