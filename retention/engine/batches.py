@@ -393,8 +393,9 @@ class _Walk:
         deleted = counts.pop("deleted", len(ids))
         result.deleted += deleted
         result.counts.update(counts)
-        for name in self.segment.groups:
-            result.by[name].update(str(row[name]) for row in eligible)
+        if eligible:
+            for name in self.segment.groups:
+                result.by[name].update(str(row[name]) for row in eligible)
         column = self.segment.oldest_column
         self._older(min((v for row in eligible if (v := row[column]) is not None), default=None))
         self._sample(ids)

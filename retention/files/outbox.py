@@ -77,8 +77,8 @@ def configured_roots(settings: settings_mod.Settings) -> frozenset[str]:
     found = {
         str(column.root)
         for policy in settings.tables
-        for owner in (policy, *policy.children)
-        for column in owner.files
+        for columns in (policy.files, *(child.files for child in policy.children))
+        for column in columns
         if column.delete
     }
     found.update(str(policy.root) for policy in settings.directories)

@@ -50,7 +50,7 @@ _CHILD_FLAGS = _ROOT_FLAGS | os.O_NOFOLLOW
 _NOT_NAMES = (b"", b".", b"..")
 _serials = itertools.count(1)
 
-StrOrBytes = str | bytes | os.PathLike
+StrOrBytes = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
 
 class UnsafePath(ValueError):

@@ -150,7 +150,7 @@ class FileDeleter:
         self.sample: list[str] = []
         self.errors: list[str] = []
         self._walker: safefs.Walker | None = None
-        self._closer: weakref.finalize | None = None
+        self._closer: weakref.finalize[[], FileDeleter] | None = None
 
     def _walk(self) -> safefs.Walker:
         """The walker of the root (safefs), opened at the first file and kept for the sweep:

@@ -83,12 +83,12 @@ def execute(
     custom: Mapping[str, stages_mod.Stage[Any]] | None = None,
 ) -> results.RunSummary:
     """Run `stages` (names of stages.STAGES, or of `custom`) under one ledger row; return the
-    summary. Every stage is checked first. Raises RunFailed (after recording it) when a stage
+    summary. Every stage is checked first: a ConfigError then is recorded as a failed run (and
+    raised) before anything is deleted. Raises RunFailed (after recording it) when a stage
     fails."""
     table = {**stages_mod.STAGES, **(custom or {})}
     with connections(location) as (work, book):
         migrate.check(work)
-        prepared = [(name, table[name].prepare(work, settings)) for name in stages]
         run = ledger.start(
             book,
             kind=kind,
@@ -112,6 +112,8 @@ def execute(
         started = time.monotonic()
         status, error = "succeeded", None
         try:
+            # Every stage is checked before the first delete: a problem is a failed run, recorded.
+            prepared = [(name, table[name].prepare(work, settings)) for name in stages]
             for name, stage in prepared:
                 ctx.report(name, None, 0.0, force=True)
                 section = ctx.sections[name] = stage(ctx)

@@ -7,7 +7,7 @@ import json
 
 import psycopg
 
-from retention.engine import ledger
+from retention.engine import ledger, results
 from tests.helpers import DAY, HOUR, app_config, put, run_cli, seed_events, seed_job, tree
 
 
@@ -80,7 +80,8 @@ def test_status_shows_the_run_in_progress_with_stage_and_percentage(conn, databa
         run = ledger.start(
             holder, kind="run", trigger="periodic", dry_run=False, settings={}, exclusive=True
         )
-        run.progress("orphans", 0.42, {"run_id": run.id}, force=True)
+        partial = results.RunSummary(run_id=run.id, kind="run", dry_run=False)
+        run.progress("orphans", 0.42, lambda: partial, force=True)
         shown = run_cli("status", "--json", database=database, cwd=tmp_path)
         text = run_cli("status", database=database, cwd=tmp_path)
     finally:

@@ -93,7 +93,15 @@ def test_a_job_finished_again_after_the_batch_snapshot_is_kept(
     assert fused is not None
     target = dataclasses.replace(
         target,
-        segments=[dataclasses.replace(target.segments[0], fused=lambda _: fused(skip_locked))],
+        segments=[
+            dataclasses.replace(
+                target.segments[0],
+                fused=batches.Fused(
+                    waiting=fused.skip_locked if skip_locked else fused.waiting,
+                    skip_locked=fused.skip_locked,
+                ),
+            )
+        ],
     )
     limits = prune_limits(batch_size=100, max_batch_seconds=10.0, lock_timeout=5)
     outcome: dict[str, Any] = {}
