@@ -292,6 +292,34 @@ def test_a_directory_already_open_stays_the_one_that_was_walked(world):
     _outside_intact(outside)
 
 
+def test_a_batch_walks_to_each_directory_once_unless_its_descriptor_was_closed(world):
+    root, outside = world
+    _put(root / "other" / "g1")
+    wanted = lambda info: True  # noqa: E731
+    with safefs.Walker(root) as walker:
+        batch = walker.batch()
+        assert batch.unlink_if("top/d/f1", wanted) is not None
+        for bad in ("top/d/..", "top/d/.", "top/d/", "top/d/a\x00b", "top/d/../../x"):
+            with pytest.raises(safefs.UnsafePath):
+                batch.unlink_if(bad, wanted)
+        _swap(root, outside, "symlink")
+        assert batch.unlink_if("top/d/f2", wanted) is not None
+        with pytest.raises(safefs.UnsafePath):
+            walker.batch().unlink_if("top/d/f3", wanted)
+    assert sorted(p.name for p in (root / ".real/d").iterdir()) == ["f3"]
+    (root / "top").unlink()
+    (root / ".real").rename(root / "top")
+    with safefs.Walker(root, descriptors=safefs.Descriptors(limit=1)) as walker:
+        batch = walker.batch()
+        batch.unlink_if("top/d/f3", lambda info: False)
+        batch.unlink_if("other/g1", wanted)
+        _swap(root, outside, "symlink")
+        with pytest.raises(safefs.UnsafePath):
+            batch.unlink_if("top/d/f3", wanted)
+    assert sorted(p.name for p in (root / ".real/d").iterdir()) == ["f3"]
+    _outside_intact(outside)
+
+
 def test_a_symlink_swapped_back_into_a_directory_is_walked_again(world, tmp_path):
     root, outside = world
     (root / "top").rename(root / ".real")
