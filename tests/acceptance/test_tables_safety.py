@@ -112,7 +112,9 @@ def test_a_policy_on_a_protected_table_is_refused_and_nothing_runs(
         assert "tables[0]" in result.stderr
         assert "Traceback" not in result.stderr
     assert job_ids(conn) == {todo, doing, old}
-    assert conn.execute("SELECT count(*) FROM retention_runs").fetchone()[0] == 0
+    recorded = conn.execute("SELECT status, error FROM retention_runs ORDER BY id").fetchall()
+    assert [status for status, _ in recorded] == ["failed", "failed", "failed"]
+    assert all(shown in error for _, error in recorded)
 
 
 BAD_VALUES = [

@@ -289,9 +289,9 @@ HOLD_OUR_LOCK = textwrap.dedent(
     import sys
     from pathlib import Path
 
-    from retention.embedded import server
+    from retention.embedded import processes
 
-    with server._file_lock(Path(sys.argv[1])):
+    with processes.file_lock(Path(sys.argv[1])):
         print("locked", flush=True)
         sys.stdin.readline()
     """

@@ -152,7 +152,8 @@ def test_any_password_written_by_libpq_rules_is_hidden(password):
 def test_any_password_in_a_log_line_is_hidden(password):
     conninfo = libpq.make_conninfo(host="db", password=password, dbname="app")
     line = f"connecting with {conninfo} failed"
-    assume(password not in line.replace(conninfo, ""))
+    redacted = libpq.make_conninfo(host="db", password="***", dbname="app")
+    assume(password not in f"connecting with {redacted} failed")
     assert password not in dsn.redact_text(line)
 
 
