@@ -103,7 +103,8 @@ def timed(command: list[str] | str, env: dict[str, str], *, shell: bool = False)
         raise SystemExit(f"{command} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     wall = _WALL.search(done.stderr)
     rss = _RSS.search(done.stderr)
-    assert wall and rss, done.stderr
+    assert wall, done.stderr
+    assert rss, done.stderr
     hours = int(wall.group(1) or 0)
     seconds = hours * 3600 + int(wall.group(2)) * 60 + float(wall.group(3))
     return {"seconds": seconds, "rss_mib": int(rss.group(1)) / 1024, "stdout": done.stdout}

@@ -564,7 +564,8 @@ def parse_metrics(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], flo
     """A strict reader of the Prometheus text format 0.0.4: every line well formed, one HELP and
     one TYPE per family before its samples, a family's samples together, no duplicate series,
     counters named *_total, values that are floats."""
-    assert text.endswith("\n") and not text.endswith("\n\n"), "ends with exactly one newline"
+    assert text.endswith("\n"), "ends with exactly one newline"
+    assert not text.endswith("\n\n"), "ends with exactly one newline"
     samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
     helped: set[str] = set()
     typed: dict[str, str] = {}
@@ -585,19 +586,23 @@ def parse_metrics(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], flo
                     current = name
                 if parts[1] == "HELP":
                     assert name not in helped, f"{where}: second HELP"
-                    assert len(parts) == 4 and parts[3].strip(), f"{where}: empty HELP"
+                    assert len(parts) == 4, f"{where}: empty HELP"
+                    assert parts[3].strip(), f"{where}: empty HELP"
                     helped.add(name)
                 else:
                     assert name not in typed, f"{where}: second TYPE"
-                    assert len(parts) == 4 and parts[3] in _METRIC_TYPES, where
+                    assert len(parts) == 4, where
+                    assert parts[3] in _METRIC_TYPES, where
                     assert not any(key[0] == name for key in samples), f"{where}: TYPE late"
                     typed[name] = parts[3]
             continue
         match = _SAMPLE.match(line)
         assert match, f"{where}: not a sample"
         name = match["name"]
-        assert name in typed and name in helped, f"{where}: sample before HELP/TYPE"
-        assert name == current and name not in finished, f"{where}: family split"
+        assert name in typed, f"{where}: sample before HELP/TYPE"
+        assert name in helped, f"{where}: sample before HELP/TYPE"
+        assert name == current, f"{where}: family split"
+        assert name not in finished, f"{where}: family split"
         if typed[name] == "counter":
             assert name.endswith("_total"), f"{where}: counter not named *_total"
         labels = dict(_PAIR.findall(match["labels"] or ""))

@@ -159,9 +159,7 @@ def _prune_params(
     return params
 
 
-def _time_progress(
-    oldest: dt.datetime, cutoff: dt.datetime
-) -> Callable[[tuple[Any, ...]], float]:
+def _time_progress(oldest: dt.datetime, cutoff: dt.datetime) -> Callable[[tuple[Any, ...]], float]:
     span = max((cutoff - oldest).total_seconds(), 1e-6)
 
     def progress(key: tuple[Any, ...]) -> float:

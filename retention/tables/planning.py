@@ -177,7 +177,8 @@ def _plan(
         problems.extend(_rules(child.relation, child_hooks, f"children[{index}]: "))
     if problems:
         raise _Problems(problems)
-    assert timestamp is not None and key is not None
+    assert timestamp is not None
+    assert key is not None
     if not catalog.has_leading_index(conn, relation.oid, timestamp):
         statement = sql.SQL("CREATE INDEX CONCURRENTLY ON {} ({}, {});").format(
             relation.ident, sql.Identifier(timestamp.name), sql.Identifier(key.name)

@@ -100,7 +100,8 @@ def test_a_misspelled_database_url_is_named_but_not_shown(tmp_path, database):
     for command in (["config"], ["run", "--dry-run"]):
         result = run_cli("--config", str(path), *command, database=database)
         assert result.returncode == 2
-        assert "databse_url" in result.stderr and "(value hidden)" in result.stderr
+        assert "databse_url" in result.stderr
+        assert "(value hidden)" in result.stderr
         assert SECRET not in result.stderr + result.stdout
 
 

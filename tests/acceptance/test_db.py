@@ -48,7 +48,8 @@ def test_run_then_status_on_the_embedded_default(fresh_home):
     after = json.loads(run_cli("db", "--json", env=env).stdout)
     assert after["embedded"]["running"] == "False", "the server outlived its last user"
     stopped = run_cli("db", "--stop", env=env)
-    assert stopped.returncode == 0 and "not running" in stopped.stdout
+    assert stopped.returncode == 0
+    assert "not running" in stopped.stdout
 
 
 def test_without_the_embedded_extra_the_message_says_how_to_fix_it(fresh_home):

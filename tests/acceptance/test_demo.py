@@ -80,8 +80,10 @@ def test_demo_on_the_embedded_default(home: Path, tmp_path: Path) -> None:
     files = Path(first["files_dir"])
     assert files == home.resolve() / "demo-files"
     plan, run = first["plan"], first["run"]
-    assert plan["dry_run"] is True and run["dry_run"] is False
-    assert run["status"] == "succeeded" and run["complete"] is True
+    assert plan["dry_run"] is True
+    assert run["dry_run"] is False
+    assert run["status"] == "succeeded"
+    assert run["complete"] is True
     assert deleted_everything(plan) == deleted_everything(run)
     plan_files = deleted_everything(plan)["files"]
     assert run["jobs"]["deleted"] > 0
@@ -248,7 +250,8 @@ def test_reset_seeds_again(conn: psycopg.Connection, database: str, tmp_path: Pa
     first = demo_json(database=database, env=env)
     again = demo_json("--reset", database=database, env=env)
 
-    assert first["seeded"] is True and again["seeded"] is True
+    assert first["seeded"] is True
+    assert again["seeded"] is True
     assert again["run"]["jobs"]["deleted"] == first["run"]["jobs"]["deleted"] > 0
     assert (
         again["before"]["tables"]["events"]["rows"] == first["before"]["tables"]["events"]["rows"]
@@ -312,4 +315,5 @@ def test_the_readme_demo_commands_run_as_written(database: str, tmp_path: Path) 
     reset = run_cli(*shlex.split(README_DEMO_COMMANDS[1])[1:], database=database, env=env)
     assert reset.returncode == 0, reset.stderr
     data = json.loads(reset.stdout)
-    assert data["seeded"] is True and data["run"]["jobs"]["deleted"] > 0
+    assert data["seeded"] is True
+    assert data["run"]["jobs"]["deleted"] > 0

@@ -33,7 +33,8 @@ def test_bad_directory_policies_are_clear_errors(database, tmp_path):
         tmp_path / "retention.toml", {"directories": [{"root": str(tmp_path / "no"), "age": "1d"}]}
     )
     result = run_cli("run", "--only", "directories", database=database, cwd=tmp_path)
-    assert result.returncode == 2 and "does not exist" in result.stderr
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr
 
 
 def test_a_full_run_includes_directories(database, tmp_path):
@@ -42,6 +43,7 @@ def test_a_full_run_includes_directories(database, tmp_path):
     write_config(tmp_path / "retention.toml", {"directories": [{"root": str(root), "age": "1d"}]})
     result = run_cli("run", database=database, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "directories" in result.stdout and "4.0 KiB" in result.stdout
+    assert "directories" in result.stdout
+    assert "4.0 KiB" in result.stdout
     assert tree(root) == set()
     assert Path(root).is_dir()

@@ -70,7 +70,8 @@ def test_cli_run_only_jobs_json_and_plan(conn, database, tmp_path: Path):
     summary = json.loads(real.stdout)
     assert set(summary) >= {"run_id", "kind", "dry_run", "status", "complete", "jobs"}
     section = summary["jobs"]
-    assert isinstance(section["deleted"], int) and section["deleted"] == 2
+    assert isinstance(section["deleted"], int)
+    assert section["deleted"] == 2
     assert section["by"] == {
         "status": {"failed": 1, "succeeded": 1},
         "queue": {"default": 1, "emails": 1},
@@ -78,7 +79,8 @@ def test_cli_run_only_jobs_json_and_plan(conn, database, tmp_path: Path):
     }
     assert section["events"] == 6
     assert sorted(section["samples"]) == sorted([mail, failed])
-    assert summary["status"] == "succeeded" and summary["complete"] is True
+    assert summary["status"] == "succeeded"
+    assert summary["complete"] is True
     assert job_ids(conn) == {report, cancelled}
     row = conn.execute(
         "SELECT kind, trigger, dry_run, status FROM retention_runs WHERE id = %s",

@@ -12,4 +12,5 @@ def test_status_shows_runs(conn, database, location):
     ).to_json()
     result = run_cli("status", database=database)
     assert result.returncode == 0, result.stderr
-    assert "recent runs" in result.stdout and "succeeded" in result.stdout
+    assert "recent runs" in result.stdout
+    assert "succeeded" in result.stdout

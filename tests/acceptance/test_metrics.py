@@ -13,7 +13,7 @@ from tests.helpers import parse_metrics as parse
 
 
 def test_metrics_show_the_figures_of_real_runs(conn, database, tmp_path):
-    config, media, exports = app_config(tmp_path)
+    _config, media, exports = app_config(tmp_path)
     conn.execute(
         "CREATE TABLE events (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL "
         "DEFAULT now(), path text)"
@@ -62,14 +62,15 @@ def test_metrics_show_the_figures_of_real_runs(conn, database, tmp_path):
 
 
 def test_failed_runs_and_outbox_failures_are_counted(conn, database, tmp_path):
-    config, media, exports = app_config(tmp_path)
+    _config, media, exports = app_config(tmp_path)
     conn.execute(
         "CREATE TABLE events (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL "
         "DEFAULT now(), path text)"
     )
     exports.rmdir()
     failed = run_cli("run", database=database, cwd=tmp_path)
-    assert failed.returncode == 2 and "does not exist" in failed.stderr
+    assert failed.returncode == 2
+    assert "does not exist" in failed.stderr
     conn.execute(
         "INSERT INTO retention_file_outbox (root, path, source, attempts, last_error, "
         "enqueued_at) VALUES (%s, 'x.jpg', 'table:events.path', 3, 'EPERM', now() - interval "
@@ -100,5 +101,6 @@ def test_output_is_written_atomically_for_the_textfile_collector(database, tmp_p
     missing = run_cli(
         "metrics", "--output", str(tmp_path / "nope" / "r.prom"), database=database, cwd=tmp_path
     )
-    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert missing.returncode == 2
+    assert "does not exist" in missing.stderr
     assert not Path(tmp_path / "nope").exists()

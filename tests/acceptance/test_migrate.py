@@ -14,7 +14,8 @@ def test_migrate_from_the_cli_and_run_refuses_an_unmigrated_database(empty_datab
     assert done.returncode == 0, done.stderr
     assert "applied" in done.stdout
     again = run_cli("migrate", database=empty_database)
-    assert again.returncode == 0 and "up to date" in again.stdout
+    assert again.returncode == 0
+    assert "up to date" in again.stdout
     assert run_cli("run", database=empty_database).returncode == 0
 
 

@@ -25,7 +25,8 @@ def test_a_sql_ascii_database_is_refused_with_what_to_do(server_conninfo):
         target = dsn_for(server_conninfo, name)
         done = run_cli("migrate", database=target)
         assert done.returncode == 2, done.stderr
-        assert "SQL_ASCII" in done.stderr and "UTF8" in done.stderr
+        assert "SQL_ASCII" in done.stderr
+        assert "UTF8" in done.stderr
         assert "Traceback" not in done.stderr
         for command in (["status"], ["run", "--dry-run"]):
             shown = run_cli(*command, database=target)
@@ -33,7 +34,8 @@ def test_a_sql_ascii_database_is_refused_with_what_to_do(server_conninfo):
             assert "SQL_ASCII" in shown.stderr
         with psycopg.connect(target) as conn:
             row = conn.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()
-            assert row is not None and row[0] is None
+            assert row is not None
+            assert row[0] is None
     finally:
         with psycopg.connect(server_conninfo, autocommit=True) as admin:
             admin.execute(
@@ -63,7 +65,8 @@ def test_an_index_build_behind_an_open_transaction_stops_in_time_and_names_it(co
         waited = time.monotonic() - started
         holder.rollback()
     assert done.returncode == 2, done.stderr
-    assert "0002_" in done.stderr and "long-report" in done.stderr
+    assert "0002_" in done.stderr
+    assert "long-report" in done.stderr
     assert "Traceback" not in done.stderr
     assert waited < 50
     again = run_cli("migrate", database=database)
@@ -77,4 +80,5 @@ def test_a_migrate_behind_another_one_stops_in_time(database):
         pid = other.info.backend_pid
         done = run_cli("migrate", "--wait", "1s", database=database, timeout=60)
     assert done.returncode == 2, done.stderr
-    assert "another retention migrate" in done.stderr and str(pid) in done.stderr
+    assert "another retention migrate" in done.stderr
+    assert str(pid) in done.stderr

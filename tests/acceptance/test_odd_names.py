@@ -38,7 +38,8 @@ def test_a_name_that_is_not_utf8_is_swept_and_shown_escaped(
     done = run_cli("--config", str(config), "run", "--json", database=database)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
-    assert summary["directories"]["deleted"] == 1 and summary["directories"]["bytes"] == 5
+    assert summary["directories"]["deleted"] == 1
+    assert summary["directories"]["bytes"] == 5
     assert not os.path.exists(odd)
     row = conn.execute(
         "SELECT status, summary->'directories'->>'deleted' FROM retention_runs"

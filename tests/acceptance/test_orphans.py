@@ -60,17 +60,20 @@ def test_cli_text_output_and_root_choice(app, database, tmp_path):
     write_config(tmp_path / "retention.toml", policies(root))
     shown = run_cli("sweep-orphans", database=database, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
-    assert "dry run" in shown.stdout and "2.0 KiB" in shown.stdout
+    assert "dry run" in shown.stdout
+    assert "2.0 KiB" in shown.stdout
     assert str(root / "orphan.bin") in shown.stdout
     assert "--delete" in shown.stdout
     assert (root / "orphan.bin").exists()
 
     wrong = run_cli("sweep-orphans", "--root", str(tmp_path), database=database, cwd=tmp_path)
     assert wrong.returncode == 2
-    assert "not a storage root" in wrong.stderr and str(root) in wrong.stderr
+    assert "not a storage root" in wrong.stderr
+    assert str(root) in wrong.stderr
 
     bad_grace = run_cli("sweep-orphans", "--grace", "soon", database=database, cwd=tmp_path)
-    assert bad_grace.returncode == 2 and "--grace" in bad_grace.stderr
+    assert bad_grace.returncode == 2
+    assert "--grace" in bad_grace.stderr
 
 
 @pytest.mark.parametrize("which", ["slash", "home", "symlink-to-slash", "holds-home"])
@@ -103,11 +106,13 @@ def test_dangerous_roots_are_refused_and_nothing_is_touched(app, database, tmp_p
 def test_a_missing_root_and_no_roots_are_clear_errors(app, database, tmp_path):
     write_config(tmp_path / "retention.toml", policies(tmp_path / "nowhere"))
     missing = run_cli("sweep-orphans", database=database, cwd=tmp_path)
-    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert missing.returncode == 2
+    assert "does not exist" in missing.stderr
 
     write_config(tmp_path / "retention.toml", {"orphans": {"enabled": True}})
     none = run_cli("sweep-orphans", database=database, cwd=tmp_path)
-    assert none.returncode == 2 and "no storage root" in none.stderr
+    assert none.returncode == 2
+    assert "no storage root" in none.stderr
 
 
 def test_a_file_column_that_does_not_exist_is_a_clear_error(app, database, tmp_path):
@@ -117,5 +122,6 @@ def test_a_file_column_that_does_not_exist_is_a_clear_error(app, database, tmp_p
     data["tables"][0]["files"][0]["column"] = "no_such_column"  # type: ignore[index]
     write_config(tmp_path / "retention.toml", data)
     result = run_cli("sweep-orphans", "--delete", database=database, cwd=tmp_path)
-    assert result.returncode == 2 and "no_such_column" in result.stderr
+    assert result.returncode == 2
+    assert "no_such_column" in result.stderr
     assert tree(root) == {"x.bin"}

@@ -24,17 +24,21 @@ def test_undeletable_file_is_kept_retried_and_reported(conn, tmp_path, database)
 
     with undeletable(stuck):
         first = outbox.drain(conn, roots_allowed=[root], dry_run=False, deadline=FAR).to_json()
-        assert first["failed"] == 1 and first["deleted"] == 1 and first["pending"] == 1
+        assert first["failed"] == 1
+        assert first["deleted"] == 1
+        assert first["pending"] == 1
         assert stuck.exists()
         second = outbox.drain(conn, roots_allowed=[root], dry_run=False, deadline=FAR).to_json()
         assert second["failed"] == 1
         row = conn.execute("SELECT attempts, last_error FROM retention_file_outbox").fetchone()
-        assert row[0] == 2 and row[1]
+        assert row[0] == 2
+        assert row[1]
 
         status = run_cli("status", "--json", database=database)
         assert status.returncode == 0, status.stderr
         entries = json.loads(status.stdout)["outbox"]
-        assert entries["pending"] == 1 and entries["failed"] == 1
+        assert entries["pending"] == 1
+        assert entries["failed"] == 1
         assert entries["problems"][0]["path"] == "stuck.bin"
         assert entries["problems"][0]["attempts"] == 2
 
@@ -47,6 +51,8 @@ def test_undeletable_file_is_kept_retried_and_reported(conn, tmp_path, database)
     third = run_cli("--config", str(config), "run", "--only", "files", "--json", database=database)
     assert third.returncode == 0, third.stderr
     summary = json.loads(third.stdout)["files"]
-    assert summary["deleted"] == 1 and summary["failed"] == 0 and summary["pending"] == 0
+    assert summary["deleted"] == 1
+    assert summary["failed"] == 0
+    assert summary["pending"] == 0
     assert not os.path.lexists(stuck)
     assert _entries(conn) == []

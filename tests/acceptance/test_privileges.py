@@ -67,7 +67,8 @@ def test_run_works_with_only_the_documented_grants(conn, database):
             result = run_cli("run", "--json", database=as_role)
         assert result.returncode == 0, result.stderr
         summary = json.loads(result.stdout)["jobs"]
-        assert summary["deleted"] == 1 and summary["lock_backoffs"] == 1
+        assert summary["deleted"] == 1
+        assert summary["lock_backoffs"] == 1
         assert job_ids(conn) == {keep, held}
         assert old not in job_ids(conn)
         status = run_cli("status", "--json", database=as_role)
@@ -168,7 +169,8 @@ def test_every_policy_shape_works_with_only_the_documented_grants(conn, database
         summary = json.loads(result.stdout)
 
         records = summary["tables"]["app.events"]
-        assert records["deleted"] == 3 and records["child_rows"] == 3 * 3
+        assert records["deleted"] == 3
+        assert records["child_rows"] == 3 * 3
         assert records["files_queued"] == 3 * 4
         assert ids(conn, "app.events") == {young}
         assert {f"events/{e}.jpg" for e in old}.isdisjoint(files_on_disk(media))
@@ -185,7 +187,8 @@ def test_every_policy_shape_works_with_only_the_documented_grants(conn, database
             assert events["partitions_dropped"] == 0
             assert partitions_of(conn) == before
             assert any("does not own" in w for w in events["warnings"])
-        assert summary["files"]["failed"] == 0 and summary["files"]["pending"] == 0
+        assert summary["files"]["failed"] == 0
+        assert summary["files"]["pending"] == 0
         assert summary["directories"]["roots"][str(exports)]["deleted"] == 1
         assert not (media / "orphan.jpg").exists()
         assert job not in job_ids(conn)

@@ -41,7 +41,9 @@ def test_a_terminal_gets_a_progress_bar_and_no_log_lines(conn, database):
         seed_job(conn, status="succeeded", finished_ago=dt.timedelta(days=9))
     code, screen = _on_a_terminal(["run", "--only", "jobs"], database)
     assert code == 0, screen
-    assert "jobs (" in screen and "100%" in screen and "\u2501" in screen
+    assert "jobs (" in screen
+    assert "100%" in screen
+    assert "\u2501" in screen
     assert "action=" not in screen
     assert "deleted" in screen
 
@@ -54,4 +56,5 @@ def test_without_a_terminal_log_lines_carry_structure(conn, database):
     finished = [line for line in result.stderr.splitlines() if 'action="run_finished"' in line]
     assert len(finished) == 1
     assert " INFO retention.run.runner: retention run " in finished[0]
-    assert " succeeded in " in finished[0] and ": jobs 1" in finished[0]
+    assert " succeeded in " in finished[0]
+    assert ": jobs 1" in finished[0]

@@ -137,7 +137,8 @@ def test_every_readme_command_is_run_or_says_why_not():
 
 def test_not_run_commands_name_real_tests_instead():
     for command, (why, covered_by) in NOT_RUN.items():
-        assert why and covered_by, command
+        assert why, command
+        assert covered_by, command
         for where in covered_by:
             path, _, name = where.partition("::")
             assert (ROOT / path).is_file(), f"{command}: {path} does not exist"
@@ -146,7 +147,8 @@ def test_not_run_commands_name_real_tests_instead():
                 defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
                 assert name in defined, f"{command}: {path} has no {name}"
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "python -m pytest -n 2" in ci and "pip install --quiet -e '.[embedded,test]'" in ci
+    assert "python -m pytest -n 2" in ci
+    assert "pip install --quiet -e '.[embedded,test]'" in ci
 
 
 def test_every_code_block_says_what_it_holds():
@@ -294,7 +296,8 @@ def run_demo_scenario(shell: Shell, conn: psycopg.Connection) -> None:
             demos += 1
             if "--json" in command.split():
                 data = json.loads(shown)
-                assert data["run"]["status"] == "succeeded" and data["run"]["complete"], data
+                assert data["run"]["status"] == "succeeded", data
+                assert data["run"]["complete"], data
             else:
                 assert "space reclaimed on disk" in shown, shown
         if command.startswith("retention status"):

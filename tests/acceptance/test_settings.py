@@ -15,7 +15,8 @@ def test_bad_config_from_the_cli_exits_2_and_runs_nothing(tmp_path, conn, databa
     for command in (["run"], ["run", "--dry-run"], ["plan"], ["config"]):
         result = run_cli("--config", str(path), *command, database=database)
         assert result.returncode == 2, result.stderr
-        assert "jobs.succeeded" in result.stderr and "'3x'" in result.stderr
+        assert "jobs.succeeded" in result.stderr
+        assert "'3x'" in result.stderr
         assert "Traceback" not in result.stderr
     assert old in job_ids(conn)
     assert conn.execute("SELECT count(*) FROM retention_runs").fetchone()[0] == 0
@@ -24,7 +25,8 @@ def test_bad_config_from_the_cli_exits_2_and_runs_nothing(tmp_path, conn, databa
 def test_bad_environment_variable_exits_2(database):
     result = run_cli("run", database=database, env={"RETENTION_SCHEDULE": "nope"})
     assert result.returncode == 2
-    assert "schedule" in result.stderr and "nope" in result.stderr
+    assert "schedule" in result.stderr
+    assert "nope" in result.stderr
 
 
 def test_unknown_cli_option_is_a_usage_error(database):

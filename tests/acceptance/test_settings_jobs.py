@@ -73,7 +73,8 @@ def test_a_bad_age_in_the_environment_is_refused(conn, database):
         "run", "--only", "jobs", database=database, env={"RETENTION_JOBS__FAILED": "3x"}
     )
     assert result.returncode == 2
-    assert "jobs.failed" in result.stderr and "'3x'" in result.stderr
+    assert "jobs.failed" in result.stderr
+    assert "'3x'" in result.stderr
     assert job_ids(conn) == {old}
 
 

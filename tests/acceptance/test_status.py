@@ -12,7 +12,7 @@ from tests.helpers import DAY, HOUR, app_config, put, run_cli, seed_events, seed
 
 
 def test_status_shows_real_runs_outbox_and_backlog(conn, database, tmp_path):
-    config, media, exports = app_config(tmp_path)
+    _config, media, exports = app_config(tmp_path)
     conn.execute(
         "CREATE TABLE events (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL "
         "DEFAULT now(), path text)"
@@ -28,7 +28,8 @@ def test_status_shows_real_runs_outbox_and_backlog(conn, database, tmp_path):
 
     run = run_cli("run", database=database, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    assert tree(media) == {"fresh-0.jpg", "fresh-1.jpg"} and tree(exports) == set()
+    assert tree(media) == {"fresh-0.jpg", "fresh-1.jpg"}
+    assert tree(exports) == set()
 
     for _ in range(2):
         seed_job(conn, status="succeeded", finished_ago=dt.timedelta(days=5))
@@ -45,7 +46,9 @@ def test_status_shows_real_runs_outbox_and_backlog(conn, database, tmp_path):
     assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
     last = data["runs"][0]
-    assert last["status"] == "succeeded" and last["trigger"] == "cli" and not last["dry_run"]
+    assert last["status"] == "succeeded"
+    assert last["trigger"] == "cli"
+    assert not last["dry_run"]
     assert last["deleted"] == {
         "jobs": 4,
         "table:events": 4,
@@ -65,7 +68,8 @@ def test_status_shows_real_runs_outbox_and_backlog(conn, database, tmp_path):
     events = data["backlog"]["tables"]["events"]
     assert events["eligible"] == 3
     assert 11.9 * DAY < events["oldest_age_seconds"] < 12.2 * DAY
-    assert data["outbox"]["pending"] == 1 and data["outbox"]["failed"] == 1
+    assert data["outbox"]["pending"] == 1
+    assert data["outbox"]["failed"] == 1
 
     text = run_cli("status", database=database, cwd=tmp_path)
     assert text.returncode == 0, text.stderr
@@ -100,4 +104,5 @@ def test_a_policy_that_does_not_match_the_database_is_shown_not_fatal(database, 
     shown = run_cli("status", "--json", database=database, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     problem = json.loads(shown.stdout)["backlog"]["tables"]["(invalid)"]["error"]
-    assert "missing_table" in problem and "does not exist" in problem
+    assert "missing_table" in problem
+    assert "does not exist" in problem

@@ -85,7 +85,8 @@ def write_myapp(where: Path, extra: str = "") -> Path:
 def load_module(path: Path) -> ModuleType:
     """Import a user's module under a name of its own (each test gets a fresh one)."""
     spec = importlib.util.spec_from_file_location(f"myapp_{id(path)}", path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -154,7 +155,8 @@ def test_bad_settings_exit_2_before_anything_runs(database, conn, tmp_path):
     for command in (RUN_WORKER, "procrastinate --app=retention.app worker", DEFER):
         done = run_shell(command, env, tmp_path)
         assert done.returncode == 2, (command, done.stderr)
-        assert "schedule" in done.stderr and "'every night' is not a valid cron" in done.stderr
+        assert "schedule" in done.stderr
+        assert "'every night' is not a valid cron" in done.stderr
         assert "Traceback" not in done.stderr
     assert workers(conn) == 0
     assert jobs_by_task(conn) == {}
@@ -214,4 +216,5 @@ def test_delete_jobs_in_a_users_app(start, database, conn, tmp_path, monkeypatch
     assert worker.terminate() == 0, worker.output()
     remaining = dict(conn.execute("SELECT task_name, status::text FROM procrastinate_jobs"))
     assert remaining == left
-    assert "Job ok[" in worker.output() and "Job boom[" in worker.output()
+    assert "Job ok[" in worker.output()
+    assert "Job boom[" in worker.output()

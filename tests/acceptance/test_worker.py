@@ -135,7 +135,8 @@ def test_the_retention_worker_applies_delete_jobs(start, database, conn, policy,
         retention_tasks.run.defer(only=["no-such-stage"])
     worker = start(RUN_WORKER_ONCE, shell_env(database, RETENTION_DELETE_JOBS=policy))
     assert worker.wait() == 0, worker.output()
-    assert "Job retention:run" in worker.output() and "Error" in worker.output()
+    assert "Job retention:run" in worker.output()
+    assert "Error" in worker.output()
     remaining = {
         task: status
         for task, status in conn.execute("SELECT task_name, status::text FROM procrastinate_jobs")
@@ -244,7 +245,8 @@ def test_a_periodic_defer_skips_a_task_already_queued(start, database, conn):
 def test_the_worker_refuses_an_unmigrated_database(start, empty_database):
     worker = start(RUN_WORKER, shell_env(empty_database))
     assert worker.wait() == 2
-    assert "not migrated" in worker.output() and "retention migrate" in worker.output()
+    assert "not migrated" in worker.output()
+    assert "retention migrate" in worker.output()
 
 
 def test_a_purge_job_with_a_bad_argument_fails_saying_why(start, database, conn):

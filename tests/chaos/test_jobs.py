@@ -194,7 +194,8 @@ def test_a_job_locked_by_another_transaction_is_skipped_not_waited_for(conn, dat
         assert time.monotonic() - started < 3
         assert result.stopped is None
         assert result.lock_backoffs == 1
-        assert result.deleted == 29 and result.counts["events"] == 29 * 3
+        assert result.deleted == 29
+        assert result.counts["events"] == 29 * 3
         assert job_ids(conn) == {held}
     again = batches.run(
         conn,
@@ -202,7 +203,8 @@ def test_a_job_locked_by_another_transaction_is_skipped_not_waited_for(conn, dat
         prune_limits(**limits),
         dry_run=False,
     )
-    assert again.deleted == 1 and again.lock_backoffs == 0
+    assert again.deleted == 1
+    assert again.lock_backoffs == 0
     assert job_ids(conn) == set()
 
 
@@ -243,7 +245,7 @@ def test_a_batch_chosen_as_deadlock_victim_goes_on_skipping_locked_rows(conn, da
                     "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
                 ).fetchone()
             )
-            if row and row[0] == "Lock" or "error" in outcome:
+            if (row and row[0] == "Lock") or "error" in outcome:
                 break
             time.sleep(0.02)
         else:
@@ -253,7 +255,8 @@ def test_a_batch_chosen_as_deadlock_victim_goes_on_skipping_locked_rows(conn, da
         thread.join(30)
         assert "error" not in outcome, outcome.get("error")
         result = outcome["result"]
-        assert result.stopped is None and result.lock_backoffs == 1, result
+        assert result.stopped is None, result
+        assert result.lock_backoffs == 1, result
         assert result.deleted == len(rest), result
         assert job_ids(conn) == {first, second}
 
@@ -324,9 +327,8 @@ def test_sigkill_mid_run_then_a_rerun_finishes_the_job(conn, database, tmp_path:
         linked = conn.execute(
             "SELECT count(*) FROM procrastinate_periodic_defers WHERE job_id IS NOT NULL"
         ).fetchone()
-        assert linked is not None and linked[0] == len(
-            (remaining - kept) & set(sorted(doomed)[::100])
-        )
+        assert linked is not None
+        assert linked[0] == len((remaining - kept) & set(sorted(doomed)[::100]))
     assert killed >= 1
 
     done = run_cli("--config", str(config), "run", "--only", "jobs", "--json", database=database)

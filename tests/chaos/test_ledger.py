@@ -62,7 +62,8 @@ def test_sigkill_mid_run_leaves_an_abandoned_row_and_the_next_run_finishes(conn,
     assert summary["jobs"]["deleted"] == remaining
     assert conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone()[0] == 0
     killed = ledger.get(conn, row[0])
-    assert killed is not None and killed["status"] == "abandoned"
+    assert killed is not None
+    assert killed["status"] == "abandoned"
     status = run_cli("status", "--json", database=database)
     assert status.returncode == 0, status.stderr
     statuses = {r["id"]: r["status"] for r in json.loads(status.stdout)["runs"]}

@@ -16,7 +16,7 @@ def test_two_processes_migrating_at_once_both_succeed(empty_database):
         try:
             with psycopg.connect(empty_database, autocommit=True) as conn:
                 migrate.apply(conn)
-        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+        except BaseException as exc:
             failures.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(3)]

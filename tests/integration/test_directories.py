@@ -37,7 +37,8 @@ def test_old_matching_files_go_excluded_young_and_other_files_stay(database, loc
     section = summary["directories"]
     assert (section["deleted"], section["bytes"], section["failed"]) == (3, 30, 0)
     mine = section["roots"][str(root)]
-    assert mine["listed"] == 3 and "dirs_removed" not in mine
+    assert mine["listed"] == 3
+    assert "dirs_removed" not in mine
     assert sorted(mine["sample"]) == sorted(
         str(root / r) for r in ("a.csv", "x/b.csv", "x/y/c.csv")
     )
@@ -63,7 +64,8 @@ def test_dry_run_lists_what_the_real_sweep_deletes_and_touches_nothing(
     assert would["dirs_removed"] == went["dirs_removed"] == 0
     gone = {str(root / rel) for rel in before - tree(root)}
     assert len(gone) == went["deleted"]
-    assert set(would["sample"]) <= gone and would["sample"] == went["sample"]
+    assert set(would["sample"]) <= gone
+    assert would["sample"] == went["sample"]
 
 
 def test_remove_empty_dirs_removes_what_the_sweep_emptied_never_the_root(
@@ -82,7 +84,8 @@ def test_remove_empty_dirs_removes_what_the_sweep_emptied_never_the_root(
     policy = {"root": str(root), "age": "1d", "remove_empty_dirs": True}
 
     dry = sweep(database, location, policy, dry_run=True)
-    assert (root / "a/b/c").is_dir() and old_empty.is_dir()
+    assert (root / "a/b/c").is_dir()
+    assert old_empty.is_dir()
     real = sweep(database, location, policy)
 
     remaining = {str(p.relative_to(root)) for p in root.rglob("*")}
@@ -121,7 +124,8 @@ def test_disabled_policies_are_skipped_and_the_ledger_has_one_section_per_root(
         {"root": str(one), "age": "1d"},
         {"root": str(two), "age": "1d", "enabled": False},
     )
-    assert tree(one) == set() and tree(two) == {"old.log"}
+    assert tree(one) == set()
+    assert tree(two) == {"old.log"}
     row = ledger.get(conn, summary["run_id"])
     assert row is not None
     assert list(row["summary"]["directories"]["roots"]) == [str(one)]
@@ -141,7 +145,8 @@ def test_failed_deletions_are_queued_in_the_outbox_and_retried(conn, database, l
         first = sweep(database, location, policy)
     finally:
         subprocess.run(["chattr", "-i", str(stuck)], check=True)
-    assert first["directories"]["failed"] == 1 and first["directories"]["deleted"] == 1
+    assert first["directories"]["failed"] == 1
+    assert first["directories"]["deleted"] == 1
     assert conn.execute(
         "SELECT root, path, source, attempts FROM retention_file_outbox"
     ).fetchall() == [(str(root), "stuck.csv", f"directory:{root}", 0)]
@@ -149,7 +154,8 @@ def test_failed_deletions_are_queued_in_the_outbox_and_retried(conn, database, l
     retried = runner.execute(
         settings, location, stages=["files", "directories"], dry_run=False, trigger="cli"
     ).to_json()
-    assert retried["files"]["deleted"] == 1 and retried["directories"]["deleted"] == 0
+    assert retried["files"]["deleted"] == 1
+    assert retried["directories"]["deleted"] == 0
     assert tree(root) == set()
 
 
@@ -171,7 +177,8 @@ def test_a_directory_that_overlaps_a_table_storage_root_is_flagged(database, loc
         settings, location, stages=["directories"], dry_run=True, trigger="cli"
     ).to_json()
     warnings = summary["directories"]["roots"][str(root / "cache")]["warnings"]
-    assert "attachments.path" in warnings[0] and "overlaps" in warnings[0]
+    assert "attachments.path" in warnings[0]
+    assert "overlaps" in warnings[0]
 
 
 def test_a_missing_second_root_stops_the_stage_before_anything_is_deleted(

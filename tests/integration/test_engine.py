@@ -107,21 +107,25 @@ def test_a_walk_deletes_every_eligible_row_in_bounded_batches(items):
     assert result.by["kind"] == {"even": 100, "odd": 100}
     assert result.oldest == START + dt.timedelta(minutes=1)
     assert result.samples == [1, 2, 4, 5, 7]
-    assert result.stopped is None and result.fraction == 1.0
+    assert result.stopped is None
+    assert result.fraction == 1.0
     assert all(len(batch) <= 40 for batch in deleter.deleted)
     assert sorted(i for batch in deleter.deleted for i in batch) == [
         i for i in range(1, 301) if i % 3
     ]
-    assert seen and seen[-1] == 1.0
+    assert seen
+    assert seen[-1] == 1.0
     again = batches.run(items, target, _limits(), dry_run=False)
-    assert again.deleted == 0 and _left(items) == 100
+    assert again.deleted == 0
+    assert _left(items) == 100
 
 
 def test_a_dry_run_previews_the_same_batches_read_only(items):
     deleter = RecordingDeleter()
     target = batches.Target(name="items", segments=[_segment()], deleter=deleter)
     result = batches.run(items, target, _limits(), dry_run=True)
-    assert result.deleted == 200 and result.counts["extra"] == 400
+    assert result.deleted == 200
+    assert result.counts["extra"] == 400
     assert deleter.deleted == []
     assert sorted(i for batch in deleter.previewed for i in batch) == [
         i for i in range(1, 301) if i % 3
@@ -135,7 +139,8 @@ def test_a_spent_time_budget_stops_before_the_first_batch(items):
     result = batches.run(items, target, _limits(deadline=time.monotonic() - 1), dry_run=False)
     assert result.stopped is results.StopReason.TIME_BUDGET
     assert result.resume == results.Resume(segment="items", after=_segment().start)
-    assert deleter.deleted == [] and _left(items) == 300
+    assert deleter.deleted == []
+    assert _left(items) == 300
 
 
 def test_an_abort_stops_between_batches_and_the_next_run_finishes(items):
@@ -145,13 +150,15 @@ def test_an_abort_stops_between_batches_and_the_next_run_finishes(items):
     first = batches.run(items, target, limits, dry_run=False)
     assert first.stopped is results.StopReason.ABORTED
     assert len(deleter.deleted) == 2
-    assert first.resume is not None and first.resume.segment == "items"
+    assert first.resume is not None
+    assert first.resume.segment == "items"
     last_deleted = max(deleter.deleted[-1])
     assert first.resume.after[1] >= last_deleted
     assert _left(items) == 300 - first.deleted
     second = batches.run(items, target, _limits(), dry_run=False)
     assert second.stopped is None
-    assert first.deleted + second.deleted == 200 and _left(items) == 100
+    assert first.deleted + second.deleted == 200
+    assert _left(items) == 100
 
 
 def test_rows_are_read_by_name_whatever_their_column_order(items):
@@ -164,7 +171,8 @@ def test_rows_are_read_by_name_whatever_their_column_order(items):
         name="items", segments=[_segment(select=reordered)], deleter=RecordingDeleter()
     )
     result = batches.run(items, target, _limits(), dry_run=False)
-    assert result.deleted == 200 and result.by["kind"] == {"even": 100, "odd": 100}
+    assert result.deleted == 200
+    assert result.by["kind"] == {"even": 100, "odd": 100}
 
 
 def test_a_row_locked_elsewhere_backs_off_until_the_walk_stops(items, database):
@@ -176,7 +184,8 @@ def test_a_row_locked_elsewhere_backs_off_until_the_walk_stops(items, database):
         holder.rollback()
     assert result.stopped is results.StopReason.LOCK_CONTENTION
     assert result.lock_backoffs == batches.MAX_BACKOFFS + 1
-    assert result.deleted == 0 and _left(items) == 300
+    assert result.deleted == 0
+    assert _left(items) == 300
 
 
 def test_a_locking_select_skips_rows_locked_elsewhere(items, database):
@@ -196,4 +205,5 @@ def test_a_locking_select_skips_rows_locked_elsewhere(items, database):
     assert result.deleted == 199
     assert result.stopped is None
     row = items.execute("SELECT count(*) FROM items WHERE id = 1").fetchone()
-    assert row is not None and row[0] == 1
+    assert row is not None
+    assert row[0] == 1

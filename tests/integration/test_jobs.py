@@ -364,7 +364,8 @@ def test_dry_run_agrees_with_the_real_run(conn, database, location):
         assert preview["jobs"][key] == summary["jobs"][key], key
     assert set(preview["jobs"]["samples"]) <= deleted
     assert len(preview["jobs"]["samples"]) == 5
-    assert preview["dry_run"] is True and summary["dry_run"] is False
+    assert preview["dry_run"] is True
+    assert summary["dry_run"] is False
     oldest = dt.datetime.fromisoformat(preview["jobs"]["oldest"])
     row = conn.execute("SELECT now() - %s::interval", (FINISH_AGES[-1],)).fetchone()
     assert row is not None
@@ -406,7 +407,8 @@ def test_abort_mid_run_then_the_next_run_deletes_the_rest(conn, database, locati
     assert len(job_ids(conn)) == 201 - first["jobs"]["deleted"]
 
     second = run_jobs(settings, location)
-    assert second["status"] == "succeeded" and second["complete"] is True
+    assert second["status"] == "succeeded"
+    assert second["complete"] is True
     assert first["jobs"]["deleted"] + second["jobs"]["deleted"] == 200
     assert job_ids(conn) == {keep}
 

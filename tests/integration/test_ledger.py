@@ -20,8 +20,11 @@ def test_a_run_is_recorded_with_settings_summary_and_trigger(conn, database, loc
     ).to_json()
     row = ledger.get(conn, summary["run_id"])
     assert row is not None
-    assert row["status"] == "succeeded" and row["trigger"] == "cli" and row["dry_run"] is True
-    assert row["finished_at"] is not None and row["progress"] == 100.0
+    assert row["status"] == "succeeded"
+    assert row["trigger"] == "cli"
+    assert row["dry_run"] is True
+    assert row["finished_at"] is not None
+    assert row["progress"] == 100.0
     assert row["settings"]["batch_size"] == 7
     assert row["summary"]["jobs"]["deleted"] == 0
 
@@ -35,7 +38,8 @@ def test_a_run_whose_session_died_is_abandoned_by_the_next(conn, database, locat
         make_settings(database), location, stages=["jobs"], dry_run=False, trigger="cli"
     ).to_json()
     row = ledger.get(conn, run.id)
-    assert row is not None and row["status"] == "abandoned"
+    assert row is not None
+    assert row["status"] == "abandoned"
     assert "killed" in row["error"]
     assert ledger.get(conn, summary["run_id"])["status"] == "succeeded"
 

@@ -31,7 +31,8 @@ def test_migrate_applies_procrastinate_schema_then_ours_in_order(empty_database)
         ).fetchone()
         assert index == (True,)
         again = migrate.apply(conn)
-        assert not again.procrastinate_schema_applied and again.applied == []
+        assert not again.procrastinate_schema_applied
+        assert again.applied == []
         assert migrate.pending(conn) == []
 
 

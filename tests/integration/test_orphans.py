@@ -49,9 +49,13 @@ def test_unreferenced_old_files_go_referenced_and_young_ones_stay(
         "spaced name ü.txt",
     }
     section = summary["orphans"]
-    assert section["deleted"] == 3 and section["bytes"] == 30 and section["failed"] == 0
+    assert section["deleted"] == 3
+    assert section["bytes"] == 30
+    assert section["failed"] == 0
     mine = section["roots"][str(root)]
-    assert mine["files"] == 10 and mine["older_than_grace"] == 9 and mine["referenced_old"] == 6
+    assert mine["files"] == 10
+    assert mine["older_than_grace"] == 9
+    assert mine["referenced_old"] == 6
     assert sorted(mine["sample"]) == sorted(
         str(root / rel)
         for rel in ("old-orphan.bin", "deep/er/old-orphan.bin", "thumbs/old-thumb-orphan.png")
@@ -151,7 +155,8 @@ def test_a_file_that_cannot_be_deleted_goes_to_the_outbox_and_is_retried(
         second = run_orphans(database, location, root, dry_run=False)
     finally:
         _chattr("-i", stuck)
-    assert first["orphans"]["failed"] == 1 and first["orphans"]["deleted"] == 1
+    assert first["orphans"]["failed"] == 1
+    assert first["orphans"]["deleted"] == 1
     assert "stuck.bin" in first["orphans"]["roots"][str(root)]["errors"][0]
     assert second["orphans"]["roots"][str(root)].get("queued") == 1
     rows = app.execute("SELECT root, path, source FROM retention_file_outbox").fetchall()

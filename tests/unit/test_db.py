@@ -22,7 +22,8 @@ from retention.pg import database
 )
 def test_redact_hides_passwords(conninfo, hidden):
     shown = dsn.redact(conninfo)
-    assert hidden not in shown and "***" in shown
+    assert hidden not in shown
+    assert "***" in shown
 
 
 def test_location_order(monkeypatch):
@@ -32,7 +33,8 @@ def test_location_order(monkeypatch):
     assert explicit.source == "DATABASE_URL"
     monkeypatch.setenv("PGHOST", "127.0.0.1")
     libpq_vars = database.locate(settings_mod.Settings())
-    assert libpq_vars.source.startswith("PG* variables") and libpq_vars.conninfo == ""
+    assert libpq_vars.source.startswith("PG* variables")
+    assert libpq_vars.conninfo == ""
     monkeypatch.delenv("PGHOST")
     embedded = database.locate(settings_mod.Settings(), start=False)
     assert embedded.source == "embedded"

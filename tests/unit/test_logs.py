@@ -33,7 +33,10 @@ def _format(message: str, *args: object, exc: bool = False, **extra: object) -> 
 )
 def test_data_in_a_message_cannot_start_a_new_line(name):
     line = _format("could not delete %s under %s", name, "/root")
-    assert "\n" not in line and "\r" not in line and "\x1b" not in line and "\u2028" not in line
+    assert "\n" not in line
+    assert "\r" not in line
+    assert "\x1b" not in line
+    assert "\u2028" not in line
     assert line.count("could not delete ") == 1
 
 
@@ -49,4 +52,5 @@ def test_extra_fields_and_tracebacks_stay_within_the_event():
     first, *rest = line.split("\n")
     assert "secret" not in line
     assert 'path="a\\nb"' in first
-    assert rest and all(part.startswith("  ") for part in rest)
+    assert rest
+    assert all(part.startswith("  ") for part in rest)

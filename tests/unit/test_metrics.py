@@ -123,7 +123,8 @@ def test_no_value_adds_no_sample():
     family.add(None, policy="absent")
     family.add(0, policy="zero")
     assert [sample.labels for sample in family.samples] == [{"policy": "zero"}]
-    assert family.samples[0].value == 0.0 and isinstance(family.samples[0].value, float)
+    assert family.samples[0].value == 0.0
+    assert isinstance(family.samples[0].value, float)
 
 
 @given(

@@ -102,7 +102,8 @@ def test_run_summary_json_has_its_version_and_stages_in_order():
     data = summary.to_json()
     assert data["summary_version"] == results.SUMMARY_VERSION == 1
     assert data["complete"] is True
-    assert "stopped" not in data and "error" not in data
+    assert "stopped" not in data
+    assert "error" not in data
     assert [key for key in data if key in ("jobs", "files")] == ["jobs", "files"]
     stopped = results.RunSummary(
         run_id=4, kind="run", dry_run=False, status="succeeded", stopped=results.StopReason.ABORTED

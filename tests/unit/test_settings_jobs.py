@@ -23,7 +23,8 @@ def test_defaults_without_a_jobs_section(tmp_path):
         "cancelled": 7 * DAY,
         "aborted": 7 * DAY,
     }
-    assert policy.schedule is None and policy.rules == []
+    assert policy.schedule is None
+    assert policy.rules == []
 
 
 def test_the_issue_example_and_rule_precedence(tmp_path):

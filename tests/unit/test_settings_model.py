@@ -24,15 +24,18 @@ def refused(tmp_path: Path, body: str) -> str:
 
 def test_the_defaults():
     settings = settings_mod.load()
-    assert settings.database_url is None and settings.home is None
+    assert settings.database_url is None
+    assert settings.home is None
     assert settings.batch_size == 5000
     assert settings.max_batch_seconds == 1.0
     assert settings.max_run_seconds == 600.0
     assert settings.lock_timeout == dt.timedelta(milliseconds=200)
-    assert settings.tables == [] and settings.directories == []
+    assert settings.tables == []
+    assert settings.directories == []
     assert settings.orphans.enabled is False
     assert settings.orphans.grace == dt.timedelta(hours=1)
-    assert settings.jobs.enabled is True and settings.jobs.rules == []
+    assert settings.jobs.enabled is True
+    assert settings.jobs.rules == []
 
 
 def test_what_a_run_records_shows_durations_as_written_and_hides_the_password():
@@ -141,7 +144,8 @@ def test_table_ages_follow_the_knobs_or_their_own_duration():
 
 def test_a_table_age_that_is_not_a_duration_is_refused(tmp_path):
     message = refused(tmp_path, '[[tables]]\ntable = "t"\ntimestamp = "at"\nage = "soon"\n')
-    assert "tables.0.age:" in message and "soon" in message, message
+    assert "tables.0.age:" in message, message
+    assert "soon" in message, message
 
 
 def test_a_file_that_is_not_toml_is_a_config_error_naming_it(tmp_path):
@@ -151,5 +155,5 @@ def test_a_file_that_is_not_toml_is_a_config_error_naming_it(tmp_path):
 
 def test_settings_are_frozen():
     settings = settings_mod.Settings()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="frozen"):
         settings.batch_size = 1  # type: ignore[misc]
