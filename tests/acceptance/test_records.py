@@ -72,7 +72,10 @@ def test_bad_policies_are_refused_before_anything_runs(conn, database, tmp_path,
     assert "tables[0]" in done.stderr
     assert event in ids(conn, "app.events")
     assert job in {r[0] for r in conn.execute("SELECT id FROM procrastinate_jobs")}
-    assert conn.execute("SELECT count(*) FROM retention_runs").fetchone()[0] == 0
+    recorded = conn.execute("SELECT status, error FROM retention_runs").fetchall()
+    assert len(recorded) == 1
+    assert recorded[0][0] == "failed"
+    assert message in recorded[0][1]
 
 
 def test_missing_timestamp_index_is_a_warning_with_the_statement(conn, database, tmp_path):
