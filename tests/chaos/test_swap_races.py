@@ -101,7 +101,8 @@ class Arena:
         self.spare.symlink_to(self.outside, target_is_directory=True)
 
     def reset(self) -> None:
-        assert not self.top.is_symlink() and self.spare.is_symlink()
+        assert not self.top.is_symlink()
+        assert self.spare.is_symlink()
         _build(self.top, decoy=False)
         _build(self.outside, decoy=True)
 

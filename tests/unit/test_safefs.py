@@ -50,7 +50,8 @@ def test_relative_and_absolute_paths_inside_the_root_are_deleted(world):
         assert walker.unlink(str(root / "top/d/f2")).st_size == 10
         assert walker.unlink(os.fsencode(root / "top" / "d" / "f3")) is not None
         assert walker.unlink("./keep.txt") is not None
-    assert list((root / "top" / "d").iterdir()) == [] and not (root / "keep.txt").exists()
+    assert list((root / "top" / "d").iterdir()) == []
+    assert not (root / "keep.txt").exists()
     _outside_intact(outside)
 
 
@@ -109,7 +110,7 @@ def test_the_root_itself_is_refused(world, stored):
     root, _ = world
     stored = stored.replace("ROOT", str(root))
     with safefs.Walker(root) as walker:
-        with pytest.raises(safefs.UnsafePath, match="root .* itself"):
+        with pytest.raises(safefs.UnsafePath, match=r"root .* itself"):
             walker.rmdir(stored)
         with pytest.raises(safefs.UnsafePath):
             walker.unlink(stored)
@@ -131,7 +132,8 @@ def test_a_symlinked_ancestor_inside_the_root_is_followed_or_refused(world):
         walker.unlink("top/up/top/d/f2")
         walker.unlink("absolute/d/f3")
     assert list((root / "top/d").iterdir()) == []
-    assert (root / "alias").is_symlink() and (root / "absolute").is_symlink()
+    assert (root / "alias").is_symlink()
+    assert (root / "absolute").is_symlink()
     _outside_intact(outside)
 
 
@@ -168,7 +170,8 @@ def test_a_symlink_as_the_final_component_is_removed_itself_never_its_target(wor
             walker.rmdir("to-dir")
         walker.unlink("to-secret")
         walker.unlink("to-dir")
-    assert not os.path.lexists(root / "to-secret") and not os.path.lexists(root / "to-dir")
+    assert not os.path.lexists(root / "to-secret")
+    assert not os.path.lexists(root / "to-dir")
     _outside_intact(outside)
 
 
@@ -210,7 +213,8 @@ def test_dry_runs_only_look(world):
         assert walker.unlink("top/d/f1", dry_run=True).st_size == 10
         (root / "empty").mkdir()
         walker.rmdir("empty", dry_run=True)
-    assert (root / "top/d/f1").is_file() and (root / "empty").is_dir()
+    assert (root / "top/d/f1").is_file()
+    assert (root / "empty").is_dir()
 
 
 def test_non_utf8_names_and_names_with_newlines(tmp_path):
@@ -230,7 +234,7 @@ def test_a_symlink_loop_is_an_error_not_a_hang(world):
     root, _ = world
     (root / "a").symlink_to("b")
     (root / "b").symlink_to("a")
-    with safefs.Walker(root) as walker, pytest.raises(OSError) as raised:
+    with safefs.Walker(root) as walker, pytest.raises(OSError, match="symbolic links") as raised:
         walker.unlink("a/f1")
     assert raised.value.errno == errno.ELOOP
 
@@ -374,7 +378,8 @@ def test_two_roots_share_descriptors_and_a_missing_root_fails_each_time(tmp_path
                 roots.walker(str(tmp_path / "gone"))
     finally:
         roots.close()
-    assert not (one / "a" / "f").exists() and not (two / "a" / "f").exists()
+    assert not (one / "a" / "f").exists()
+    assert not (two / "a" / "f").exists()
 
 
 def test_listing_goes_through_the_same_walk(world):
