@@ -22,7 +22,7 @@ and `find DIR -type f -delete` is timed. Rates in files per second.
 Partitions. `--partition-rows` rows in a table range-partitioned by day over `--days` days (plus a
 default partition), no children, no file columns. The policy's age puts the cutoff one minute
 after a midnight, so that every partition but one is dropped whole and the straddling one has a
-minute of rows. Measured separately: the partition drops (planning.drop_partitions: DETACH + DROP,
+minute of rows. Measured separately: the partition drops (partitions.drop: DETACH + DROP,
 several partitions per transaction; wall and database time), then the whole tables stage (drops
 already done: only the straddling minute, through the engine). Side by side, on another copy of
 the same seed: a bare `DROP TABLE` of the same partitions in one statement (the floor: what
@@ -55,7 +55,7 @@ from retention.engine import batches
 from retention.files import outbox
 from retention.pg import database, migrate
 from retention.run import runner
-from retention.tables import planning
+from retention.tables import partitions, planning
 
 PREFIX = "bench_records_"
 
@@ -218,7 +218,9 @@ def ours_rows(server: str, seed: str) -> dict[str, Any]:
     location = database.Location(conninfo=conninfo, source="DATABASE_URL")
     before = active_ms(server, name)
     started = time.monotonic()
-    summary = runner.execute(settings, location, stages=["tables"], dry_run=False, trigger="cli").to_json()
+    summary = runner.execute(
+        settings, location, stages=["tables"], dry_run=False, trigger="cli"
+    ).to_json()
     wall = time.monotonic() - started
     db_ms = active_ms(server, name) - before
     section = summary["tables"]["app.events"]
@@ -272,7 +274,9 @@ def ours_drain(conninfo: str, root: Path, names: list[str]) -> tuple[float, dict
                 )
         conn.execute("VACUUM ANALYZE retention_file_outbox")
         started = time.monotonic()
-        result = outbox.drain(conn, dry_run=False, deadline=time.monotonic() + 3600).to_json()
+        result = outbox.drain(
+            conn, roots_allowed=[root], dry_run=False, deadline=time.monotonic() + 3600
+        ).to_json()
         return time.monotonic() - started, result
 
 
@@ -380,15 +384,25 @@ def bench_partitions(server: str, seed: str, keep_days: int, label: str) -> dict
         cutoff = conn.execute("SELECT now()").fetchone()[0] - plan.age
         limits = runner.limits_for(settings)
         started = time.monotonic()
-        dropped, problems, stopped = planning.drop_partitions(
-            conn, plan, cutoff, limits, dry_run=False, run_id=None
+        drops = partitions.drop(
+            conn,
+            plan,
+            partitions.droppable(conn, plan, cutoff),
+            cutoff,
+            limits,
+            dry_run=False,
+            run_id=None,
         )
         drop_wall = time.monotonic() - started
+        dropped = [p.to_json() for p in drops.dropped]
+        problems = list(drops.problems)
     drop_db = active_ms(server, name) - before
     location = database.Location(conninfo=conninfo, source="DATABASE_URL")
     before = active_ms(server, name)
     started = time.monotonic()
-    summary = runner.execute(settings, location, stages=["tables"], dry_run=False, trigger="cli").to_json()
+    summary = runner.execute(
+        settings, location, stages=["tables"], dry_run=False, trigger="cli"
+    ).to_json()
     rest_wall = time.monotonic() - started
     rest_db = active_ms(server, name) - before
     with psycopg.connect(conninfo, autocommit=True) as conn:
