@@ -101,8 +101,12 @@ def _settle(
     failed: list[tuple[int, str]] = []
     refused: list[tuple[int, str]] = []
     groups: dict[tuple[str, str], Members] = {}
+    trusted: dict[str, bool] = {}
     for entry_id, root, stored in rows:
-        if str(roots.normalise(Path(root))) not in allowed:
+        known = trusted.get(root)
+        if known is None:
+            known = trusted[root] = str(roots.normalise(Path(root))) in allowed
+        if not known:
             refused.append(
                 (
                     entry_id,
