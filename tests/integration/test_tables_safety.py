@@ -17,6 +17,7 @@ from retention.run import backlog
 from retention.tables import planning
 from tests.helpers import execute_tables as execute
 from tests.helpers import files_on_disk, ids, make_settings
+from tests.helpers import records_policy as policy
 
 # An application with a parent, a child that must be deleted first (NO ACTION), a child left to
 # the cascade, and a file column on each; `held` rows are kept by the application's triggers.
@@ -108,29 +109,6 @@ def files_of(event: int, *, detections: int = 1, notes: int = 1) -> set[str]:
         | {f"d/{event}-{n}.png" for n in range(detections)}
         | {f"n/{event}-{n}.txt" for n in range(notes)}
     )
-
-
-def policy(root: Path, **overrides: object) -> dict:
-    base: dict = {
-        "table": "app.events",
-        "timestamp": "created_at",
-        "age": "30d",
-        "files": [{"column": "image", "root": str(root)}],
-        "children": [
-            {
-                "table": "app.detections",
-                "column": "event_id",
-                "files": [{"column": "crop", "root": str(root)}],
-            },
-            {
-                "table": "app.notes",
-                "column": "event_id",
-                "files": [{"column": "attachment", "root": str(root)}],
-            },
-        ],
-    }
-    base.update(overrides)
-    return base
 
 
 def child_events(conn: psycopg.Connection, table: str) -> set[int]:
