@@ -18,12 +18,16 @@ if TYPE_CHECKING:
 __all__ = ["app", "blueprint"]
 
 
-def blueprint(settings: settings.Settings | None = None) -> tasks.RetentionBlueprint:
+def blueprint(
+    settings: settings.Settings | None = None, *, database: str | None = None
+) -> tasks.RetentionBlueprint:
     """The retention tasks, to add to your app under the "retention" namespace. Without
-    settings, they are loaded from RETENTION_* variables and the TOML file."""
+    settings, they are loaded from RETENTION_* variables and the TOML file. They use the
+    database of the app's connector; `database` (a libpq URL or conninfo) names it when the
+    connector cannot tell."""
     from retention.interfaces import tasks
 
-    return tasks.blueprint(settings)
+    return tasks.blueprint(settings, database=database)
 
 
 def __getattr__(name: str) -> Any:

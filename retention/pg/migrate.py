@@ -21,7 +21,7 @@ import psycopg
 from procrastinate import schema as procrastinate_schema
 
 from retention import errors
-from retention.pg import queries
+from retention.pg import database, queries
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +118,23 @@ def pending(conn: psycopg.Connection) -> list[str]:
         else set()
     )
     return [m.name for m in available() if m.name not in applied]
+
+
+def ensure(location: database.Location) -> None:
+    """Refuse a database that is not migrated, with the message every command and task gives;
+    the embedded database is brought up to date instead."""
+    with database.connect(location) as conn:
+        missing = pending(conn)
+        if not missing:
+            return
+        if location.source == "embedded":
+            apply(conn)
+            return
+    raise errors.DatabaseError(
+        f"the database is not migrated (pending: {', '.join(missing)}): run `retention migrate` "
+        "(or `retention --app MODULE.ATTR migrate` for your Procrastinate app's database) once, "
+        "with a role that may create tables and indexes"
+    )
 
 
 def _lock(conn: psycopg.Connection, wait: dt.timedelta) -> None:

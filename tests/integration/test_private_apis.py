@@ -29,7 +29,6 @@ import pytest
 from procrastinate import testing
 from psycopg import conninfo as libpq
 
-from retention.config import settings as settings_mod
 from retention.embedded import pgserver_private
 from retention.embedded import server as embedded
 from retention.interfaces import connectors, procrastinate_private
@@ -201,20 +200,75 @@ def test_async_pool_is_none_for_another_kind_of_connector() -> None:
     assert procrastinate_private.async_pool(testing.InMemoryConnector()) is None
 
 
-def test_the_app_of_a_task_tells_its_database_through_its_pool(empty_database: str) -> None:
+def test_the_app_of_a_task_tells_its_database_through_its_pool(
+    empty_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(conninfo=empty_database, min_size=1, max_size=1)
     )
-    settings = settings_mod.Settings(database_url=_other_database(empty_database))
+    monkeypatch.setenv("DATABASE_URL", _other_database(empty_database))
 
     async def located() -> str:
         async with app.open_async():
-            return connectors.location_for_app(app, settings).conninfo
+            return connectors.location_for_app(app).conninfo
 
     found = asyncio.run(located())
     assert _dbname(found) == _dbname(empty_database), (
         f"{PROCRASTINATE}: the database of an opened app was not read from its connector's "
         f"PsycopgConnector._async_pool (got {found!r})"
+    )
+
+
+def test_pool_args_of_a_connector_not_opened_yet(empty_database: str) -> None:
+    for connector in (
+        procrastinate.PsycopgConnector(conninfo=empty_database),
+        procrastinate.SyncPsycopgConnector(conninfo=empty_database),
+    ):
+        found = procrastinate_private.pool_args(connector)
+        assert isinstance(found, dict), (
+            f"{PROCRASTINATE}: {type(connector).__name__}._pool_args is {found!r}, not a dict"
+        )
+        assert found.get("conninfo") == empty_database, (
+            f"{PROCRASTINATE}: {type(connector).__name__}._pool_args holds no 'conninfo': {found!r}"
+        )
+
+
+def test_sqlalchemy_dsn_is_the_dsn_the_connector_was_built_with() -> None:
+    pytest.importorskip("sqlalchemy")
+    pytest.importorskip("psycopg2")
+    from procrastinate.contrib.sqlalchemy import SQLAlchemyPsycopg2Connector
+
+    dsn = "postgresql+psycopg2://someone@somewhere/somedb"
+    found = procrastinate_private.sqlalchemy_dsn(SQLAlchemyPsycopg2Connector(dsn=dsn))
+    assert found == dsn, (
+        f"{PROCRASTINATE}: SQLAlchemyPsycopg2Connector._engine_dsn is {found!r}, not the dsn given"
+    )
+
+
+def test_register_periodic_registers_as_blueprint_periodic_does() -> None:
+    ours, theirs = procrastinate.Blueprint(), procrastinate.Blueprint()
+
+    @ours.task(name="tick")
+    def tick(timestamp: int) -> None:
+        return None
+
+    @theirs.periodic(cron="*/5 * * * *")
+    @theirs.task(name="tick")
+    def tock(timestamp: int) -> None:
+        return None
+
+    procrastinate_private.register_periodic(ours, tick, "*/5 * * * *")
+    mine = {
+        key: (p.cron, p.periodic_id, p.configure_kwargs)
+        for key, p in ours.periodic_registry.periodic_tasks.items()
+    }
+    expected = {
+        key: (p.cron, p.periodic_id, p.configure_kwargs)
+        for key, p in theirs.periodic_registry.periodic_tasks.items()
+    }
+    assert mine == expected, (
+        f"{PROCRASTINATE}: Blueprint.periodic registers {expected!r} in "
+        f"periodic_registry.periodic_tasks; register_periodic wrote {mine!r}"
     )
 
 
