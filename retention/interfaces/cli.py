@@ -12,7 +12,15 @@ import typer
 from retention import errors
 from retention.config import dsn, durations
 from retention.demo import demo
-from retention.interfaces import cli_files, cli_inspect, cli_state, console, demo_view, logs
+from retention.interfaces import (
+    cli_files,
+    cli_inspect,
+    cli_state,
+    console,
+    demo_view,
+    logs,
+    status_server,
+)
 from retention.jobs import purge
 from retention.pg import database, migrate
 from retention.run import runner
@@ -38,7 +46,6 @@ def _print_version(value: bool) -> None:
 def main_options(
     config: cli_state.ConfigOption = None,
     database_url: cli_state.DatabaseOption = None,
-    app_path: cli_state.AppOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
     version: Annotated[
         bool,
@@ -49,7 +56,6 @@ def main_options(
 ) -> None:
     cli_state.state.config = config
     cli_state.state.database_url = database_url
-    cli_state.state.app_path = app_path
     cli_state.state.verbose = verbose
     logs.configure(verbose=verbose)
 
@@ -213,10 +219,21 @@ def worker_command(
     one_shot: Annotated[
         bool, typer.Option("--one-shot", help="Run the retention jobs queued now, then exit.")
     ] = False,
+    http: Annotated[
+        str | None,
+        typer.Option(
+            "--http",
+            envvar=status_server.ENVIRONMENT_VARIABLE,
+            metavar="[HOST:]PORT",
+            help="Also serve /healthz, /metrics and /status over HTTP, read-only, on this port "
+            "(of 127.0.0.1 unless HOST is given); off by default.",
+        ),
+    ] = None,
 ) -> None:
     """Run a Procrastinate worker for the retention queue: the periodic schedule, deferred
     retention tasks, the delete_jobs policy. SIGTERM or Ctrl-C stops it (a run in progress stops
     between two batches, recorded as aborted)."""
+    address = status_server.parse_address(http) if http else None
     settings = cli_state.state.settings()
     location = cli_state.location(settings)
     cli_state.ensure_migrated(location)
@@ -231,10 +248,11 @@ def worker_command(
     )
 
     worker_app = application.build(settings, location)
-    if one_shot:
-        worker_app.run_worker(wait=False)
-    else:
-        worker_app.run_worker()
+    with status_server.serving(address, settings, location):
+        if one_shot:
+            worker_app.run_worker(wait=False)
+        else:
+            worker_app.run_worker()
 
 
 app.command("status")(cli_inspect.status_command)

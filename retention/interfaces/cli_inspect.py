@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -13,17 +14,35 @@ from retention import errors
 from retention.config import reference as reference_mod
 from retention.config import settings as settings_mod
 from retention.embedded import server as embedded
-from retention.interfaces import cli_state, console, metrics, report
+from retention.interfaces import cli_state, console, health, metrics, report
 from retention.pg import database
 
 
 def status_command(
     json_output: cli_state.JsonOption = False,
     limit: Annotated[int, typer.Option("--limit", help="How many recent runs.")] = 10,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="A healthcheck: exit 0 when the last run did not fail and one succeeded within "
+            "two schedule periods, else 1; one line says why.",
+        ),
+    ] = False,
 ) -> None:
     """Recent runs and the one in progress."""
     settings = cli_state.state.settings()
     location = cli_state.location(settings)
+    if check:
+        with cli_state.ledger_connection(location) as conn:
+            verdict = health.check(conn, settings)
+        if json_output:
+            console.emit_json(dataclasses.asdict(verdict))
+        else:
+            sys.stdout.write(verdict.line() + "\n")
+        if not verdict.healthy:
+            raise typer.Exit(1)
+        return
     with cli_state.ledger_connection(location) as conn:
         data = report.status(conn, settings, limit=limit)
     console.show(data, json_output, report.print_status)
@@ -42,7 +61,7 @@ def db_command(
             "stopped the embedded server" if was_running else "the embedded server was not running"
         )
         return
-    location = cli_state.state.location(settings, start=False)
+    location = database.locate(settings, start=False)
     data: dict[str, Any] = {"source": location.source, "conninfo": location.display}
     if location.source == "embedded":
         assert location.home is not None

@@ -3,6 +3,8 @@ commands, the compose file's settings, the example configuration, the README's c
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -37,10 +39,19 @@ def test_docker_compose_environment_names_real_settings(monkeypatch):
     assert set(environment) <= known | fields
 
 
-def test_the_example_config_is_valid():
-    settings = settings_mod.load(ROOT / "retention.example.toml")
-    assert settings.tables
+def test_the_example_config_is_valid(tmp_path):
+    """As shipped it prunes jobs only (so it matches any migrated database); its commented
+    policies are valid settings once uncommented."""
+    example = ROOT / "retention.example.toml"
+    settings = settings_mod.load(example)
     assert settings.jobs.rules
+    assert not settings.tables
+    assert not settings.directories
+    uncommented = tmp_path / "uncommented.toml"
+    uncommented.write_text(re.sub(r"^# (?=\[|\w+ = )", "", example.read_text(), flags=re.MULTILINE))
+    examples = settings_mod.load(uncommented)
+    assert [policy.table for policy in examples.tables] == ["events", "logs"]
+    assert examples.directories
 
 
 def test_no_registry_host_is_named():
