@@ -17,7 +17,7 @@ ENV_PREFIX = "RETENTION_"
 # Environment variables of ours that start with RETENTION_ and are not read by the settings
 # model as a key: every other RETENTION_* variable must name a setting (a typo is an error).
 NON_SETTING_VARIABLES: frozenset[str] = frozenset(
-    {"RETENTION_CONFIG", "RETENTION_HOME", "RETENTION_HTTP"}
+    {"RETENTION_APP", "RETENTION_CONFIG", "RETENTION_HOME", "RETENTION_HTTP"}
 )
 
 

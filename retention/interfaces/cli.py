@@ -46,6 +46,7 @@ def _print_version(value: bool) -> None:
 def main_options(
     config: cli_state.ConfigOption = None,
     database_url: cli_state.DatabaseOption = None,
+    app_path: cli_state.AppOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
     version: Annotated[
         bool,
@@ -56,6 +57,7 @@ def main_options(
 ) -> None:
     cli_state.state.config = config
     cli_state.state.database_url = database_url
+    cli_state.state.app_path = app_path
     cli_state.state.verbose = verbose
     logs.configure(verbose=verbose)
 

@@ -61,7 +61,7 @@ def db_command(
             "stopped the embedded server" if was_running else "the embedded server was not running"
         )
         return
-    location = database.locate(settings, start=False)
+    location = cli_state.state.location(settings, start=False)
     data: dict[str, Any] = {"source": location.source, "conninfo": location.display}
     if location.source == "embedded":
         assert location.home is not None
