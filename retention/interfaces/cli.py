@@ -1,16 +1,21 @@
-"""The `retention` command. Exit codes: 0 success, 1 a run failed, 2 bad usage or config."""
+"""The `retention` command.
+
+Exit codes: 0 success; 1 a run failed; 2 bad usage or configuration (nothing ran);
+3 the database cannot be reached (connection refused, unknown host, failed authentication,
+no such database: nothing ran).
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import psycopg
 import typer
 
 from retention import errors
-from retention.config import dsn, durations
+from retention.config import dsn, durations, globs
 from retention.demo import demo
 from retention.interfaces import (
     cli_files,
@@ -145,7 +150,11 @@ def purge_command(
     queue: Annotated[str | None, typer.Option("--queue", help="Glob on the queue name.")] = None,
     task: Annotated[str | None, typer.Option("--task", help="Glob on the task name.")] = None,
     status: Annotated[
-        list[str] | None, typer.Option("--status", help="A final status; repeatable.")
+        list[str] | None,
+        typer.Option(
+            "--status",
+            help=f"A final status: {', '.join(purge.FINAL)}; repeatable.",
+        ),
     ] = None,
     finished_before: Annotated[
         str | None,
@@ -156,6 +165,8 @@ def purge_command(
     json_output: cli_state.JsonOption = False,
 ) -> None:
     """Delete chosen finished jobs now. Filters intersect; todo and doing jobs are refused."""
+    check_statuses(status)
+    check_globs(queue=queue, task=task)
     filters = purge.PurgeFilters.parse(
         job_ids=job_id,
         queue=queue,
@@ -264,9 +275,49 @@ app.command("metrics")(cli_inspect.metrics_command)
 app.command("sweep-orphans")(cli_files.sweep_orphans_command)
 
 
+FINAL_STATUSES = ", ".join(purge.FINAL)
+
+
+def check_statuses(statuses: list[str] | None) -> None:
+    """--status values are checked before any database is located (or started)."""
+    for status in statuses or ():
+        if status in purge.UNFINISHED:
+            raise errors.ConfigError(
+                f"--status {status}: {status} jobs are not finished and are never deleted; "
+                f"cancel them first (procrastinate cancel), or use one of {FINAL_STATUSES}"
+            )
+        if status not in purge.FINAL:
+            raise errors.ConfigError(
+                f"--status {status}: unknown status; use one of {FINAL_STATUSES}"
+            )
+
+
+def check_globs(**named: str | None) -> None:
+    """--queue and --task globs are checked before any database is located (or started)."""
+    for name, glob in named.items():
+        if glob is None:
+            continue
+        try:
+            globs.to_regex(glob)
+        except ValueError as exc:
+            raise errors.ConfigError(f"--{name} {glob!r}: {exc}") from None
+
+
+def honest_flags(command: Any) -> Any:
+    """Show on/off options without a value type: Typer's help prints `--dry-run <bool>` for a
+    flag that takes no value (and refuses `--dry-run true`)."""
+    params = [*command.params, command.get_help_option(command.context_class(command))]
+    for param in params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        honest_flags(sub)
+    return command
+
+
 def main() -> None:
     try:
-        code = app(standalone_mode=False)
+        code = honest_flags(typer.main.get_command(app)).main(standalone_mode=False)
     except errors.RetentionError as exc:
         console.err.print(f"error: {dsn.redact(str(exc))}", highlight=False, markup=False)
         sys.exit(exc.exit_code)

@@ -62,19 +62,39 @@ def db_command(
         )
         return
     location = cli_state.state.location(settings, start=False)
-    data: dict[str, Any] = {"source": location.source, "conninfo": location.display}
+    data: dict[str, Any] = {"source": location.source}
     if location.source == "embedded":
         assert location.home is not None
-        data["embedded"] = {k: str(v) for k, v in embedded.info(location.home).items()}
+        data["chosen"] = "no DATABASE_URL, --database-url or PG* variable is set"
+        details = embedded.info(location.home)
+        data.update(home=details["home"], data_dir=details["data_dir"], running=details["running"])
+        if not details["running"]:
+            data["note"] = (
+                "the embedded server is not running: every command that needs the database "
+                "starts it (and stops it when it is the last one to leave)"
+            )
+            _show_db(data, json_output)
+            return
+        data.update(pid=details["pid"], conninfo=details["conninfo"])
+        location = dataclasses.replace(location, conninfo=str(details["conninfo"]))
     else:
-        try:
-            with database.connect(location) as conn:
-                row = conn.execute("SELECT current_database(), current_user, version()").fetchone()
-            assert row is not None
-            data.update(database=row[0], user=row[1], server=row[2])
-        except errors.DatabaseError as exc:
-            data["error"] = str(exc)
-    console.emit_pairs(data, json_output, str, ": ")
+        data["conninfo"] = location.display
+    try:
+        with database.connect(location) as conn:
+            row = conn.execute("SELECT current_database(), current_user, version()").fetchone()
+    except errors.DatabaseUnreachable:
+        _show_db(data, json_output)
+        raise
+    assert row is not None
+    data.update(database=row[0], user=row[1], server=row[2])
+    _show_db(data, json_output)
+
+
+def _show_db(data: dict[str, Any], json_output: bool) -> None:
+    def show(value: Any) -> str:
+        return "yes" if value is True else "no" if value is False else str(value)
+
+    console.emit_pairs(data, json_output, show, ": ")
 
 
 def config_command(

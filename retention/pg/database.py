@@ -64,11 +64,23 @@ def connect(location: Location, *, autocommit: bool = True) -> psycopg.Connectio
         )
     except psycopg.OperationalError as exc:
         message = dsn.redact(str(exc)).strip().splitlines()[0] if str(exc) else "connection failed"
-        raise errors.DatabaseError(
-            f"cannot connect to the database ({location.source}: {location.display}): {message}"
+        raise errors.DatabaseUnreachable(
+            f"cannot connect to the database ({location.source}: {location.display}): {message}; "
+            f"{_how_to_reach(location)}"
         ) from None
     load_infinities(conn)
     return conn
+
+
+def _how_to_reach(location: Location) -> str:
+    if location.source == "embedded":
+        return "see `retention db`; `retention db --stop` then any command starts it again"
+    if location.source == "DATABASE_URL":
+        return (
+            "check that the server runs and that DATABASE_URL / --database-url names its host, "
+            "port, database, user and password"
+        )
+    return "check that the server runs and that the PG* variables name it (or set DATABASE_URL)"
 
 
 class InfiniteDatetime(dt.datetime):

@@ -19,6 +19,7 @@ from tests.helpers import first_line, handle_pids, run_child, spawn
 @pytest.fixture
 def base() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
+    path.chmod(0o755)  # as root, the server's own user must enter it: it is never opened up
     yield path
     shutil.rmtree(path, ignore_errors=True)
 

