@@ -256,6 +256,7 @@ def worker_command(
     theirs.setLevel(level)
     for handler in ours.handlers:
         theirs.addHandler(handler)
+    logs.shorten_run_results()
     from retention.interfaces import (
         application,  # procrastinate's worker: loaded for this command only
     )

@@ -136,6 +136,14 @@ def _print_outcome(console: Console, result: dict[str, Any]) -> None:
         f"files under {result['files_dir']}",
         highlight=False,
     )
+    images_gone = before["files"]["images"]["files"] - after["files"]["images"]["files"]
+    if result["delete_images"] and not result["seeded"] and images_gone == 0:
+        console.print(
+            "--delete-images deleted no image: the detections an earlier demo run deleted took "
+            "their rows with them, so no row is left to say which images were theirs; "
+            "`retention demo --reset --delete-images` seeds again and shows the full effect",
+            highlight=False,
+        )
     config = result["config"]
     console.print("next:")
     for command, what in (

@@ -43,6 +43,37 @@ class StructuredFormatter(logging.Formatter):
         return line
 
 
+class RunResultFilter(logging.Filter):
+    """Procrastinate logs a finished job's whole result: for a retention task that is the run's
+    summary (1-2 KB on one line). Unless our logs are at DEBUG, the line ends with the run's
+    totals instead (`retention status` and the ledger keep the summary)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        result = getattr(record, "result", None)
+        if not (isinstance(result, dict) and "summary_version" in result):
+            return True
+        if logging.getLogger("retention").isEnabledFor(logging.DEBUG):
+            return True
+        totals = {
+            name: section["deleted"]
+            for name, section in result.items()
+            if isinstance(section, dict) and isinstance(section.get("deleted"), int)
+        }
+        head = record.getMessage().split(" - Result: ", 1)[0]
+        deleted = ", ".join(f"{name} {count}" for name, count in totals.items())
+        record.msg = "%s - run #%s %s: %s"
+        record.args = (head, result.get("run_id"), result.get("status"), deleted or "nothing")
+        record.result = {"run_id": result.get("run_id"), "status": result.get("status")}
+        return True
+
+
+def shorten_run_results() -> None:
+    """Install RunResultFilter on the logger of Procrastinate's job outcomes, once."""
+    outcomes = logging.getLogger("procrastinate.worker")
+    if not any(isinstance(f, RunResultFilter) for f in outcomes.filters):
+        outcomes.addFilter(RunResultFilter())
+
+
 def configure(*, verbose: bool = False) -> None:
     """Debug with --verbose; info when stderr is not a terminal (a terminal has the progress
     bar); warnings otherwise."""

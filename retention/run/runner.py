@@ -145,6 +145,11 @@ def execute(
                 or "nothing deleted",
                 extra={"action": "run_finished", "run_id": run.id, "status": status},
             )
+            logger.debug(
+                "retention run %s summary",
+                run.id,
+                extra={"action": "run_summary", "run_id": run.id, "summary": summary.to_json()},
+            )
         return summary
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,7 +158,6 @@ def test_as_root_the_default_home_is_one_the_server_can_reach():
         "import os; os.environ.pop('RETENTION_HOME', None); "
         "from retention.embedded import server; print(server.default_home())"
     )
-    import subprocess
     import sys
 
     shown = subprocess.run(
@@ -169,3 +169,41 @@ def test_as_root_the_default_home_is_one_the_server_can_reach():
     ).stdout.strip()
     assert Path(shown) == datadir.ROOT_HOME == embedded.datadir.ROOT_HOME
     assert datadir.blocked_ancestor(datadir.ROOT_HOME.parent) is None
+
+
+def test_delete_images_after_a_plain_demo_says_why_nothing_went(database: str, tmp_path: Path):
+    env = {"RETENTION_HOME": str(tmp_path / "home")}
+    plain = run_cli("demo", database=database, env=env)
+    assert plain.returncode == 0, plain.stderr
+
+    again = run_cli("demo", "--delete-images", database=database, env=env)
+
+    assert again.returncode == 0, again.stderr
+    shown = " ".join(again.stdout.split())
+    assert "--delete-images deleted no image" in shown
+    assert "took their rows with them" in shown
+    assert "retention demo --reset --delete-images" in shown
+
+
+def test_a_worker_logs_a_run_as_one_short_line_not_its_whole_summary(database: str):
+    from tests.helpers import BIN, cli_env
+
+    deferred = subprocess.run(
+        [str(BIN / "procrastinate"), "--app=retention.app", "defer", "retention:run", "{}"],
+        capture_output=True,
+        text=True,
+        env=cli_env(database),
+        timeout=120,
+    )
+    assert deferred.returncode == 0, deferred.stderr
+
+    worker = run_cli("worker", "--one-shot", database=database)
+
+    assert worker.returncode == 0, worker.stderr
+    ended = [
+        line for line in worker.stderr.splitlines() if "retention:run[" in line and "ended" in line
+    ]
+    assert len(ended) == 1, worker.stderr
+    assert " - run #" in ended[0]
+    assert "summary_version" not in ended[0]
+    assert "attached to the embedded server" not in worker.stderr
