@@ -204,6 +204,7 @@ class OutboxSection:
     pending: int = 0
     refused: int = 0
     missing: int = 0
+    referenced: int = 0
     stopped: StopReason | None = None
 
     def to_json(self) -> JSON:

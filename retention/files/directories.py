@@ -24,7 +24,7 @@ import psycopg
 from retention.config import globs, policies
 from retention.config import settings as settings_mod
 from retention.engine import batches, results
-from retention.files import orphans, safefs, sweeps
+from retention.files import references, safefs, sweeps
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def overlapping_columns(settings: settings_mod.Settings, root: Path) -> list[str
     return sorted(
         {
             f"{ref.table}.{ref.column}"
-            for ref in orphans.references(settings)
+            for ref in references.references(settings)
             if ref.root.is_relative_to(root) or root.is_relative_to(ref.root)
         }
     )

@@ -26,11 +26,10 @@ import psycopg
 from psycopg import sql
 
 from retention import errors
-from retention.config import policies
 from retention.config import settings as settings_mod
 from retention.engine import batches, results
-from retention.files import sweeps
-from retention.pg import catalog, queries
+from retention.files import references, sweeps
+from retention.pg import queries
 
 logger = logging.getLogger(__name__)
 
@@ -38,90 +37,10 @@ TABLE = "retention_orphan_files"
 LINK_ROUNDS = 4
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Reference:
-    """A configured file column: its table, column and storage root (as configured and real)."""
-
-    table: str
-    column: str
-    root: Path
-    real_root: Path
-    delete: bool
-    timestamp: str | None = None
-
-    def overlaps(self, root: Path, real_root: Path) -> bool:
-        return any(
-            a.is_relative_to(b) or b.is_relative_to(a)
-            for a in (self.root, self.real_root)
-            for b in (root, real_root)
-        )
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Column:
-    """A file column found in the database, and how a batch asks it again before deleting: by an
-    index on the column, else among recent rows by an index on the policy's timestamp, else not
-    (the listing's match is then the only check)."""
-
-    ref: Reference
-    table: sql.Identifier
-    recheck: queries.Statement | None
-
-
-def resolve(conn: psycopg.Connection, refs: list[Reference]) -> list[Column]:
-    found: list[Column] = []
-    for ref in refs:
-        relation = catalog.relation(conn, ref.table)
-        if relation is None or ref.column not in relation.columns:
-            what = f"table {ref.table!r}" if relation is None else f"column {ref.column!r}"
-            raise errors.ConfigError(
-                f"{what} of the file column {ref.table}.{ref.column} does not exist: fix the "
-                "[[tables]] policy (orphans are files that no such column references)"
-            )
-        column = relation.columns[ref.column]
-        stamp = relation.columns.get(ref.timestamp) if ref.timestamp else None
-        recheck: queries.Statement | None = None
-        if catalog.has_leading_index(conn, relation.oid, column):
-            recheck = queries.get("orphan_recheck").format(
-                table=relation.ident, column=sql.Identifier(ref.column)
-            )
-        elif stamp is not None and catalog.has_leading_index(conn, relation.oid, stamp):
-            recheck = queries.get("orphan_recheck_recent").format(
-                table=relation.ident,
-                column=sql.Identifier(ref.column),
-                timestamp=sql.Identifier(stamp.name),
-            )
-        found.append(Column(ref=ref, table=relation.ident, recheck=recheck))
-    return found
-
-
-def references(settings: settings_mod.Settings) -> list[Reference]:
-    """Every file column of every table policy and child table, enabled or not."""
-    found: list[Reference] = []
-    for policy in settings.tables:
-        owners: list[tuple[str, str | None, list[policies.FileColumn]]] = [
-            (policy.table, policy.timestamp, policy.files)
-        ]
-        owners += [(child.table, None, child.files) for child in policy.children]
-        for table, timestamp, columns in owners:
-            for column in columns:
-                found.append(
-                    Reference(
-                        table=table,
-                        column=column.column,
-                        root=column.root,
-                        real_root=Path(os.path.realpath(column.root)),
-                        delete=column.delete,
-                        timestamp=timestamp,
-                    )
-                )
-    return found
-
-
 def roots(settings: settings_mod.Settings) -> list[Path]:
     """Storage roots swept for orphans: those of columns that delete their files; a root inside
     another one is swept with it."""
-    wanted = sorted({ref.root for ref in references(settings) if ref.delete})
+    wanted = sorted({ref.root for ref in references.references(settings) if ref.delete})
     return [root for root in wanted if not any(root.is_relative_to(o) for o in wanted if o != root)]
 
 
@@ -154,7 +73,7 @@ def _list(
 
 def _collect_references(
     conn: psycopg.Connection,
-    columns: list[Column],
+    columns: list[references.Column],
     root: Path,
     real_root: Path,
     links: list[tuple[bytes, bytes]],
@@ -179,6 +98,7 @@ def _collect_references(
                     "len2": len(prefixes[1]),
                 },
             )
+    _collect_aliases(conn, columns, real_root, prefixes)
     if not links:
         return
     with conn.cursor() as cur, cur.copy(queries.text("orphan_links_copy")) as copy:
@@ -191,36 +111,63 @@ def _collect_references(
             break
 
 
+def _collect_aliases(
+    conn: psycopg.Connection, columns: list[references.Column], real_root: Path, prefixes: list[str]
+) -> None:
+    """References spelled through another path to a directory inside the root (a deploy-style
+    `current/` link, a bind mount): each such directory is resolved on disk once."""
+    base = f"{real_root}/"
+    resolved: dict[str, str | None] = {}
+    found: set[bytes] = set()
+    for column in columns:
+        query = queries.get("orphan_foreign_refs").format(
+            table=column.table, column=sql.Identifier(column.ref.column)
+        )
+        params = {
+            "column_root": str(column.ref.root),
+            "prefix1": prefixes[0],
+            "len1": len(prefixes[0]),
+            "prefix2": prefixes[1],
+            "len2": len(prefixes[1]),
+        }
+        with conn.cursor() as cur:
+            for (path,) in cur.execute(query, params):
+                directory, _, name = path.rpartition("/")
+                if directory not in resolved:
+                    real = os.path.realpath(directory or "/")
+                    if real == str(real_root):
+                        resolved[directory] = ""
+                    elif real.startswith(base):
+                        resolved[directory] = real[len(base) :] + "/"
+                    else:
+                        resolved[directory] = None
+                inside = resolved[directory]
+                if inside is not None and name:
+                    found.add(os.fsencode(inside + name))
+    if not found:
+        return
+    with conn.cursor() as cur, cur.copy(queries.text("orphan_refs_copy")) as copy:
+        copy.set_types(["bytea"])
+        for rel in found:
+            copy.write_row((rel,))
+
+
 def _recheck(
-    columns: list[Column], root: Path, real_root: Path, since: dt.datetime
+    columns: list[references.Column], root: Path, real_root: Path, since: dt.datetime
 ) -> sweeps.Recheck:
     """Which files of a batch some row references now, in any spelling a column may store."""
 
     def recheck(cur: psycopg.Cursor[Any], rels: list[bytes]) -> set[bytes]:
-        keep: set[bytes] = set()
-        for column in columns:
-            if column.recheck is None:
+        paths: dict[str, bytes] = {}
+        for rel in rels:
+            try:
+                text = rel.decode("utf-8")
+            except UnicodeDecodeError:
                 continue
-            ref = column.ref
-            forms: dict[str, bytes] = {}
-            for rel in rels:
-                try:
-                    text = rel.decode("utf-8")
-                except UnicodeDecodeError:
-                    continue
-                for base in {root, real_root}:
-                    path = f"{base}/{text}"
-                    for column_root in {ref.root, ref.real_root}:
-                        prefix = f"{column_root}/"
-                        if path.startswith(prefix):
-                            forms[path[len(prefix) :]] = rel
-                            forms[path] = rel
-            if not forms:
-                continue
-            params = {"forms": list(forms), "since": since}
-            for (value,) in cur.execute(column.recheck, params):
-                keep.add(forms[value])
-        return keep
+            for base in {root, real_root}:
+                paths[f"{base}/{text}"] = rel
+        found = references.recheck(cur, columns, paths, since)
+        return {paths[path] for path in found}
 
     return recheck
 
@@ -240,7 +187,9 @@ def sweep_root(
     real_root = sweeps.check_sweep_root(root)
     cutoff = time.time() - settings.orphans.grace.total_seconds()
     grace = settings.orphans.grace
-    columns = resolve(conn, [ref for ref in references(settings) if ref.overlaps(root, real_root)])
+    columns = references.resolve(
+        conn, [ref for ref in references.references(settings) if ref.overlaps(root, real_root)]
+    )
     unchecked = sorted({f"{c.ref.table}.{c.ref.column}" for c in columns if c.recheck is None})
     if unchecked:
         logger.info(
@@ -325,7 +274,7 @@ def check(
     chosen = check_only(settings, only) if only else roots(settings)
     for root in chosen:
         sweeps.check_sweep_root(root)
-    resolve(conn, references(settings))
+    references.resolve(conn, references.references(settings))
     return chosen
 
 

@@ -5,6 +5,12 @@ unlinks it. An entry is removed only after its file is gone (a file already gone
 missing, which is done too), so a drain killed at any point loses nothing. A file that cannot be
 deleted keeps its entry (attempts, last error) for later runs; a path that escapes its root is
 marked refused and never touched.
+
+Nothing in the outbox is trusted: an entry's root must be a root of the settings, and a file is
+unlinked only when no configured file column references it any more (files/references.py: the
+values that end in an entry's name are read once per drain, then each batch asks the columns that
+have an index again). A file still referenced stays, and its entry goes: the row that references
+it queues it again when it is deleted.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +29,7 @@ import psycopg
 from retention.config import roots
 from retention.config import settings as settings_mod
 from retention.engine import results
-from retention.files import safefs
+from retention.files import references, safefs
 from retention.pg import queries
 
 logger = logging.getLogger(__name__)
@@ -64,16 +70,23 @@ def _describe(exc: BaseException) -> str:
 
 Settled = tuple[Counter[str], list[int], list[tuple[int, str]], list[tuple[int, str]]]
 
+Entry = tuple[int, str, str]
+
 
 Unlinked = tuple[Counter[str], list[int], list[tuple[int, str]]]
 
 Members = list[tuple[int, bytes]]
 
+# Rows written since the drain read the file columns are looked for among those whose timestamp
+# is at most this old (when a policy's timestamp has an index and the file column has none).
+RECENT = "1 hour"
+
 
 def configured_roots(settings: settings_mod.Settings) -> frozenset[str]:
-    """The roots an outbox entry may name: those of the file columns that delete their files
-    and of the `[[directories]]` policies, as the settings give them. An entry's root is data a
-    database writer could forge: the drain refuses any other."""
+    """The roots an outbox entry may name: those of the file columns that delete their files, as
+    the settings give them. An entry's root is data a database writer could forge: the drain
+    refuses any other. (The sweeps queue nothing: a file they could not delete is found again,
+    and checked again, by the next sweep.)"""
     found = {
         str(column.root)
         for policy in settings.tables
@@ -81,26 +94,30 @@ def configured_roots(settings: settings_mod.Settings) -> frozenset[str]:
         for column in columns
         if column.delete
     }
-    found.update(str(policy.root) for policy in settings.directories)
     return frozenset(found)
 
 
 def _settle(
-    rows: list[tuple[int, str, str]],
+    rows: list[Entry],
     dry_run: bool,
     directories: safefs.Roots,
     allowed: frozenset[str],
     helper: concurrent.futures.Executor | None = None,
+    named: references.Named | None = None,
+    keep: frozenset[int] = frozenset(),
 ) -> Settled:
     """Unlink (or, in a dry run, look at) the files of one batch, directory by directory. With a
     `helper`, the directories are shared between this thread and the helper's (unlink and lstat
     release the GIL, so the two run in parallel). Directories are walked to (safefs) here only,
-    in chunks, each held open until its files are done."""
+    in chunks, each held open until its files are done. An entry whose file a row references
+    (`named`: by its path or, once its directory is open, by the directory's identity; `keep`:
+    found by the batch's recheck) is done without unlinking."""
     counts: Counter[str] = Counter()
     done: list[int] = []
     failed: list[tuple[int, str]] = []
     refused: list[tuple[int, str]] = []
     groups: dict[tuple[str, str], Members] = {}
+    paths: dict[int, str] = {}
     trusted: dict[str, bool] = {}
     for entry_id, root, stored in rows:
         known = trusted.get(root)
@@ -121,6 +138,12 @@ def _settle(
             continue
         if slash and not directory:
             directory = "/"
+        if named is not None:
+            path = paths[entry_id] = references.normalise(root, stored)
+            if entry_id in keep or named.names(path, None):
+                counts["referenced"] += 1
+                done.append(entry_id)
+                continue
         groups.setdefault((root, directory), []).append((entry_id, os.fsencode(name)))
     chunk = max(1, OPEN_DIRECTORIES // 2)
     items = list(groups.items())
@@ -129,7 +152,10 @@ def _settle(
             located: list[tuple[safefs.Directory, Members]] = []
             for (root, directory), members in items[start : start + chunk]:
                 try:
-                    located.append((directories.walker(root).directory(directory), members))
+                    parent = directories.walker(root).directory(directory)
+                    if named is not None:
+                        members = _unreferenced(parent, members, paths, named, counts, done)
+                    located.append((parent, members))
                 except safefs.UnsafePath as exc:
                     refused.extend((entry_id, str(exc)) for entry_id, _ in members)
                 except FileNotFoundError:
@@ -142,6 +168,26 @@ def _settle(
                 done.extend(gone)
                 failed.extend(stuck)
     return counts, done, failed, refused
+
+
+def _unreferenced(
+    parent: safefs.Directory,
+    members: Members,
+    paths: dict[int, str],
+    named: references.Named,
+    counts: Counter[str],
+    done: list[int],
+) -> Members:
+    """The members no row references through another spelling of their directory."""
+    identity = (parent.device, parent.inode)
+    left: Members = []
+    for entry_id, name in members:
+        if named.names(paths[entry_id], identity):
+            counts["referenced"] += 1
+            done.append(entry_id)
+        else:
+            left.append((entry_id, name))
+    return left
 
 
 def _unlink_all(
@@ -203,6 +249,7 @@ def drain(
     run_id: int | None = None,
     should_abort: Callable[[], bool] | None = None,
     batch_size: int = BATCH_SIZE,
+    columns: Sequence[references.Column] = (),
 ) -> results.OutboxSection:
     """Unlink the files of pending outbox entries, oldest first, batch by batch. `conn` must be
     in autocommit mode. An entry is removed only after its file is gone, so a drain killed at
@@ -210,7 +257,8 @@ def drain(
     is unlinked (in a worker thread), the previous one is recorded and the next one read.
     One drain at a time (an advisory lock): another drain finding it held steps aside. In a dry
     run nothing is unlinked nor recorded. Failed entries stay for the next run. Only entries whose
-    root is one of `roots_allowed` (see configured_roots) are unlinked: any other is refused."""
+    root is one of `roots_allowed` (see configured_roots) are unlinked: any other is refused; and
+    only files that no value of the file `columns` (every configured one) references."""
     allowed = frozenset(str(roots.normalise(Path(root))) for root in roots_allowed)
     totals: Counter[str] = Counter()
     stopped: results.StopReason | None = None
@@ -227,6 +275,7 @@ def drain(
                     conn,
                     pool,
                     helper,
+                    _Checks(conn, list(columns)),
                     directories,
                     allowed,
                     totals,
@@ -247,6 +296,7 @@ def drain(
         pending=left["pending"],
         refused=totals["refused"],
         missing=totals["missing"],
+        referenced=totals["referenced"],
         stopped=stopped,
     )
     logger.info(
@@ -259,6 +309,38 @@ def drain(
     return result
 
 
+class _Checks:
+    """The references a drain checks its entries against: the file columns' values ending in a
+    pending entry's name, read at the first batch, and each batch's recheck of the indexed
+    columns for rows written since."""
+
+    def __init__(self, conn: psycopg.Connection, columns: list[references.Column]) -> None:
+        self.conn = conn
+        self.columns = columns
+        self.named: references.Named | None = None
+        self.since: Any = None
+
+    def load(self) -> references.Named | None:
+        if self.named is None and self.columns:
+            row = self.conn.execute(f"SELECT now() - interval '{RECENT}'").fetchone()
+            assert row is not None
+            self.since = row[0]
+            self.named = references.Named(self.columns)
+            self.named.load(self.conn, queries.get("references_names_from_outbox"))
+        return self.named
+
+    def keep(self, rows: list[Entry]) -> frozenset[int]:
+        """The entries of a batch that an indexed column references now."""
+        if not any(column.recheck is not None for column in self.columns):
+            return frozenset()
+        by_path: dict[str, list[int]] = {}
+        for entry_id, root, stored in rows:
+            by_path.setdefault(references.normalise(root, stored), []).append(entry_id)
+        with self.conn.cursor() as cur:
+            found = references.recheck(cur, self.columns, by_path, self.since)
+        return frozenset(entry_id for path in found for entry_id in by_path[path])
+
+
 def _lock(conn: psycopg.Connection) -> bool:
     row = conn.execute(queries.text("outbox_try_lock")).fetchone()
     return bool(row and row[0])
@@ -268,6 +350,7 @@ def _pipeline(
     conn: psycopg.Connection,
     pool: concurrent.futures.Executor,
     helper: concurrent.futures.Executor,
+    checks: _Checks,
     directories: safefs.Roots,
     allowed: frozenset[str],
     totals: Counter[str],
@@ -277,11 +360,14 @@ def _pipeline(
     batch_size: int,
 ) -> results.StopReason | None:
     query = queries.text("outbox_batch")
+    row = conn.execute(queries.text("outbox_newest")).fetchone()
+    upto = row[0] if row else 0
 
-    def read(after: int) -> list[tuple[int, str, str]]:
-        return conn.execute(query, {"after": after, "limit": batch_size}).fetchall()
+    def read(after: int) -> list[Entry]:
+        return conn.execute(query, {"after": after, "upto": upto, "limit": batch_size}).fetchall()
 
     rows = read(0)
+    named = checks.load() if rows else None
     settled: Settled | None = None
     stopped: results.StopReason | None = None
     while rows:
@@ -291,7 +377,8 @@ def _pipeline(
         if time.monotonic() >= deadline:
             stopped = results.StopReason.TIME_BUDGET
             break
-        work = pool.submit(_settle, rows, dry_run, directories, allowed, helper)
+        keep = checks.keep(rows) if named is not None else frozenset()
+        work = pool.submit(_settle, rows, dry_run, directories, allowed, helper, named, keep)
         if settled is not None:
             _record(conn, settled, totals, dry_run)
         following = read(rows[-1][0]) if len(rows) == batch_size else []

@@ -4,9 +4,10 @@ streamed into a temporary table, and the engine target that deletes the listed f
 A sweep first lists what it would delete (a TEMP table on the work connection, filled with COPY,
 so memory stays bounded whatever the number of files), then walks that list through the engine,
 oldest first: a dry run previews the same batches the real run deletes. Before each unlink the
-file is looked at again (still a regular file, still old enough, still inside the root); a file
-that cannot be deleted goes to the file outbox, which later runs retry and `retention status`
-reports.
+file is looked at again (still a regular file, still old enough, still inside the root). A file
+that cannot be deleted stays where it is, counted as failed with its error in the run's summary:
+the next sweep finds it again and checks it again (its age, its references) before retrying it.
+Nothing a sweep finds goes to the file outbox, whose entries are trusted less (see outbox).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from psycopg import sql
 from retention import errors
 from retention.config import roots
 from retention.engine import batches, results
-from retention.files import outbox, safefs
+from retention.files import safefs
 from retention.pg import queries
 
 logger = logging.getLogger(__name__)
@@ -180,7 +181,6 @@ class FileDeleter:
         keep = self.recheck(cur, rels) if self.recheck else set()
         queued = self._queued(cur, rels)
         counts: Counter[str] = Counter(deleted=0, bytes=0, failed=0)
-        failures: list[tuple[str, str, str]] = []
         try:
             batch: safefs.Batch | OSError = self._walk().batch()
         except OSError as exc:
@@ -199,9 +199,7 @@ class FileDeleter:
                 if len(self.sample) < self.sample_size:
                     self.sample.append(safefs.display(os.path.join(os.fsencode(self.root), rel)))
             elif outcome == "failed":
-                self._failed(rel, error, failures)
-        if failures:
-            outbox.enqueue(cur, failures, self.run_id)
+                self._failed(rel, error)
         return dict(counts)
 
     def _one(
@@ -222,7 +220,7 @@ class FileDeleter:
             return "failed", 0, f"{type(exc).__name__}: {exc.strerror or exc}"
         return "deleted", info.st_size, ""
 
-    def _failed(self, rel: bytes, error: str, failures: list[tuple[str, str, str]]) -> None:
+    def _failed(self, rel: bytes, error: str) -> None:
         shown = safefs.display(rel)
         logger.warning(
             "could not delete %s under %s: %s",
@@ -233,8 +231,6 @@ class FileDeleter:
         )
         if len(self.errors) < self.sample_size:
             self.errors.append(f"{shown}: {error}")
-        with contextlib.suppress(UnicodeDecodeError):
-            failures.append((str(self.root), rel.decode("utf-8"), self.source))
 
     def _queued(self, cur: psycopg.Cursor[Any], rels: list[bytes]) -> set[bytes]:
         texts = []

@@ -19,7 +19,7 @@ import psycopg
 from retention.config import policies
 from retention.config import settings as settings_mod
 from retention.engine import batches, ledger, results
-from retention.files import directories, orphans, outbox, sweeps
+from retention.files import directories, orphans, outbox, references, sweeps
 from retention.jobs import prune
 from retention.tables import planning
 from retention.tables import prune as table_prune
@@ -169,10 +169,17 @@ def _tables(ctx: Context, plans: list[planning.Plan]) -> results.Section:
     return each(ctx, "tables", [(plan.name, plan) for plan in plans], work, build)
 
 
-def _files(ctx: Context, checked: None) -> results.Section:
+def _check_files(
+    conn: psycopg.Connection, settings: settings_mod.Settings
+) -> list[references.Column]:
+    return references.resolve(conn, references.references(settings))
+
+
+def _files(ctx: Context, columns: list[references.Column]) -> results.Section:
     return outbox.drain(
         ctx.conn,
         roots_allowed=outbox.configured_roots(ctx.settings),
+        columns=columns,
         dry_run=ctx.dry_run,
         deadline=ctx.limits.deadline,
         run_id=ctx.run.id,
@@ -249,7 +256,7 @@ def jobs_stage(target: Callable[[], batches.Target]) -> Stage[None]:
 STAGES: dict[str, Stage[Any]] = {
     "jobs": Stage(name="jobs", check=_nothing, run=_jobs),
     "tables": Stage(name="tables", check=_check_tables, run=_tables),
-    "files": Stage(name="files", check=_nothing, run=_files),
+    "files": Stage(name="files", check=_check_files, run=_files),
     "directories": Stage(name="directories", check=_check_directories, run=_directories),
     "orphans": orphan_stage(),
 }

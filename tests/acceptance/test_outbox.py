@@ -42,6 +42,7 @@ def test_undeletable_file_is_kept_retried_and_reported(conn, tmp_path, database)
         assert entries["problems"][0]["path"] == "stuck.bin"
         assert entries["problems"][0]["attempts"] == 2
 
+    conn.execute("CREATE TABLE uploads (id bigserial PRIMARY KEY, at timestamptz, path text)")
     config = tmp_path / "retention.toml"
     config.write_text(
         f'[[tables]]\ntable = "uploads"\ntimestamp = "at"\n'

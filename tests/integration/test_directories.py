@@ -132,7 +132,11 @@ def test_disabled_policies_are_skipped_and_the_ledger_has_one_section_per_root(
     assert row["summary"]["directories"]["deleted"] == 1
 
 
-def test_failed_deletions_are_queued_in_the_outbox_and_retried(conn, database, location, tmp_path):
+def test_a_failed_file_is_retried_by_the_next_sweep_with_its_age_check(
+    conn, database, location, tmp_path
+):
+    """A file that could not be deleted is not queued for a blind retry: when a fresh file is
+    written at its name before the next run, the next run keeps it (it is not old enough)."""
     root = tmp_path / "exports"
     stuck = put(root, "stuck.csv", age=3 * DAY)
     put(root, "free.csv", age=3 * DAY)
@@ -147,15 +151,31 @@ def test_failed_deletions_are_queued_in_the_outbox_and_retried(conn, database, l
         subprocess.run(["chattr", "-i", str(stuck)], check=True)
     assert first["directories"]["failed"] == 1
     assert first["directories"]["deleted"] == 1
-    assert conn.execute(
-        "SELECT root, path, source, attempts FROM retention_file_outbox"
-    ).fetchall() == [(str(root), "stuck.csv", f"directory:{root}", 0)]
+    assert conn.execute("SELECT count(*) FROM retention_file_outbox").fetchone() == (0,)
+
+    stuck.unlink()
+    stuck.write_text("written again today\n")
     settings = make_settings(database, directories=[policy])
-    retried = runner.execute(
-        settings, location, stages=["files", "directories"], dry_run=False, trigger="cli"
+    again = runner.execute(
+        settings,
+        location,
+        stages=runner.enabled_stages(settings, None),
+        dry_run=False,
+        trigger="cli",
     ).to_json()
-    assert retried["files"]["deleted"] == 1
-    assert retried["directories"]["deleted"] == 0
+    assert again["status"] == "succeeded", again
+    assert again["directories"]["deleted"] == 0
+    assert stuck.read_text() == "written again today\n"
+
+    os.utime(stuck, (time.time() - 3 * DAY,) * 2)
+    old = runner.execute(
+        settings,
+        location,
+        stages=runner.enabled_stages(settings, None),
+        dry_run=False,
+        trigger="cli",
+    ).to_json()
+    assert old["directories"]["deleted"] == 1
     assert tree(root) == set()
 
 

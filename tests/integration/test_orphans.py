@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from retention.files import orphans
+from retention.files import orphans, references
 from retention.run import runner
 from tests.helpers import HOUR, make_settings, put, refer, run_orphans, tree
 from tests.helpers import orphan_policies as policies
@@ -114,7 +114,7 @@ def test_a_file_referenced_after_the_listing_is_kept(app, database, tmp_path):
     root = tmp_path / "media"
     root.mkdir()
     settings = make_settings(database, **policies(root))
-    columns = orphans.resolve(app, orphans.references(settings))
+    columns = references.resolve(app, references.references(settings))
     assert [(c.ref.table, c.recheck is not None) for c in columns] == [
         ("attachments", True),
         ("thumbnails", True),
@@ -143,9 +143,11 @@ def _chattr(flag: str, path: Path) -> None:
         pytest.skip(f"chattr {flag} is not available here: {exc}")
 
 
-def test_a_file_that_cannot_be_deleted_goes_to_the_outbox_and_is_retried(
+def test_a_file_that_cannot_be_deleted_stays_and_the_next_sweep_checks_it_again(
     app, database, location, tmp_path
 ):
+    """A failed orphan is not queued for a blind retry: it stays, and the next sweep, which looks
+    at its references again, decides. Here a row references it by then: it is kept."""
     root = tmp_path / "media"
     stuck = put(root, "stuck.bin")
     put(root, "free.bin")
@@ -155,17 +157,24 @@ def test_a_file_that_cannot_be_deleted_goes_to_the_outbox_and_is_retried(
         second = run_orphans(database, location, root, dry_run=False)
     finally:
         _chattr("-i", stuck)
-    assert first["orphans"]["failed"] == 1
+    assert first["orphans"]["failed"] == second["orphans"]["failed"] == 1
     assert first["orphans"]["deleted"] == 1
     assert "stuck.bin" in first["orphans"]["roots"][str(root)]["errors"][0]
-    assert second["orphans"]["roots"][str(root)].get("queued") == 1
-    rows = app.execute("SELECT root, path, source FROM retention_file_outbox").fetchall()
-    assert rows == [(str(root), "stuck.bin", f"orphans:{root}")]
-
-    settings = make_settings(database, **policies(root))
-    retry = runner.execute(
-        settings, location, stages=["files"], dry_run=False, trigger="cli"
-    ).to_json()
-    assert retry["files"]["deleted"] == 1
-    assert tree(root) == set()
     assert app.execute("SELECT count(*) FROM retention_file_outbox").fetchone() == (0,)
+
+    refer(app, str(root / "stuck.bin"))
+    settings = make_settings(database, **policies(root))
+    kept = runner.execute(
+        settings,
+        location,
+        stages=["files", "orphans"],
+        dry_run=False,
+        trigger="cli",
+    ).to_json()
+    assert kept["status"] == "succeeded", kept
+    assert tree(root) == {"stuck.bin"}
+
+    app.execute("DELETE FROM attachments")
+    gone = run_orphans(database, location, root, dry_run=False)
+    assert gone["orphans"]["deleted"] == 1
+    assert tree(root) == set()

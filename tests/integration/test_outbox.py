@@ -42,6 +42,7 @@ def test_drain_deletes_files_counts_bytes_and_missing(conn, tmp_path):
         "pending": 0,
         "refused": 0,
         "missing": 2,
+        "referenced": 0,
         "stopped": None,
     }
     assert not any(p.is_file() for p in root.rglob("*"))

@@ -63,13 +63,22 @@ DELETE FROM {table} f USING retention_orphan_refs r WHERE r.rel = f.rel;
 DROP TABLE IF EXISTS retention_orphan_refs;
 DROP TABLE IF EXISTS retention_orphan_links;
 
--- name: orphan_recheck --
--- Which of these spellings rows reference right now (a row written since the listing), through
--- an index on the column.
-SELECT DISTINCT {column}::text FROM {table} WHERE {column} = ANY(%(forms)s::text[]);
+-- name: orphan_foreign_refs --
+-- The values of one file column that, made absolute and normalised, lie under neither spelling
+-- of the swept root: another spelling of a directory inside it (a symlink, a bind mount) is
+-- looked for on disk.
+SELECT DISTINCT n.path
+  FROM (
+      SELECT CASE WHEN a.path ~ '//|/\.\.?(/|$)|/$' THEN pg_temp.retention_normpath(a.path)
+                  ELSE a.path END AS path
+        FROM (
+            SELECT CASE WHEN left(v.value, 1) = '/' THEN v.value
+                        ELSE %(column_root)s || '/' || v.value END AS path
+              FROM (SELECT {column}::text AS value FROM {table}) v
+             WHERE v.value IS NOT NULL AND v.value <> ''
+        ) a
+  ) n
+ WHERE left(n.path, %(len1)s) <> %(prefix1)s AND left(n.path, %(len2)s) <> %(prefix2)s;
 
--- name: orphan_recheck_recent --
--- The same among rows written lately (their timestamp within the grace period), through an
--- index on the policy's timestamp.
-SELECT DISTINCT {column}::text FROM {table}
- WHERE {timestamp} >= %(since)s AND {column} = ANY(%(forms)s::text[]);
+-- name: orphan_refs_copy --
+COPY retention_orphan_refs (rel) FROM STDIN (FORMAT BINARY);

@@ -18,10 +18,11 @@ SELECT pg_try_advisory_lock(hashtext('retention_file_outbox'));
 SELECT pg_advisory_unlock(hashtext('retention_file_outbox'));
 
 -- name: outbox_batch --
--- The next pending entries after a given id.
+-- The next pending entries after a given id, up to the newest one when the drain started (their
+-- names are those the drain read the file columns for).
 SELECT id, root, path
   FROM retention_file_outbox
- WHERE NOT refused AND id > %(after)s
+ WHERE NOT refused AND id > %(after)s AND id <= %(upto)s
  ORDER BY id
  LIMIT %(limit)s;
 
@@ -53,3 +54,6 @@ SELECT id, root, path, source, attempts, last_error, last_attempt_at
  WHERE attempts > 0 OR refused
  ORDER BY refused, last_attempt_at DESC NULLS LAST, id
  LIMIT %(limit)s;
+
+-- name: outbox_newest --
+SELECT coalesce(max(id), 0) FROM retention_file_outbox WHERE NOT refused;
