@@ -5,8 +5,9 @@ The application lives in the schema `retention_demo` (events, detections with a 
 original image on disk, GPU stats, logs) and its Procrastinate jobs are tasks `homesec.*`. The
 demo runs only in a database of its own: the embedded default, or a database holding nothing but
 Procrastinate's tables, ours and the demo's (it refuses any other, before touching anything). Its
-files are under <RETENTION_HOME>/demo-files/{thumbnails,images}, with a few files no row
-references. The data is seeded once (see `prepare`); a later `retention demo` reuses it, so a
+files and its config are per database, under <RETENTION_HOME>/demo/<key>/ (`files/{thumbnails,
+images}`, with a few files no row references, and `retention.toml`; see `database_key`), so two
+demos on two databases never share a file. The data is seeded once (see `prepare`); a later `retention demo` reuses it, so a
 rerun deletes nothing new: seeded ages are d days + up to 23 h, never within the hour before a
 whole day. `--reset` seeds it again.
 """
@@ -14,10 +15,12 @@ whole day. `--reset` seeds it again.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
 import random
+import re
 import shutil
 import string
 import struct
@@ -37,8 +40,11 @@ from retention.run import runner
 logger = logging.getLogger(__name__)
 
 SCHEMA = "retention_demo"
-FILES_DIR = "demo-files"
-CONFIG_DIR = "demo"
+DEMO_DIR = "demo"
+FILES_DIR = "files"
+EMBEDDED_KEY = "embedded"
+_KEY_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+_KEY_NAME_LENGTH = 40
 ROOTS = ("thumbnails", "images")
 TABLES = ("events", "detections", "gpu_stats", "logs")
 THUMBNAIL_SIZE = (32, 24)
@@ -65,22 +71,66 @@ def delete_images_from_env() -> bool:
     )
 
 
-def files_dir(home: Path) -> Path:
-    return Path(os.path.abspath(home)) / FILES_DIR
+def database_key(conn: psycopg.Connection, *, embedded: bool) -> str:
+    """The name of a database's demo directory: `embedded` for the embedded server, else the
+    database's name (letters, digits, `_` and `-`) and a short hash of the host, port and database
+    name the connection reached, so that the same database keeps its directory however it is
+    named (URL or PG* variables) and two databases never share one. No password goes into it."""
+    if embedded:
+        return EMBEDDED_KEY
+    info = conn.info
+    name = _KEY_NAME.sub("_", info.dbname)[:_KEY_NAME_LENGTH] or "db"
+    digest = hashlib.sha256(f"{info.host}\0{info.port}\0{info.dbname}".encode()).hexdigest()
+    return f"{name}-{digest[:10]}"
 
 
-def write_config(home: Path, *, delete_images: bool) -> Path:
-    """The demo's TOML, its roots filled in, written to <home>/demo/retention.toml."""
+def directory(home: Path, key: str) -> Path:
+    """<home>/demo/<key>: the files and the config of one database's demo."""
+    return Path(os.path.abspath(home)) / DEMO_DIR / key
+
+
+def files_dir(home: Path, key: str) -> Path:
+    return directory(home, key) / FILES_DIR
+
+
+def config_path(home: Path, key: str) -> Path:
+    return directory(home, key) / settings_mod.CONFIG_FILE_NAME
+
+
+def write_config(home: Path, key: str, *, delete_images: bool) -> Path:
+    """The demo's TOML, its roots filled in, written to <home>/demo/<key>/retention.toml."""
     template = resources.files("retention.demo").joinpath("demo.toml").read_text(encoding="utf-8")
-    files = files_dir(home)
+    files = files_dir(home, key)
     text = string.Template(template).substitute(
         thumbnails=json.dumps(str(files / "thumbnails")),
         images=json.dumps(str(files / "images")),
         delete_images="true" if delete_images else "false",
     )
-    path = Path(os.path.abspath(home)) / CONFIG_DIR / settings_mod.CONFIG_FILE_NAME
+    path = config_path(home, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
+    return path
+
+
+def written_config(settings: settings_mod.Settings, location: database.Location) -> Path:
+    """The config `retention demo` wrote for this database (connecting only to name it: an
+    embedded location need not be started); a ConfigError when no demo ran on it yet."""
+    home = database.home(settings)
+    if location.source == "embedded":
+        key = EMBEDDED_KEY
+    else:
+        with database.connect(location) as conn:
+            key = database_key(conn, embedded=False)
+    path = config_path(home, key)
+    if not path.is_file():
+        where = (
+            "the embedded server"
+            if location.source == "embedded"
+            else f"{location.display} ({location.source})"
+        )
+        raise errors.ConfigError(
+            f"no demo has run on {where} yet ({path} does not exist): run `retention demo` first"
+        )
     return path
 
 
@@ -236,10 +286,11 @@ def run(
 ) -> dict[str, Any]:
     """Seed (when needed), plan, run; show each step on `view`; return everything as JSON."""
     home = database.home(settings)
-    files = files_dir(home)
     with database.connect(location) as conn:
         check_own_database(conn, location, settings.queue)
-        config = write_config(home, delete_images=delete_images)
+        key = database_key(conn, embedded=location.source == "embedded")
+        files = files_dir(home, key)
+        config = write_config(home, key, delete_images=delete_images)
         demo_settings = settings_mod.load(config)
         migrate.apply(conn)
         seeded = prepare(conn, files, reset=reset)

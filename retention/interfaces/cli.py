@@ -210,9 +210,29 @@ def demo_command(
     reset: Annotated[
         bool, typer.Option("--reset", help="Drop the demo's data and files, then seed them again.")
     ] = False,
+    config_path: Annotated[
+        bool,
+        typer.Option(
+            "--config-path",
+            help="Print the path of the config the demo wrote for this database, run nothing.",
+        ),
+    ] = False,
     json_output: cli_state.JsonOption = False,
 ) -> None:
     """Seed a home-security demo application, show the plan, run retention, show what went."""
+    if config_path:
+        if reset or delete_images:
+            raise errors.ConfigError(
+                "--config-path prints the demo's config path and runs nothing: give it without "
+                "--reset and --delete-images"
+            )
+        settings = cli_state.state.settings()
+        path = demo.written_config(settings, cli_state.state.location(settings, start=False))
+        if json_output:
+            console.emit_json({"config": str(path)})
+        else:
+            typer.echo(str(path))
+        return
     delete_images = delete_images or demo.delete_images_from_env()
     settings = cli_state.state.settings()
     location = cli_state.location(settings)

@@ -78,7 +78,8 @@ def test_demo_on_the_embedded_default(home: Path, tmp_path: Path) -> None:
     assert first["source"] == "embedded"
     assert first["seeded"] is True
     files = Path(first["files_dir"])
-    assert files == home.resolve() / "demo-files"
+    assert files == home.resolve() / "demo" / "embedded" / "files"
+    assert first["config"] == str(home.resolve() / "demo" / "embedded" / "retention.toml")
     plan, run = first["plan"], first["run"]
     assert plan["dry_run"] is True
     assert run["dry_run"] is False
@@ -158,7 +159,7 @@ def test_demo_counts_match_an_independent_count(
     conn: psycopg.Connection, database: str, tmp_path: Path
 ) -> None:
     home = tmp_path / "home"
-    files = demo.files_dir(home)
+    files = demo.files_dir(home, demo.database_key(conn, embedded=False))
     assert demo.prepare(conn, files, reset=False) is True
     expected = eligible_counts(conn)
     doomed = doomed_detections(conn)
@@ -191,7 +192,7 @@ def test_retention_days_and_log_retention_days_from_the_environment(
     conn: psycopg.Connection, database: str, tmp_path: Path
 ) -> None:
     home = tmp_path / "home"
-    demo.prepare(conn, demo.files_dir(home), reset=False)
+    demo.prepare(conn, demo.files_dir(home, demo.database_key(conn, embedded=False)), reset=False)
     expected = eligible_counts(conn, retention_days=60, log_retention_days=14)
     assert expected != eligible_counts(conn)
     env = {"RETENTION_HOME": str(home), "RETENTION_DAYS": "60", "LOG_RETENTION_DAYS": "14"}
@@ -221,7 +222,7 @@ def test_delete_images_also_deletes_the_original_images(
     env: dict[str, str],
 ) -> None:
     home = tmp_path / "home"
-    files = demo.files_dir(home)
+    files = demo.files_dir(home, demo.database_key(conn, embedded=False))
     demo.prepare(conn, files, reset=False)
     doomed = doomed_detections(conn)
     kept = conn.execute(
@@ -317,3 +318,68 @@ def test_the_readme_demo_commands_run_as_written(database: str, tmp_path: Path) 
     data = json.loads(reset.stdout)
     assert data["seeded"] is True
     assert data["run"]["jobs"]["deleted"] > 0
+
+
+def every_file(root: Path) -> dict[Path, bytes]:
+    return {path: path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def test_two_demos_on_two_databases_never_share_files(
+    database: str, empty_database: str, tmp_path: Path
+) -> None:
+    """One RETENTION_HOME, two databases: a run, a reset and an orphan sweep of one demo leave
+    every file of the other, and each one's config names only its own roots."""
+    env = {"RETENTION_HOME": str(tmp_path / "home")}
+    first = demo_json(database=database, env=env)
+    first_files = every_file(Path(first["files_dir"]))
+    assert first_files
+    first_config = Path(first["config"]).read_text()
+
+    second = demo_json(database=empty_database, env=env)
+    assert second["files_dir"] != first["files_dir"]
+    assert second["config"] != first["config"]
+    assert first["files_dir"] not in Path(second["config"]).read_text()
+    assert every_file(Path(first["files_dir"])) == first_files
+    again = demo_json("--reset", "--delete-images", database=empty_database, env=env)
+    assert again["run"]["files"]["deleted"] > 0
+    swept = run_cli(
+        "--config",
+        second["config"],
+        "sweep-orphans",
+        "--delete",
+        "--yes",
+        "--json",
+        database=empty_database,
+        env=env,
+    )
+    assert swept.returncode == 0, swept.stderr
+    # The config of the --delete-images demo deletes images: both roots are swept.
+    assert json.loads(swept.stdout)["orphans"]["deleted"] == sum(demo.UNREFERENCED.values())
+
+    assert every_file(Path(first["files_dir"])) == first_files
+    assert Path(first["config"]).read_text() == first_config
+    rerun = demo_json(database=database, env=env)
+    assert rerun["files_dir"] == first["files_dir"]
+    assert rerun["seeded"] is False
+    assert rerun["before"] == first["after"]
+    assert every_file(Path(first["files_dir"])) == first_files
+
+
+def test_config_path_prints_the_config_the_demo_wrote_for_this_database(
+    database: str, tmp_path: Path
+) -> None:
+    env = {"RETENTION_HOME": str(tmp_path / "home")}
+    before = run_cli("demo", "--config-path", database=database, env=env)
+    assert before.returncode == 2
+    assert "no demo has run on" in before.stderr
+    assert "run `retention demo` first" in before.stderr
+    assert not (tmp_path / "home" / "demo").exists()
+
+    config = demo_json(database=database, env=env)["config"]
+
+    shown = run_cli("demo", "--config-path", database=database, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == f"{config}\n"
+    refused = run_cli("demo", "--config-path", "--reset", database=database, env=env)
+    assert refused.returncode == 2
+    assert "--config-path prints the demo's config path and runs nothing" in refused.stderr

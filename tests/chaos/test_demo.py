@@ -19,7 +19,7 @@ def test_a_demo_killed_anywhere_recovers_on_the_next_run(
     conn: psycopg.Connection, database: str, tmp_path: Path
 ) -> None:
     home = tmp_path / "home"
-    files = demo.files_dir(home)
+    files = demo.files_dir(home, demo.database_key(conn, embedded=False))
     env = {"RETENTION_HOME": str(home)}
     rng = random.Random()
     for _ in range(4):
