@@ -3,8 +3,11 @@ children and file columns, `[[directories]]`, `[orphans]`."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
 import math
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,33 @@ DEFAULT_JOB_AGES: dict[str, dt.timedelta] = {
     "aborted": dt.timedelta(days=7),
 }
 DEFAULT_ORPHAN_GRACE = dt.timedelta(hours=1)
-DEFAULT_ORPHAN_GRACE = dt.timedelta(hours=1)
+
+# A table policy written with Django models (`model`, file `field`s, children by `model`) is
+# turned into a plain one by the resolver of `retention.contrib.django`, set while it loads the
+# settings; anywhere else such a policy is refused.
+ModelResolver = Callable[[dict[str, Any]], dict[str, Any]]
+_model_resolver: contextvars.ContextVar[ModelResolver | None] = contextvars.ContextVar(
+    "model_resolver", default=None
+)
+
+
+@contextlib.contextmanager
+def resolving_models(resolver: ModelResolver) -> Iterator[None]:
+    """While in the block, table policies naming Django models are resolved by `resolver`."""
+    token = _model_resolver.set(resolver)
+    try:
+        yield
+    finally:
+        _model_resolver.reset(token)
+
+
+def _names_models(policy: dict[str, Any]) -> bool:
+    entries = [policy, *[c for c in policy.get("children") or [] if isinstance(c, dict)]]
+    return any(
+        "model" in entry
+        or any(isinstance(f, dict) and "field" in f for f in entry.get("files") or [])
+        for entry in entries
+    )
 
 
 class JobRule(Model):
@@ -170,6 +199,22 @@ class TablePolicy(Model):
         default_factory=list, description="File columns of the table ([[tables.files]])."
     )
     enabled: bool = Field(True, description="Whether `retention run` applies this policy.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _models_to_tables(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        resolver = _model_resolver.get()
+        if resolver is not None:
+            return resolver(data)
+        if _names_models(data):
+            raise ValueError(
+                "`model` and file `field`s name Django models, which only the Django app "
+                "resolves: add 'retention.contrib.django' to INSTALLED_APPS, or give `table`, "
+                "`column` and `root` instead"
+            )
+        return data
 
     @field_validator("age")
     @classmethod

@@ -44,14 +44,20 @@ def describe(
     path: Path | None,
     model: type[BaseModel],
     overrides: Mapping[str, Any] | None = None,
+    *,
+    given: tuple[dict[str, Any], str] | None = None,
 ) -> str:
     """One line per problem of loading `model`: the key, where its value came from, what is
-    wrong, the value."""
+    wrong, the value. `given` is settings given as a mapping instead of the TOML file, and what
+    to call them (e.g. Django's RETENTION setting)."""
     toml_data = _read_toml(path)
+    where = f"the file {path}" if path is not None else None
+    if given is not None:
+        toml_data, where = given
     lines = ["invalid configuration:"]
     for error in exc.errors():
         loc = _field_path(error["loc"], model)
-        origin = _origin(loc, overrides or {}, os.environ, toml_data, path, model)
+        origin = _origin(loc, overrides or {}, os.environ, toml_data, where, model)
         lines.append(f"  - {_problem(error, loc, origin, model)}")
     return "\n".join(lines)
 
@@ -107,7 +113,7 @@ def _origin(
     overrides: Mapping[str, Any],
     environ: Mapping[str, str],
     toml_data: dict[str, Any] | None,
-    path: Path | None,
+    where: str | None,
     model: type[BaseModel],
 ) -> str | None:
     """Where the value at `loc` came from, strongest source first (as the settings merge them):
@@ -121,7 +127,7 @@ def _origin(
     if variable is not None:
         return f"environment variable {variable}"
     if toml_data is not None and any(_contains(toml_data, form) for form in _aliases(loc, model)):
-        return f"the file {path}"
+        return where
     return "the default"
 
 

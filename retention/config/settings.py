@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
@@ -64,6 +65,8 @@ DEFAULT_LOG_RETENTION_DAYS = 7
 CONFIG_FILE_NAME = "retention.toml"
 
 _toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("toml_path", default=None)
+# Settings given as a mapping instead of a TOML file (Django's RETENTION setting).
+_data: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("data", default=None)
 
 
 class Settings(BaseSettings):
@@ -147,7 +150,10 @@ class Settings(BaseSettings):
         environment.check(os.environ, cls)
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         path = _toml_path.get()
-        if path is not None:
+        data = _data.get()
+        if data is not None:
+            sources.append(InitSettingsSource(settings_cls, init_kwargs=data))
+        elif path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
 
@@ -209,21 +215,33 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     return path
 
 
-def load(config: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+def load(
+    config: str | os.PathLike[str] | None = None,
+    *,
+    data: dict[str, Any] | None = None,
+    data_origin: str = "the settings given",
+    **overrides: Any,
+) -> Settings:
     """Load and validate the settings, or raise ConfigError naming every bad key, where its value
     came from (argument, environment variable or TOML file) and the value unless it may be a
-    secret."""
-    path = config_path(config)
+    secret. `data` (e.g. Django's RETENTION setting, called `data_origin` in errors) takes the
+    place of the TOML file."""
+    path = None if data is not None else config_path(config)
     environment.check(os.environ, Settings)
     token = _toml_path.set(path)
+    data_token = _data.set(data)
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise errors.ConfigError(problems.describe(exc, path, Settings, overrides)) from None
+        given = (data, data_origin) if data is not None else None
+        raise errors.ConfigError(
+            problems.describe(exc, path, Settings, overrides, given=given)
+        ) from None
     except SettingsError as exc:
         raise errors.ConfigError(environment.unparsable(exc, Settings)) from None
     except ValueError as exc:  # the TOML file's syntax
         where = f" in {path}" if path else ""
         raise errors.ConfigError(f"invalid configuration{where}: {exc}") from None
     finally:
+        _data.reset(data_token)
         _toml_path.reset(token)

@@ -1,0 +1,1 @@
+"""Integrations with frameworks: `retention.contrib.django`, the Django app."""

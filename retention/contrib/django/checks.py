@@ -1,0 +1,95 @@
+"""`./manage.py check` for retention: every problem of the settings as a message a user can act
+on, never a traceback.
+
+- retention.E001: the settings are invalid (the message of `retention config`, key by key);
+- retention.E002: a policy names an unknown model;
+- retention.E003: a policy names an unknown field, or one of the wrong kind;
+- retention.E004: a FileField's storage is not local (not supported yet);
+- retention.E005: "procrastinate.contrib.django" is not in INSTALLED_APPS;
+- retention.W001: a policy's timestamp field has no index starting with it;
+- retention.W002: the retention tasks were already added to Procrastinate's app (by a
+  PROCRASTINATE_ON_APP_READY hook): this app adds them by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.apps import apps
+from django.core import checks
+
+from retention.contrib.django import models_policies
+
+INVALID = "retention.E001"
+NO_PROCRASTINATE = "retention.E005"
+NO_INDEX = "retention.W001"
+ADDED_TWICE = "retention.W002"
+
+
+def check_retention(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[Any]:
+    from retention.contrib.django import apps as retention_apps
+
+    config = retention_apps.config()
+    found: list[Any] = []
+    if not apps.is_installed(retention_apps.PROCRASTINATE_APP):
+        found.append(
+            checks.Error(
+                "retention.contrib.django needs Procrastinate's Django app",
+                hint=f'add "{retention_apps.PROCRASTINATE_APP}" to INSTALLED_APPS',
+                id=NO_PROCRASTINATE,
+            )
+        )
+    loaded = config.loaded
+    if loaded is None:
+        return found
+    problems = loaded.resolver.problems
+    for problem in problems:
+        found.append(checks.Error(str(problem), hint=_hint(problem.check_id), id=problem.check_id))
+    if loaded.error is not None:
+        rest = [
+            line
+            for line in loaded.error.splitlines()
+            if not any(str(problem) in line for problem in problems)
+        ]
+        if problems:
+            rest = [line for line in rest if line.strip() != "invalid configuration:"]
+        if rest:
+            found.append(
+                checks.Error(
+                    "\n".join(rest),
+                    hint="fix the RETENTION setting (or the file RETENTION_CONFIG names, or the "
+                    "RETENTION_* variable); see the configuration reference",
+                    id=INVALID,
+                )
+            )
+    for model, field in loaded.resolver.timestamps:
+        if not models_policies.indexed_first(model, field):
+            found.append(
+                checks.Warning(
+                    f"{models_policies.label(model)}.{field}, the timestamp of a retention "
+                    "policy, has no index starting with it: every delete batch scans the table",
+                    hint=f"add db_index=True to {model.__name__}.{field}, or "
+                    f'models.Index(fields=["{field}"]) to its Meta.indexes',
+                    obj=model,
+                    id=NO_INDEX,
+                )
+            )
+    if config.added_elsewhere:
+        found.append(
+            checks.Warning(
+                "the retention tasks were already in Procrastinate's app (added by a "
+                "PROCRASTINATE_ON_APP_READY hook?): retention.contrib.django adds them by itself",
+                hint="remove the add_tasks_from(retention.blueprint(...)) of your hook",
+                id=ADDED_TWICE,
+            )
+        )
+    return found
+
+
+def _hint(check_id: str) -> str:
+    if check_id == models_policies.UNKNOWN_MODEL:
+        return "name a model as app_label.ModelName (e.g. shop.Photo)"
+    if check_id == models_policies.UNKNOWN_FIELD:
+        return "name a field of the model (its name, not its column)"
+    return "see the README's Django section"
