@@ -24,7 +24,15 @@ import pytest
 from psycopg import conninfo as libpq
 
 from tests import browser
-from tests.helpers import QUIET_SCHEDULE, Process, cli_env, launcher, seed_job, wait_for
+from tests.helpers import (
+    QUIET_SCHEDULE,
+    Process,
+    cli_env,
+    launcher,
+    queue_files,
+    seed_job,
+    wait_for,
+)
 
 PASSWORD = "a-long-test-password-42"
 
@@ -250,3 +258,111 @@ def test_runs_listed_with_detail_and_data_shown_as_text(site: Site, tmp_path: Pa
         page.get("/admin/retention/run/?status__exact=failed")
         assert "boom" in page.text
         assert "run (dry run)" not in page.text
+
+
+def test_preview_deferred_once_then_run_by_a_worker(site: Site, tmp_path: Path) -> None:
+    old_jobs(site.database, 2)
+    site.user("admin", superuser=True)
+    url = site.serve()
+    with browser.browser_session(url, tmp_path / "shots") as page:
+        page.login("admin", PASSWORD)
+        page.get("/admin/retention/run/")
+        assert "0 retention runs" in page.text
+        page.submit("button[name=preview]")
+        assert "A dry run (preview) is queued as job #" in page.text
+        page.submit("button[name=preview]")
+        assert "A retention run is already waiting (job #" in page.text
+        page.submit("button[name=run_now]")
+        assert "A retention run is already waiting (job #" in page.text
+        assert "a retention run was not queued" in page.text
+        with psycopg.connect(site.database) as conn:
+            queued = conn.execute(
+                "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'retention:run'"
+            ).fetchone()
+        assert queued == (1,)
+        worker = site.start(
+            f"{sys.executable} manage.py procrastinate worker --one-shot", site.env(), site.root
+        )
+        assert worker.wait(120) == 0, worker.output()
+        assert [(r["trigger"], r["dry_run"], r["status"]) for r in runs(site.database)] == [
+            ("deferred", True, "succeeded")
+        ]
+        page.get("/admin/retention/run/")
+        listed = page.text
+        assert "1 retention run" in listed
+        assert "deferred" in listed
+        assert "run (dry run)" in listed
+        assert "jobs: 2" in listed
+        page.get("/admin/retention/run/?trigger__exact=cli")
+        assert "0 retention runs" in page.text
+
+
+def test_backlog_shows_what_status_computes(site: Site, tmp_path: Path) -> None:
+    old_jobs(site.database, 4)
+    with psycopg.connect(site.database, autocommit=True) as conn:
+        queue_files(conn, tmp_path / "media", ["a.jpg", "b.jpg"])
+        conn.execute(
+            "UPDATE retention_file_outbox SET attempts = 1, last_error = %s, "
+            "last_attempt_at = now() WHERE path = 'b.jpg'",
+            ("<i>permission denied</i>",),
+        )
+    status = json.loads(site.retention("status", "--json").stdout)
+    site.user("viewer", "view_run")
+    url = site.serve()
+    with browser.browser_session(url, tmp_path / "shots") as page:
+        page.login("viewer", PASSWORD)
+        page.get("/admin/retention/run/")
+        page.click_link("BACKLOG")
+        shown = page.text
+        entry = status["backlog"]["jobs"]["succeeded"]
+        assert entry["eligible"] == 4
+        assert f"jobs succeeded 4 {entry['oldest']}" in shown
+        outbox = status["outbox"]
+        assert (outbox["pending"], outbox["failed"]) == (2, 1)
+        assert "2 pending (1 failed at least once), 0 refused" in shown
+        assert "b.jpg" in shown
+        assert "<i>permission denied</i>" in shown
+
+
+def test_only_staff_with_the_permissions_see_runs_and_defer_them(
+    site: Site, tmp_path: Path
+) -> None:
+    site.retention("run")
+    site.user("nobody")
+    site.user("viewer", "view_run")
+    site.user("operator", "view_run", "run_retention")
+    url = site.serve()
+    with browser.browser_session(url, tmp_path / "shots") as page:
+        page.login("nobody", PASSWORD)
+        assert "Retention runs" not in page.text
+        for path in ("/admin/retention/run/", "/admin/retention/run/backlog/"):
+            page.get(path)
+            assert "403 Forbidden" in page.text or "Forbidden" in page.driver.title
+        page.get("/admin/logout/")
+    with browser.browser_session(url, tmp_path / "shots-viewer") as page:
+        page.login("viewer", PASSWORD)
+        page.click_link("Retention runs")
+        assert "1 retention run" in page.text
+        assert "Preview (dry run)" not in page.text
+        assert "Run now" not in page.text
+        # The buttons' form, posted by hand: refused.
+        page.driver.execute_script(
+            "const form = document.createElement('form');"
+            "form.method = 'post'; form.action = '/admin/retention/run/preview/';"
+            "const token = document.createElement('input'); token.name = 'csrfmiddlewaretoken';"
+            "token.value = document.cookie.match(/csrftoken=([^;]+)/)[1];"
+            "form.appendChild(token); document.body.appendChild(form); form.submit();"
+        )
+        wait_for(lambda: "preview" in page.driver.current_url, what="the refused POST")
+        page.screenshot()
+        assert "Forbidden" in page.text
+    with browser.browser_session(url, tmp_path / "shots-operator") as page:
+        page.login("operator", PASSWORD)
+        page.click_link("Retention runs")
+        page.submit("button[name=run_now]")
+        assert "A retention run is queued as job #" in page.text
+    with psycopg.connect(site.database) as conn:
+        deferred = conn.execute(
+            "SELECT args FROM procrastinate_jobs WHERE task_name = 'retention:run'"
+        ).fetchall()
+    assert deferred == [({"dry_run": False},)]

@@ -165,11 +165,11 @@ class Deferred:
     def message(self, dry_run: bool) -> str:
         what = "a dry run (preview)" if dry_run else "a retention run"
         if not self.waiting:
-            return f"{what} is queued as job #{self.job_id}: a worker runs it next"
+            return f"{what.capitalize()} is queued as job #{self.job_id}: a worker runs it next."
         which = f" (job #{self.job_id})" if self.job_id is not None else ""
         return (
-            f"a retention run is already waiting{which}: {what} was not queued; "
-            "it can be queued again once that one has started"
+            f"A retention run is already waiting{which}: {what} was not queued. "
+            "One can be queued again once that one has started."
         )
 
 
