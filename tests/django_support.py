@@ -1,6 +1,6 @@
 """A Django project for the tests, written into a directory: Procrastinate's and retention's
-Django apps, and a `shop` app (photos with a FileField, their tags, an unindexed log), with the
-database named only in DATABASES.
+Django apps, and a `shop` app (photos with a FileField, their tags with one too, an unindexed
+log, documents in a storage that is not local), with the database named only in DATABASES.
 
     project = write_project(tmp_path / "site", database=empty_database, retention={...})
     project.manage("migrate")                       # a CompletedProcess
@@ -24,6 +24,7 @@ from typing import Any
 from psycopg import conninfo as libpq
 
 SHOP_MODELS = """
+from django.core.files.storage import InMemoryStorage
 from django.db import models
 
 
@@ -42,6 +43,11 @@ class Tag(models.Model):
 class Log(models.Model):
     logged_at = models.DateTimeField()
     line = models.TextField()
+
+
+class Document(models.Model):
+    created_at = models.DateTimeField(db_index=True)
+    file = models.FileField(storage=InMemoryStorage(), blank=True)
 """
 
 SHOP_TASKS = """
@@ -65,10 +71,14 @@ if __name__ == "__main__":
 """
 
 URLS = """
-from django.contrib import admin
+from django.apps import apps
 from django.urls import path
 
-urlpatterns = [path("admin/", admin.site.urls)]
+urlpatterns = []
+if apps.is_installed("django.contrib.admin"):
+    from django.contrib import admin
+
+    urlpatterns.append(path("admin/", admin.site.urls))
 """
 
 # Loaded instead of the real package: any attempt to start the embedded server leaves a mark.
