@@ -17,7 +17,11 @@ longest transaction (floor: the whole thing; ours: the engine's longest batch).
 
 Files. `--files` files (`--file-bytes` each) in 1000 directories, queued in the outbox; the
 drain (`outbox.drain`, what the files stage runs) is timed; then the same files are created again
-and `find DIR -type f -delete` is timed. Rates in files per second.
+and `find DIR -type f -delete` is timed. Rates in files per second. The drain checks every entry
+against a configured file column (`photos.image`) holding `--surviving-rows` rows that name other
+files (`--shared-names`: files of the same names in other directories, so that every entry's name
+matches and the directories are compared on disk); `ours_unchecked` is the same drain with no file
+column configured, for the cost of that check.
 
 Partitions. `--partition-rows` rows in a table range-partitioned by day over `--days` days (plus a
 default partition), no children, no file columns. The policy's age puts the cutoff one minute
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import inspect
 import json
 import os
 import shutil
@@ -263,7 +268,44 @@ def make_files(root: Path, count: int, size: int, layout: str) -> list[str]:
     return names
 
 
-def ours_drain(conninfo: str, root: Path, names: list[str]) -> tuple[float, dict[str, Any]]:
+def seed_survivors(conninfo: str, root: Path, rows: int, shared_names: bool) -> None:
+    """The rows of the file column the drain checks: none names a queued file."""
+    pattern = (
+        "'elsewhere/d' || (n % 997) || '/f' || n || '.bin'"
+        if shared_names
+        else ("'kept/k' || n || '.bin'")
+    )
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS photos")
+        conn.execute(
+            "CREATE TABLE photos (id bigserial PRIMARY KEY, taken_at timestamptz, image text)"
+        )
+        conn.execute(
+            f"INSERT INTO photos (taken_at, image) SELECT now(), {pattern}"
+            " FROM generate_series(1, %s) AS n",
+            (rows,),
+        )
+        conn.execute("VACUUM ANALYZE photos")
+
+
+def drain_columns(conn: psycopg.Connection, root: Path) -> dict[str, Any]:
+    """`columns=` for the drain when this version checks references (else nothing)."""
+    if "columns" not in inspect.signature(outbox.drain).parameters:
+        return {}
+    from retention.files import references
+
+    policy = {
+        "table": "photos",
+        "timestamp": "taken_at",
+        "files": [{"column": "image", "root": str(root)}],
+    }
+    settings = settings_mod.Settings(tables=[policy])
+    return {"columns": references.resolve(conn, references.references(settings))}
+
+
+def ours_drain(
+    conninfo: str, root: Path, names: list[str], checked: bool = True
+) -> tuple[float, dict[str, Any]]:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("TRUNCATE retention_file_outbox")
         with conn.transaction(), conn.cursor() as cur:
@@ -273,9 +315,10 @@ def ours_drain(conninfo: str, root: Path, names: list[str]) -> tuple[float, dict
                     cur, ((str(root), n, "bench") for n in names[start : start + step]), None
                 )
         conn.execute("VACUUM ANALYZE retention_file_outbox")
+        extra = drain_columns(conn, root) if checked else {}
         started = time.monotonic()
         result = outbox.drain(
-            conn, roots_allowed=[root], dry_run=False, deadline=time.monotonic() + 3600
+            conn, roots_allowed=[root], dry_run=False, deadline=time.monotonic() + 3600, **extra
         ).to_json()
         return time.monotonic() - started, result
 
@@ -287,21 +330,30 @@ def find_delete(root: Path) -> float:
 
 
 def bench_files(
-    server: str, root: Path, count: int, size: int, layout: str, rounds: int
+    server: str,
+    root: Path,
+    count: int,
+    size: int,
+    layout: str,
+    rounds: int,
+    survivors: int = 100_000,
+    shared_names: bool = False,
 ) -> dict[str, Any]:
     """`rounds` rounds, each creating the files, then deleting them with one contender; the
-    contenders alternate (ours first in even rounds, find first in odd ones)."""
+    contenders rotate (each round starts one further along)."""
     conninfo = create(server, PREFIX + "files")
     with psycopg.connect(conninfo, autocommit=True) as conn:
         migrate.apply(conn)
-    times: dict[str, list[float]] = {"ours": [], "find": []}
+    seed_survivors(conninfo, root, survivors, shared_names)
+    contenders = ("ours", "ours_unchecked", "find")
+    times: dict[str, list[float]] = {name: [] for name in contenders}
     results = []
     for round_ in range(rounds):
-        order = ("ours", "find") if round_ % 2 == 0 else ("find", "ours")
+        order = contenders[round_ % 3 :] + contenders[: round_ % 3]
         for contender in order:
             names = make_files(root, count, size, layout)
-            if contender == "ours":
-                seconds, result = ours_drain(conninfo, root, names)
+            if contender.startswith("ours"):
+                seconds, result = ours_drain(conninfo, root, names, contender == "ours")
                 assert result["deleted"] == count, result
                 results.append(result)
             else:
@@ -316,8 +368,14 @@ def bench_files(
         "files": count,
         "bytes_each": size,
         "layout": layout,
+        "surviving_rows": survivors,
+        "shared_names": shared_names,
         "ours_s": [round(t, 2) for t in times["ours"]],
+        "ours_unchecked_s": [round(t, 2) for t in times["ours_unchecked"]],
         "find_s": [round(t, 2) for t in times["find"]],
+        "check_cost_median": round(
+            statistics.median(times["ours"]) / statistics.median(times["ours_unchecked"]), 2
+        ),
         "ours_best_files_per_s": round(count / best["ours"]),
         "find_best_files_per_s": round(count / best["find"]),
         "ratio_best": round(best["find"] / best["ours"], 2),
@@ -474,6 +532,8 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=300_000)
     parser.add_argument("--file-bytes", type=int, default=0)
     parser.add_argument("--files-dir", default="/var/tmp/bench-records-files")
+    parser.add_argument("--surviving-rows", type=int, default=100_000)
+    parser.add_argument("--shared-names", action="store_true")
     parser.add_argument(
         "--rounds", type=int, default=3, help="rounds of the files and partitions benchmarks"
     )
@@ -506,6 +566,8 @@ def main() -> None:
                     args.file_bytes,
                     layout,
                     args.rounds,
+                    args.surviving_rows,
+                    args.shared_names,
                 )
                 log(f"files: {results[f'files_{layout}']}")
             drop_all(args.server)

@@ -320,13 +320,14 @@ class _Checks:
         self.named: references.Named | None = None
         self.since: Any = None
 
-    def load(self) -> references.Named | None:
+    def load(self, upto: int) -> references.Named | None:
+        """Read the values that may name the files of the entries up to `upto`."""
         if self.named is None and self.columns:
             row = self.conn.execute(f"SELECT now() - interval '{RECENT}'").fetchone()
             assert row is not None
             self.since = row[0]
             self.named = references.Named(self.columns)
-            self.named.load(self.conn, queries.get("references_names_from_outbox"))
+            self.named.load(self.conn, "references_named_in_outbox", upto=upto)
         return self.named
 
     def keep(self, rows: list[Entry]) -> frozenset[int]:
@@ -367,7 +368,7 @@ def _pipeline(
         return conn.execute(query, {"after": after, "upto": upto, "limit": batch_size}).fetchall()
 
     rows = read(0)
-    named = checks.load() if rows else None
+    named = checks.load(upto) if rows else None
     settled: Settled | None = None
     stopped: results.StopReason | None = None
     while rows:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ from retention import errors
 from retention.config import policies
 from retention.config import settings as settings_mod
 from retention.pg import catalog, queries
+
+# A path that normalising changes: an empty, `.` or `..` segment, or a trailing slash.
+_UNUSUAL = re.compile(r"//|/\.\.?(/|$)|/$")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -124,6 +128,8 @@ def normalise(base: str, value: str) -> str:
     `.` segments dropped, `..` pops a segment (never above `/`). The same as the SQL function
     retention_normpath (pg/sql/references.sql)."""
     path = value if value.startswith("/") else f"{base}/{value}"
+    if not _UNUSUAL.search(path):
+        return path
     kept: list[str] = []
     for part in path.split("/"):
         if part in ("", "."):
@@ -150,21 +156,17 @@ class Named:
         self.directories: dict[str, set[str]] = {}
         self._identities: dict[str, tuple[int, int] | None] = {}
 
-    def load(self, conn: psycopg.Connection, names_query: queries.Statement, **params: Any) -> None:
-        """Read the values whose last segment is one of the names `names_query` selects."""
-        conn.execute(queries.text("references_names_setup"))
-        try:
-            conn.execute(names_query, params)
-            for column in self.columns:
-                query = queries.get("references_named").format(
-                    table=column.table, column=sql.Identifier(column.ref.column)
-                )
-                with conn.cursor() as cur:
-                    cur.execute(query)
-                    for (value,) in cur:
-                        self.add(normalise(str(column.ref.root), value))
-        finally:
-            conn.execute(queries.text("references_names_teardown"))
+    def load(self, conn: psycopg.Connection, query: str, **params: Any) -> None:
+        """Read the values the named query selects (a query with `{table}` and `{column}`),
+        column by column."""
+        for column in self.columns:
+            statement = queries.get(query).format(
+                table=column.table, column=sql.Identifier(column.ref.column)
+            )
+            with conn.cursor() as cur:
+                cur.execute(statement, params)
+                for (value,) in cur:
+                    self.add(normalise(str(column.ref.root), value))
 
     def add(self, path: str) -> None:
         self.paths.add(path)

@@ -1,25 +1,14 @@
--- name: references_names_setup --
--- The last segments of the paths about to be deleted: the values of a file column that end in
--- one of them are the only ones that can name one of those files.
-DROP TABLE IF EXISTS retention_ref_names;
-CREATE TEMP TABLE retention_ref_names (name text PRIMARY KEY);
-
--- name: references_names_from_outbox --
-INSERT INTO retention_ref_names (name)
-SELECT DISTINCT substring(path FROM '[^/]*$')
-  FROM retention_file_outbox
- WHERE NOT refused
-ON CONFLICT DO NOTHING;
-
--- name: references_named --
--- The values of one file column that end in one of the names (one scan, a hashed semi-join).
+-- name: references_named_in_outbox --
+-- The values of one file column whose last segment is the last segment of a pending outbox entry
+-- (up to the newest entry when the drain started): the only values that can name one of their
+-- files. One scan of the column, a hashed semi-join.
 SELECT DISTINCT v.value
   FROM (SELECT {column}::text AS value FROM {table}) v
- WHERE v.value IS NOT NULL AND v.value <> ''
-   AND substring(v.value FROM '[^/]*$') IN (SELECT name FROM retention_ref_names);
-
--- name: references_names_teardown --
-DROP TABLE IF EXISTS retention_ref_names;
+ WHERE v.value <> ''
+   AND reverse(split_part(reverse(v.value), '/', 1)) IN (
+       SELECT reverse(split_part(reverse(o.path), '/', 1))
+         FROM retention_file_outbox o
+        WHERE NOT o.refused AND o.id <= %(upto)s);
 
 -- name: references_recheck --
 -- Which of these spellings rows reference right now (a row written since the listing), through
