@@ -12,6 +12,7 @@ from rich.text import Text
 from retention.config import settings as settings_mod
 from retention.engine import ledger, results
 from retention.files import outbox
+from retention.interfaces import stalled, tasks
 from retention.run import backlog
 
 
@@ -102,12 +103,25 @@ def status(
         "running": [r for r in shown if r["status"] == "running"],
         "runs": shown,
     }
+    data["jobs"] = [
+        {
+            key: row[key]
+            for key in ("id", "task_name", "status", "queue_name", "attempts", "worker_id", "why")
+        }
+        for row in stalled.unfinished(conn, tasks.LOCKED_TASKS)
+    ]
     data["outbox"] = outbox.backlog(conn)
     data["backlog"] = backlog.collect(conn, settings)
     return data
 
 
 def print_status(console: Console, data: dict[str, Any]) -> None:
+    for job in data.get("jobs", []):
+        console.print(
+            f"job #{job['id']} ({job['task_name']}, {job['status']}): {job['why']}",
+            highlight=False,
+            markup=False,
+        )
     for run in data["running"]:
         console.print(
             f"in progress: run #{run['id']} ({run['kind']}, {run['trigger']}), stage "
