@@ -44,20 +44,19 @@ def check_retention(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> 
     if loaded is None:
         return found
     problems = loaded.resolver.problems
+    lines = [_plain(line) for line in (loaded.error or "").splitlines()[1:]]
     for problem in problems:
-        found.append(checks.Error(str(problem), hint=_hint(problem.check_id), id=problem.check_id))
+        # The settings' line for it names its key and where it came from.
+        shown = next((line for line in lines if str(problem) in line), str(problem))
+        found.append(checks.Error(shown, hint=_hint(problem.check_id), id=problem.check_id))
     if loaded.error is not None:
-        rest = [
-            line
-            for line in loaded.error.splitlines()
-            if not any(str(problem) in line for problem in problems)
-        ]
-        if problems:
-            rest = [line for line in rest if line.strip() != "invalid configuration:"]
+        rest = [line for line in lines if not any(str(p) in line for p in problems)]
+        if not lines:  # not a list of keys: one message
+            rest = [loaded.error]
         if rest:
             found.append(
                 checks.Error(
-                    "\n".join(rest),
+                    "; ".join(rest),
                     hint="fix the RETENTION setting (or the file RETENTION_CONFIG names, or the "
                     "RETENTION_* variable); see the configuration reference",
                     id=INVALID,
@@ -85,6 +84,10 @@ def check_retention(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> 
             )
         )
     return found
+
+
+def _plain(line: str) -> str:
+    return line.strip().removeprefix("- ")
 
 
 def _hint(check_id: str) -> str:
