@@ -12,22 +12,19 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import shlex
 import socket
 import subprocess
-import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import conninfo as libpq
 
-from tests import browser
+from tests import browser, django_support
 from tests.helpers import (
-    QUIET_SCHEDULE,
     Process,
-    cli_env,
     launcher,
     queue_files,
     seed_job,
@@ -43,116 +40,28 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def write_project(root: Path, conninfo: str) -> Path:
-    """A Django project whose database is only in DATABASES; returns its manage.py."""
-    params = libpq.conninfo_to_dict(conninfo)
-    database = {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": params["dbname"],
-        "HOST": params.get("host", ""),
-        "PORT": params.get("port", ""),
-        "USER": params.get("user", ""),
-    }
-    package = root / "adminsite"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "settings.py").write_text(
-        textwrap.dedent(
-            f"""\
-            SECRET_KEY = "test-only"
-            DEBUG = True
-            ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
-            USE_TZ = True
-            ROOT_URLCONF = "adminsite.urls"
-            DATABASES = {{"default": {database!r}}}
-            DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-            STATIC_URL = "/static/"
-            INSTALLED_APPS = [
-                "django.contrib.admin",
-                "django.contrib.auth",
-                "django.contrib.contenttypes",
-                "django.contrib.sessions",
-                "django.contrib.messages",
-                "django.contrib.staticfiles",
-                "procrastinate.contrib.django",
-                "retention.contrib.django",
-            ]
-            MIDDLEWARE = [
-                "django.middleware.security.SecurityMiddleware",
-                "django.contrib.sessions.middleware.SessionMiddleware",
-                "django.middleware.common.CommonMiddleware",
-                "django.middleware.csrf.CsrfViewMiddleware",
-                "django.contrib.auth.middleware.AuthenticationMiddleware",
-                "django.contrib.messages.middleware.MessageMiddleware",
-            ]
-            TEMPLATES = [
-                {{
-                    "BACKEND": "django.template.backends.django.DjangoTemplates",
-                    "APP_DIRS": True,
-                    "OPTIONS": {{
-                        "context_processors": [
-                            "django.template.context_processors.request",
-                            "django.contrib.auth.context_processors.auth",
-                            "django.contrib.messages.context_processors.messages",
-                        ]
-                    }},
-                }}
-            ]
-            RETENTION = {{"jobs": {{"succeeded": "1d", "failed": "7d"}}}}
-            """
-        )
-    )
-    (package / "urls.py").write_text(
-        "from django.contrib import admin\n"
-        "from django.urls import path\n\n"
-        'urlpatterns = [path("admin/", admin.site.urls)]\n'
-    )
-    manage = root / "manage.py"
-    manage.write_text(
-        "import os, sys\n"
-        'os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adminsite.settings")\n'
-        "from django.core.management import execute_from_command_line\n"
-        "execute_from_command_line(sys.argv)\n"
-    )
-    (root / "retention.toml").write_text('[jobs]\nsucceeded = "1d"\nfailed = "7d"\n')
-    return manage
+# The test project's settings: old jobs after a day, and photos by model (its shop app).
+RETENTION = {
+    **django_support.DEFAULT_RETENTION,
+    "jobs": {"succeeded": "1d", "failed": "7d"},
+}
 
 
 @dataclasses.dataclass
 class Site:
-    """The test project: its directory, its database and how to run its manage.py."""
+    """The test project (tests/django_support.py), its database and its processes."""
 
-    root: Path
+    project: django_support.Project
     database: str
     start: Callable[..., Process]
 
-    def env(self) -> dict[str, str]:
-        env = cli_env(RETENTION_SCHEDULE=QUIET_SCHEDULE)
-        env["PYTHONPATH"] = str(self.root)
-        return env
+    @property
+    def root(self) -> Path:
+        return self.project.root
 
     def manage(self, *args: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=self.root,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
+        done = self.project.manage(*args, timeout=180)
         assert done.returncode == 0, f"manage.py {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
-        return done
-
-    def retention(self, *args: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [sys.executable, "-m", "retention", *args],
-            cwd=self.root,
-            env=cli_env(self.database, RETENTION_SCHEDULE=QUIET_SCHEDULE),
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        assert done.returncode == 0, f"retention {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
         return done
 
     def user(self, name: str, *permissions: str, superuser: bool = False) -> None:
@@ -176,9 +85,14 @@ class Site:
 
     def serve(self) -> str:
         port = free_port()
+        # --insecure: the admin's CSS and scripts, served as DEBUG = False leaves them.
         self.start(
-            f"{sys.executable} manage.py runserver 127.0.0.1:{port} --noreload",
-            self.env(),
+            shlex.join(
+                self.project.manage_args(
+                    "runserver", f"127.0.0.1:{port}", "--noreload", "--insecure"
+                )
+            ),
+            self.project.env(),
             cwd=self.root,
         )
         url = f"http://127.0.0.1:{port}"
@@ -196,19 +110,19 @@ def _answers(port: int) -> bool:
 
 @pytest.fixture
 def site(empty_database: str, tmp_path: Path) -> Iterator[Site]:
+    """The project migrated by `./manage.py migrate` alone, on a database that had nothing."""
     reason = browser.missing()
     if reason is not None:
         pytest.fail(f"the admin tests need Debian's Chromium: {reason}")
-    root = tmp_path / "project"
-    root.mkdir()
-    write_project(root, empty_database)
+    project = django_support.write_project(
+        tmp_path / "site", database=empty_database, retention=RETENTION
+    )
     started = launcher(tmp_path)
-    start = next(started)
-    found = Site(root=root, database=empty_database, start=start)
+    found = Site(project=project, database=empty_database, start=next(started))
     found.manage("migrate", "--noinput")
-    found.retention("migrate")
     yield found
     next(started, None)
+    assert not project.embedded_started()
 
 
 def runs(database: str) -> list[dict]:
@@ -224,8 +138,8 @@ def old_jobs(database: str, count: int) -> None:
 
 def test_runs_listed_with_detail_and_data_shown_as_text(site: Site, tmp_path: Path) -> None:
     old_jobs(site.database, 3)
-    site.retention("run", "--dry-run")
-    site.retention("run")
+    site.manage("retention", "run", "--dry-run")
+    site.manage("retention", "run")
     with psycopg.connect(site.database, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO retention_runs (kind, trigger, status, finished_at, summary, error) "
@@ -281,7 +195,9 @@ def test_preview_deferred_once_then_run_by_a_worker(site: Site, tmp_path: Path) 
             ).fetchone()
         assert queued == (1,)
         worker = site.start(
-            f"{sys.executable} manage.py procrastinate worker --one-shot", site.env(), site.root
+            shlex.join(site.project.manage_args("procrastinate", "worker", "--one-shot")),
+            site.project.env(),
+            site.root,
         )
         assert worker.wait(120) == 0, worker.output()
         assert [(r["trigger"], r["dry_run"], r["status"]) for r in runs(site.database)] == [
@@ -300,13 +216,17 @@ def test_preview_deferred_once_then_run_by_a_worker(site: Site, tmp_path: Path) 
 def test_backlog_shows_what_status_computes(site: Site, tmp_path: Path) -> None:
     old_jobs(site.database, 4)
     with psycopg.connect(site.database, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO shop_photo (title, taken_at, image) "
+            "VALUES ('old', now() - interval '40 days', ''), ('new', now(), '')"
+        )
         queue_files(conn, tmp_path / "media", ["a.jpg", "b.jpg"])
         conn.execute(
             "UPDATE retention_file_outbox SET attempts = 1, last_error = %s, "
             "last_attempt_at = now() WHERE path = 'b.jpg'",
             ("<i>permission denied</i>",),
         )
-    status = json.loads(site.retention("status", "--json").stdout)
+    status = json.loads(site.manage("retention", "status", "--json").stdout)
     site.user("viewer", "view_run")
     url = site.serve()
     with browser.browser_session(url, tmp_path / "shots") as page:
@@ -317,6 +237,9 @@ def test_backlog_shows_what_status_computes(site: Site, tmp_path: Path) -> None:
         entry = status["backlog"]["jobs"]["succeeded"]
         assert entry["eligible"] == 4
         assert f"jobs succeeded 4 {entry['oldest']}" in shown
+        photos = status["backlog"]["tables"]["shop_photo"]
+        assert photos["eligible"] == 1
+        assert f"table shop_photo 1 {photos['oldest']}" in shown
         outbox = status["outbox"]
         assert (outbox["pending"], outbox["failed"]) == (2, 1)
         assert "2 pending (1 failed at least once), 0 refused" in shown
@@ -327,7 +250,7 @@ def test_backlog_shows_what_status_computes(site: Site, tmp_path: Path) -> None:
 def test_only_staff_with_the_permissions_see_runs_and_defer_them(
     site: Site, tmp_path: Path
 ) -> None:
-    site.retention("run")
+    site.manage("retention", "run")
     site.user("nobody")
     site.user("viewer", "view_run")
     site.user("operator", "view_run", "run_retention")
