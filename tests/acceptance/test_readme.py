@@ -96,6 +96,8 @@ def scenario_of(command: ShellCommand) -> str | None:
     if text in NOT_RUN:
         return None
     block = [c.text for c in COMMANDS if c.block == command.block]
+    if text.startswith("./manage.py "):
+        return "django"  # run in the test Django project by tests/acceptance/test_django_readme.py
     if text.startswith("retention ") and any(c.startswith("retention demo") for c in block):
         return "demo"
     if WORKER.match(text):
