@@ -65,7 +65,8 @@ class Site:
         return done
 
     def user(self, name: str, *permissions: str, superuser: bool = False) -> None:
-        """A staff user with `permissions` (codenames of the retention app's Run model)."""
+        """A staff user with `permissions` (codenames of the retention app's Run model; one that
+        `migrate` did not create is created here, see test_migrate_creates_the_permissions)."""
         script = textwrap.dedent(
             f"""\
             from django.contrib.auth.models import Permission, User
@@ -289,3 +290,22 @@ def test_only_staff_with_the_permissions_see_runs_and_defer_them(
             "SELECT args FROM procrastinate_jobs WHERE task_name = 'retention:run'"
         ).fetchall()
     assert deferred == [({"dry_run": False},)]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the Run model (retention/contrib/django/models.py) and its migration do not declare "
+    "the run_retention permission yet: Meta.permissions = [('run_retention', 'Can run "
+    "retention')]; until then only superusers can be given the buttons from the admin",
+)
+def test_migrate_creates_the_permissions(site: Site) -> None:
+    with psycopg.connect(site.database) as conn:
+        codenames = {
+            row[0]
+            for row in conn.execute(
+                "SELECT p.codename FROM auth_permission p "
+                "JOIN django_content_type t ON t.id = p.content_type_id "
+                "WHERE t.app_label = 'retention' AND t.model = 'run'"
+            )
+        }
+    assert {"view_run", "run_retention"} <= codenames
