@@ -31,6 +31,9 @@ CREATE TABLE IF NOT EXISTS retention_demo.detections (
     image_path text
 );
 CREATE INDEX IF NOT EXISTS detections_event_id_idx ON retention_demo.detections (event_id);
+-- The orphan sweep re-checks a file's row through its path column before each batch.
+CREATE INDEX IF NOT EXISTS detections_thumbnail_path_idx ON retention_demo.detections (thumbnail_path);
+CREATE INDEX IF NOT EXISTS detections_image_path_idx ON retention_demo.detections (image_path);
 
 CREATE TABLE IF NOT EXISTS retention_demo.gpu_stats (
     id bigserial PRIMARY KEY,

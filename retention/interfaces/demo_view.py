@@ -141,7 +141,9 @@ def _print_outcome(console: Console, result: dict[str, Any]) -> None:
         console.print(
             "--delete-images deleted no image: the detections an earlier demo run deleted took "
             "their rows with them, so no row is left to say which images were theirs; "
-            "`retention demo --reset --delete-images` seeds again and shows the full effect",
+            "`retention demo --reset --delete-images` seeds again and shows the full effect "
+            f"(an image left behind so is an orphan: `retention --config {result['config']} "
+            "sweep-orphans --delete` deletes it)",
             highlight=False,
         )
     config = result["config"]

@@ -9,9 +9,9 @@ temporary working directory with a temporary RETENTION_HOME; a worker that the R
 the foreground runs until it has done a job, then gets SIGTERM and must exit with 0.
 
 The scenarios, by the commands they take:
-- demo: the blocks that run `retention demo`, on a database of its own (the demo refuses others).
-- cli: every other `retention ...` command, on a database with old jobs, a table policy whose
-  rows reference files, and an orphaned file (./retention.toml).
+- demo: `retention demo` and every other `retention ...` command, in README order, on the demo's
+  database (the demo refuses any other): the demo first, then the README's copy of the demo's
+  configuration to ./retention.toml, then the rest, as a user who follows the README does.
 - worker: `retention worker ...` and `procrastinate --app=retention.app worker|defer ...`.
 - myapp: `procrastinate --app=myapp.app ...`, with the README's own myapp.py in the working
   directory and `PYTHONPATH=.` as the README says.
@@ -27,7 +27,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ import pytest
 import yaml
 
 import retention
+from retention.demo import demo
 from tests.helpers import (
     ROOT,
     ShellCommand,
@@ -84,7 +84,7 @@ NOT_RUN: dict[str, tuple[str, tuple[str, ...]]] = {
 # expected failure (strict: once the README is fixed, the entry must go).
 FAILS_AS_WRITTEN: dict[str, str] = {}
 
-SCENARIOS = ("demo", "cli", "worker", "myapp")
+SCENARIOS = ("demo", "worker", "myapp")
 WORKER = re.compile(
     r"^(retention( --?\S+)* worker|procrastinate --app=retention\.app (worker|defer))\b"
 )
@@ -100,6 +100,8 @@ def scenario_of(command: ShellCommand) -> str | None:
         return "django"  # run in the test Django project by tests/acceptance/test_django_readme.py
     if text.startswith("retention ") and any(c.startswith("retention demo") for c in block):
         return "demo"
+    if "$(retention demo --config-path)" in text:
+        return "demo"
     if WORKER.match(text):
         return "worker"
     if text.startswith(
@@ -107,7 +109,7 @@ def scenario_of(command: ShellCommand) -> str | None:
     ):
         return "myapp"
     if text.startswith("retention "):
-        return "cli"
+        return "demo"
     return None
 
 
@@ -236,65 +238,34 @@ def job_status(conn: psycopg.Connection, job_id: int) -> str | None:
     return row[0] if row else None
 
 
-def seed_cli(conn: psycopg.Connection, work: Path) -> Path:
-    """Old failed jobs 42 and 43 (queue default) and 44 (emails-eu); an application table whose
-    rows reference thumbnails, one of them old; an orphaned file; ./retention.toml for the table."""
-    for job_id, queue, status in (
-        (42, "default", "failed"),
-        (43, "default", "failed"),
-        (44, "emails-eu", "failed"),
-    ):
-        conn.execute(
-            "INSERT INTO procrastinate_jobs (id, queue_name, task_name, status) "
-            "VALUES (%s, %s, 'app.task', %s)",
-            (job_id, queue, status),
-        )
-        conn.execute(
-            "INSERT INTO procrastinate_events (job_id, type, at) "
-            "VALUES (%s, %s, now() - interval '10 days')",
-            (job_id, status),
-        )
-    thumbs = work.parent / "thumbs"
-    thumbs.mkdir()
-    conn.execute(
-        "CREATE TABLE events (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL, "
-        "thumbnail_path text)"
-    )
-    conn.execute("CREATE INDEX ON events (created_at)")
-    for name, age in (("old.png", "40 days"), ("new.png", "1 day")):
-        (thumbs / name).write_bytes(b"x" * 100)
-        conn.execute(
-            "INSERT INTO events (created_at, thumbnail_path) VALUES (now() - %s::interval, %s)",
-            (age, name),
-        )
-    orphan = thumbs / "orphan.png"
-    orphan.write_bytes(b"y" * 10)
-    os.utime(orphan, (time.time() - 7200, time.time() - 7200))
-    (work / "retention.toml").write_text(
-        '[[tables]]\ntable = "events"\ntimestamp = "created_at"\n'
-        f'files = [{{column = "thumbnail_path", root = "{thumbs}"}}]\n'
-    )
-    return thumbs
+def cancelled_send_jobs(conn: psycopg.Connection) -> int:
+    """The demo's cancelled jobs of the tasks homesec.send_* (the README's purge deletes them)."""
+    row = conn.execute(
+        "SELECT count(*) FROM procrastinate_jobs "
+        "WHERE task_name LIKE 'homesec.send_%' AND status = 'cancelled'"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
-def run_cli_scenario(shell: Shell, conn: psycopg.Connection) -> None:
-    thumbs = seed_cli(conn, shell.cwd)
-    for command in commands_of("cli"):
-        shell.run(command)
-    assert "retention run --only jobs" in shell.results
-    assert "retention sweep-orphans --delete --yes" in shell.results
-    remaining = {row[0] for row in conn.execute("SELECT id FROM procrastinate_jobs")}
-    assert not remaining & {42, 43}, "purge --job-id 42 --job-id 43 --yes deleted them"
-    assert 44 in remaining, "the README's --dry-run purge deleted nothing"
-    assert sorted(p.name for p in thumbs.iterdir()) == ["new.png"]
-    assert "retention_last_run_deleted_rows" in (shell.cwd / "retention.prom").read_text()
-    if "retention config --reference" in shell.results:
-        assert "#### Global keys" in shell.results["retention config --reference"].stdout
+def old_failed_notification_jobs(conn: psycopg.Connection) -> int:
+    """The demo's failed jobs of the queues notif* that finished over 7 days ago (the README's
+    --dry-run purge previews them)."""
+    row = conn.execute(
+        "SELECT count(*) FROM procrastinate_jobs j "
+        "WHERE j.queue_name LIKE 'notif%' AND j.status = 'failed' "
+        "AND (SELECT max(e.at) FROM procrastinate_events e WHERE e.job_id = j.id) "
+        "< now() - interval '7 days'"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def run_demo_scenario(shell: Shell, conn: psycopg.Connection) -> None:
     demos = 0
     for command in commands_of("demo"):
+        if command.startswith("retention purge ") and "--dry-run" not in command:
+            assert cancelled_send_jobs(conn), "the README's purge would have nothing to delete"
         shown = shell.run(command).stdout
         if command.startswith("retention demo"):
             demos += 1
@@ -304,12 +275,27 @@ def run_demo_scenario(shell: Shell, conn: psycopg.Connection) -> None:
                 assert data["run"]["complete"], data
             else:
                 assert "space reclaimed on disk" in shown, shown
-        if command.startswith("retention status"):
+        if command.startswith("retention status") and "--check" not in command:
             assert "demo" in shown, shown
     assert demos
     kinds = conn.execute("SELECT kind, dry_run, status FROM retention_runs ORDER BY id").fetchall()
-    assert kinds == [("demo", True, "succeeded"), ("demo", False, "succeeded")] * demos
-    assert (Path(shell.env["RETENTION_HOME"]) / "demo" / "retention.toml").is_file()
+    assert kinds[: 2 * demos] == [("demo", True, "succeeded"), ("demo", False, "succeeded")] * demos
+    assert all(status == "succeeded" for _, _, status in kinds), kinds
+    config = Path(shell.run("retention demo --config-path").stdout.strip())
+    del shell.results["retention demo --config-path"]  # a check of ours, not a README command
+    assert config.parent.parent == Path(shell.env["RETENTION_HOME"]).resolve() / "demo"
+    assert (shell.cwd / "retention.toml").read_text() == config.read_text()
+    files = config.parent / "files"
+
+    assert "retention run --only jobs" in shell.results
+    assert not cancelled_send_jobs(conn)
+    assert old_failed_notification_jobs(conn), "the README's --dry-run purge deleted its jobs"
+    assert "retention sweep-orphans --delete --yes" in shell.results
+    assert not list((files / "thumbnails" / "unsorted").iterdir())
+    assert len(list((files / "images" / "unsorted").iterdir())) == demo.UNREFERENCED["images"]
+    assert "retention_last_run_deleted_rows" in (shell.cwd / "retention.prom").read_text()
+    if "retention config --reference" in shell.results:
+        assert "#### Global keys" in shell.results["retention config --reference"].stdout
 
 
 def run_worker_scenario(shell: Shell, conn: psycopg.Connection, database: str) -> None:
@@ -398,9 +384,7 @@ def test_readme_commands_run_as_written(scenario, conn, database, tmp_path):
         cwd=work,
         log=tmp_path / "foreground.log",
     )
-    if scenario == "cli":
-        run_cli_scenario(shell, conn)
-    elif scenario == "demo":
+    if scenario == "demo":
         run_demo_scenario(shell, conn)
     elif scenario == "worker":
         run_worker_scenario(shell, conn, database)
