@@ -383,3 +383,30 @@ def test_config_path_prints_the_config_the_demo_wrote_for_this_database(
     refused = run_cli("demo", "--config-path", "--reset", database=database, env=env)
     assert refused.returncode == 2
     assert "--config-path prints the demo's config path and runs nothing" in refused.stderr
+
+
+def test_a_database_keeps_its_demo_directory_however_it_is_named(
+    database: str, empty_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same database by URL, by URL with a password and by PG* variables: one key, with no
+    password in it; another database: another key."""
+    params = psycopg.conninfo.conninfo_to_dict(database)
+    with psycopg.connect(database) as conn:
+        key = demo.database_key(conn, embedded=False)
+    with psycopg.connect(psycopg.conninfo.make_conninfo(database, password="s3cret")) as conn:
+        assert demo.database_key(conn, embedded=False) == key
+    for name, value in (
+        ("PGHOST", params["host"]),
+        ("PGPORT", str(params.get("port", 5432))),
+        ("PGUSER", params["user"]),
+        ("PGDATABASE", params["dbname"]),
+    ):
+        monkeypatch.setenv(name, str(value))
+    with psycopg.connect("") as conn:
+        assert demo.database_key(conn, embedded=False) == key
+        assert demo.database_key(conn, embedded=True) == "embedded"
+    with psycopg.connect(empty_database) as conn:
+        assert demo.database_key(conn, embedded=False) != key
+    assert key.startswith(f"{params['dbname']}-")
+    assert "s3cret" not in key
+    assert "/" not in key
