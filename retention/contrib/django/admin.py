@@ -27,6 +27,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from retention.config import dsn
 from retention.contrib.django import admin_views, models
 from retention.engine import results
 from retention.interfaces import report
@@ -173,7 +174,7 @@ class RunAdmin(admin.ModelAdmin):
         try:
             data = admin_views.backlog()
         except Exception as exc:  # shown on the page: no database, no tasks, bad settings
-            context["problem"] = f"{type(exc).__name__}: {exc}"
+            context["problem"] = dsn.redact(f"{type(exc).__name__}: {exc}")
         else:
             outbox = data.get("outbox") or {}
             context.update(

@@ -118,8 +118,8 @@ def retention_blueprint() -> tasks.RetentionBlueprint:
     found = tasks.blueprint_of(task)
     if found is None:
         raise NotInstalled(
-            f"{APP_NAME} has no {RUN_TASK} task: add 'retention.contrib.django' to "
-            "INSTALLED_APPS after 'procrastinate.contrib.django'"
+            f"{APP_NAME} has no {RUN_TASK} task: 'retention.contrib.django' adds it when it is "
+            "in INSTALLED_APPS with valid settings (./manage.py check says what is wrong)"
         )
     return found
 
