@@ -168,6 +168,7 @@ def test_runs_listed_with_detail_and_data_shown_as_text(site: Site, tmp_path: Pa
         assert "jobs 3 succeeded: 3" in detail
         page.get(f"/admin/retention/run/{ids[2]}/change/")
         assert "table <b>bold</b> 2" in page.text
+        assert '<script>document.title="pwned"</script> boom' in page.text
         assert "<b>bold</b>" not in page.source
         assert page.driver.title != "pwned"
         page.get("/admin/retention/run/?status__exact=failed")
