@@ -65,8 +65,8 @@ class Site:
         return done
 
     def user(self, name: str, *permissions: str, superuser: bool = False) -> None:
-        """A staff user with `permissions` (codenames of the retention app's Run model; one that
-        `migrate` did not create is created here, see test_migrate_creates_the_permissions)."""
+        """A staff user with `permissions` (codenames of the retention app's Run model, as
+        `migrate` created them)."""
         script = textwrap.dedent(
             f"""\
             from django.contrib.auth.models import Permission, User
@@ -76,9 +76,7 @@ class Site:
             maker = User.objects.create_superuser if {superuser!r} else User.objects.create_user
             user = maker({name!r}, password={PASSWORD!r}, is_staff=True)
             for codename in {list(permissions)!r}:
-                perm, _ = Permission.objects.get_or_create(
-                    codename=codename, content_type=kind, defaults={{"name": codename}}
-                )
+                perm = Permission.objects.get(codename=codename, content_type=kind)
                 user.user_permissions.add(perm)
             """
         )
@@ -293,12 +291,6 @@ def test_only_staff_with_the_permissions_see_runs_and_defer_them(
     assert deferred == [({"dry_run": False},)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Run model (retention/contrib/django/models.py) and its migration do not declare "
-    "the run_retention permission yet: Meta.permissions = [('run_retention', 'Can run "
-    "retention')]; until then only superusers can be given the buttons from the admin",
-)
 def test_migrate_creates_the_permissions(site: Site) -> None:
     with psycopg.connect(site.database) as conn:
         codenames = {

@@ -33,6 +33,7 @@ class Run(models.Model):
         ordering = ("-started_at",)
         verbose_name = "retention run"
         verbose_name_plural = "retention runs"
+        permissions = (("run_retention", "Can run retention (preview or run now)"),)
 
     def __str__(self) -> str:
         return f"run #{self.id} ({self.kind}, {self.status})"

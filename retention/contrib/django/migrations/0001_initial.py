@@ -53,6 +53,7 @@ class Migration(migrations.Migration):
                 "db_table": "retention_runs",
                 "ordering": ("-started_at",),
                 "managed": False,
+                "permissions": (("run_retention", "Can run retention (preview or run now)"),),
             },
         ),
     ]
