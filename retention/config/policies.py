@@ -128,15 +128,27 @@ class JobsPolicy(Model):
 DEFAULT_JOBS = JobsPolicy()
 
 
+STORAGE_PREFIX = "storage:"
+
+
 class FileColumn(Model):
-    """A column holding paths of files, relative to `root` (or absolute inside it)."""
+    """A column holding paths of files, relative to `root` (or absolute inside it), or names of
+    files in an application's storage (`storage`, set by an integration such as the Django app:
+    its files are deleted through the storage's own API)."""
 
     column: Identifier = Field(
         description="Text column holding the file path; NULL or empty means no file."
     )
-    root: Path = Field(
+    root: Path | None = Field(
+        None,
         description="Storage root the paths live under (relative to it, or absolute inside it); "
-        "a path resolving outside (.., symlinks) is refused, never deleted."
+        "a path resolving outside (.., symlinks) is refused, never deleted.",
+    )
+    storage: str | None = Field(
+        None,
+        description="Instead of `root`: the key of a storage an integration registered (the "
+        "Django app registers `django:app_label.Model.field` for a FileField whose storage is "
+        "not a local FileSystemStorage); its files are deleted through the storage's API.",
     )
     delete: bool = Field(
         True,
@@ -146,8 +158,29 @@ class FileColumn(Model):
 
     @field_validator("root")
     @classmethod
-    def _safe_root(cls, value: Path) -> Path:
-        return roots.check_root(value)
+    def _safe_root(cls, value: Path | None) -> Path | None:
+        return None if value is None else roots.check_root(value)
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_key(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or "\x00" in value or "/" in value):
+            raise ValueError("a storage key is a non-empty name without '/' or NUL")
+        return value
+
+    @model_validator(mode="after")
+    def _one_place(self) -> FileColumn:
+        if (self.root is None) == (self.storage is None):
+            raise ValueError(
+                "give the file column a `root` (a local directory) or a `storage` (a storage an "
+                "integration registered), exactly one of them"
+            )
+        return self
+
+    @property
+    def location(self) -> str:
+        """Where the outbox says the file lives: the root, or `storage:<key>`."""
+        return str(self.root) if self.root is not None else STORAGE_PREFIX + str(self.storage)
 
 
 class ChildTable(Model):

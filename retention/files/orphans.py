@@ -40,7 +40,9 @@ LINK_ROUNDS = 4
 def roots(settings: settings_mod.Settings) -> list[Path]:
     """Storage roots swept for orphans: those of columns that delete their files; a root inside
     another one is swept with it."""
-    wanted = sorted({ref.root for ref in references.references(settings) if ref.delete})
+    wanted = sorted(
+        {ref.root for ref in references.references(settings) if ref.delete and not ref.storage}
+    )
     return [root for root in wanted if not any(root.is_relative_to(o) for o in wanted if o != root)]
 
 

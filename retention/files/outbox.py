@@ -26,10 +26,10 @@ from typing import Any
 
 import psycopg
 
-from retention.config import roots
+from retention.config import policies, roots
 from retention.config import settings as settings_mod
 from retention.engine import results
-from retention.files import references, safefs
+from retention.files import references, safefs, storages
 from retention.pg import queries
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def configured_roots(settings: settings_mod.Settings) -> frozenset[str]:
     refuses any other. (The sweeps queue nothing: a file they could not delete is found again,
     and checked again, by the next sweep.)"""
     found = {
-        str(column.root)
+        column.location
         for policy in settings.tables
         for columns in (policy.files, *(child.files for child in policy.children))
         for column in columns
@@ -132,6 +132,15 @@ def _settle(
                 )
             )
             continue
+        if root.startswith(policies.STORAGE_PREFIX):
+            if named is not None and (
+                entry_id in keep or named.names(references.normalise(root, stored), None)
+            ):
+                counts["referenced"] += 1
+                done.append(entry_id)
+                continue
+            _through_storage(entry_id, root, stored, dry_run, counts, done, failed, refused)
+            continue
         directory, slash, name = stored.rpartition("/")
         if name in ("", ".", "..") or "\x00" in stored:
             refused.append((entry_id, f"{stored!r} is not a file path"))
@@ -168,6 +177,52 @@ def _settle(
                 done.extend(gone)
                 failed.extend(stuck)
     return counts, done, failed, refused
+
+
+def _through_storage(
+    entry_id: int,
+    root: str,
+    name: str,
+    dry_run: bool,
+    counts: Counter[str],
+    done: list[int],
+    failed: list[tuple[int, str]],
+    refused: list[tuple[int, str]],
+) -> None:
+    """Delete (or, in a dry run, look at) one file of a registered storage, through its API."""
+    key = root[len(policies.STORAGE_PREFIX) :]
+    problem = storages.unsafe_name(name)
+    if problem is not None:
+        refused.append((entry_id, problem))
+        return
+    storage = storages.get(key)
+    if storage is None:
+        failed.append(
+            (
+                entry_id,
+                f"the storage {key!r} is not registered in this process: run retention where "
+                "the application's storages are configured (for Django: ./manage.py retention "
+                "run, or ./manage.py procrastinate worker)",
+            )
+        )
+        return
+    try:
+        if not storage.exists(name):
+            counts["missing"] += 1
+            done.append(entry_id)
+            return
+        try:
+            size = int(storage.size(name))
+        except (OSError, NotImplementedError, ValueError):
+            size = 0
+        if not dry_run:
+            storage.delete(name)
+    except Exception as exc:  # a storage's own errors (network, permissions): retried later
+        failed.append((entry_id, f"{type(exc).__name__}: {exc}"))
+        return
+    counts["deleted"] += 1
+    counts["bytes"] += size
+    done.append(entry_id)
 
 
 def _unreferenced(

@@ -41,6 +41,7 @@ class Reference:
     real_root: Path
     delete: bool
     timestamp: str | None = None
+    storage: bool = False
 
     def overlaps(self, root: Path, real_root: Path) -> bool:
         return any(
@@ -54,7 +55,7 @@ class Reference:
         the column's root and absolute, in either spelling of the root."""
         found = [path]
         for base in dict.fromkeys((str(self.root), str(self.real_root))):
-            prefix = base.rstrip("/") + "/"
+            prefix = normalise(base, ".").rstrip("/") + "/"
             if path.startswith(prefix):
                 rel = path[len(prefix) :]
                 found += [rel, prefix + rel]
@@ -82,14 +83,16 @@ def references(settings: settings_mod.Settings) -> list[Reference]:
         owners += [(child.table, None, child.files) for child in policy.children]
         for table, timestamp, columns in owners:
             for column in columns:
+                root = Path(column.location)
                 found.append(
                     Reference(
                         table=table,
                         column=column.column,
-                        root=column.root,
-                        real_root=Path(os.path.realpath(column.root)),
+                        root=root,
+                        real_root=root if column.storage else Path(os.path.realpath(root)),
                         delete=column.delete,
                         timestamp=timestamp,
+                        storage=column.storage is not None,
                     )
                 )
     return found

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -24,7 +23,7 @@ logger = logging.getLogger(__name__)
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class FileSource:
     column: str
-    root: Path
+    root: str  # where the outbox says the files live (FileColumn.location)
     source: str
 
 
@@ -376,7 +375,7 @@ def _files(
             found.append(
                 FileSource(
                     column=column.name,
-                    root=file_column.root,
+                    root=file_column.location,
                     source=f"table:{relation.display}.{column.name}",
                 )
             )

@@ -43,14 +43,14 @@ def check(tmp_path: Path, database: str, retention: Any) -> tuple[int, str]:
             {
                 "tables": [
                     {
-                        "model": "shop.Document",
+                        "model": "shop.Poster",
                         "timestamp": "created_at",
                         "files": [{"field": "file"}],
                     }
                 ]
             },
             "retention.E004",
-            ["InMemoryStorage", "not local"],
+            ["ReadOnlyStorage", "does not implement delete", "delete = false"],
         ),
     ],
 )

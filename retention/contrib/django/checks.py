@@ -4,7 +4,7 @@ on, never a traceback.
 - retention.E001: the settings are invalid (the message of `retention config`, key by key);
 - retention.E002: a policy names an unknown model;
 - retention.E003: a policy names an unknown field, or one of the wrong kind;
-- retention.E004: a FileField's storage is not local (not supported yet);
+- retention.E004: a FileField's storage cannot delete files (no `delete` or `exists` of its own);
 - retention.E005: "procrastinate.contrib.django" is not in INSTALLED_APPS;
 - retention.W001: a policy's timestamp field has no index starting with it;
 - retention.W002: the retention tasks were already added to Procrastinate's app (by a

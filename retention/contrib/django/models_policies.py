@@ -23,9 +23,11 @@ from django.core.exceptions import FieldDoesNotExist
 from django.core.files import storage as storage_mod
 from django.db import models
 
+from retention.files import storages as retention_storages
+
 UNKNOWN_MODEL = "retention.E002"
 UNKNOWN_FIELD = "retention.E003"
-NOT_LOCAL = "retention.E004"
+CANNOT_DELETE = "retention.E004"
 
 
 class ModelProblem(ValueError):
@@ -145,17 +147,35 @@ class Resolver:
                 storage=storage,
             )
         )
-        if root is None:
-            raise ModelProblem(
-                NOT_LOCAL,
-                f"{label(model)}.{name}: its storage {type(storage).__module__}."
-                f"{type(storage).__qualname__} is not local (not a FileSystemStorage): not "
-                "supported yet; keep its files with `delete = false`, or use a "
-                "FileSystemStorage",
-            )
         out["column"] = column
-        out["root"] = str(root)
+        if root is None and out.get("delete", True):
+            missing = [
+                method
+                for method in ("delete", "exists")
+                if getattr(type(storage), method, None) is getattr(storage_mod.Storage, method)
+            ]
+            if missing:
+                raise ModelProblem(
+                    CANNOT_DELETE,
+                    f"{label(model)}.{name}: its storage {type(storage).__module__}."
+                    f"{type(storage).__qualname__} does not implement {' and '.join(missing)}: "
+                    "retention cannot delete its files; implement them, or keep the files with "
+                    "`delete = false`",
+                )
+        if root is None:
+            # Not a local directory: the files go through the storage's own API, by the key the
+            # outbox names it with (registered in this process, where retention runs).
+            key = storage_key(model, name)
+            retention_storages.register(key, storage)
+            out["storage"] = key
+        else:
+            out["root"] = str(root)
         return out
+
+
+def storage_key(model: type[models.Model], field: str) -> str:
+    """The key a FileField's storage is registered under: `django:app_label.Model.field`."""
+    return f"django:{label(model)}.{field}"
 
 
 def _list(value: Any) -> list[Any]:
