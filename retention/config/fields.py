@@ -26,6 +26,9 @@ MAX_BATCH_SECONDS = 3600.0
 MAX_RUN_SECONDS = 7 * 86400.0
 MIN_LOCK_TIMEOUT = durations.ONE_MILLISECOND
 MAX_LOCK_TIMEOUT = dt.timedelta(seconds=MAX_BATCH_SECONDS)
+# Pacing: a pause between two batches of at most an hour, a replica lag bound of at most a day.
+MAX_PAUSE = dt.timedelta(hours=1)
+MAX_REPLICATION_LAG = dt.timedelta(days=1)
 MAX_DAYS = durations.MAX_DAYS
 WHERE_INT_RANGE = (-(2**63), 2**63 - 1)
 

@@ -36,6 +36,8 @@ from retention.config.fields import (
     MAX_BATCH_SIZE,
     MAX_DAYS,
     MAX_LOCK_TIMEOUT,
+    MAX_PAUSE,
+    MAX_REPLICATION_LAG,
     MAX_RUN_SECONDS,
     MIN_LOCK_TIMEOUT,
     Cron,
@@ -114,6 +116,19 @@ class Settings(BaseSettings):
         "counts it in whole milliseconds, and 0 would mean no timeout at all), shorter than "
         "max_batch_seconds.",
     )
+    pause_between_batches: Duration | None = Field(
+        None,
+        description="Pause before each delete batch but a run's first, counted from the end of "
+        "the previous one, plus a random 0 to 25% of it (jitter), e.g. 200ms: more than 0, at "
+        "most 1h, shorter than max_run_seconds; unset: no pause. A dry run does not pause.",
+    )
+    max_replication_lag: Duration | None = Field(
+        None,
+        description="Before each delete batch, wait while a standby in pg_stat_replication "
+        "replays further behind than this (e.g. 30s), up to the run's time budget; then the run "
+        "stops (`replica lag`) and the next one goes on: more than 0, at most 1d; unset: no "
+        "check. The role needs pg_read_all_stats (or pg_monitor) to see the lag.",
+    )
     delete_jobs: Literal["always", "successful", "never"] = Field(
         "never", description="Worker policy: delete jobs when they finish."
     )
@@ -182,6 +197,35 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"lock_timeout ({shown}) must be shorter than max_batch_seconds ({batch:g}): "
                 "lower lock_timeout or raise max_batch_seconds"
+            )
+        return value
+
+    @field_validator("pause_between_batches")
+    @classmethod
+    def _pause_fits(cls, value: dt.timedelta | None, info: ValidationInfo) -> dt.timedelta | None:
+        if value is None:
+            return value
+        shown = durations.format_duration(value)
+        if value > MAX_PAUSE:
+            raise ValueError(
+                f"{shown} is too long: a pause between batches is at most 1h; give e.g. 200ms"
+            )
+        budget = info.data.get("max_run_seconds")
+        if budget is not None and value.total_seconds() >= budget:
+            raise ValueError(
+                f"pause_between_batches ({shown}) must be shorter than max_run_seconds "
+                f"({budget:g}): a run would pause past its time budget after one batch; lower "
+                "the pause or raise max_run_seconds"
+            )
+        return value
+
+    @field_validator("max_replication_lag")
+    @classmethod
+    def _lag_fits(cls, value: dt.timedelta | None) -> dt.timedelta | None:
+        if value is not None and value > MAX_REPLICATION_LAG:
+            raise ValueError(
+                f"{durations.format_duration(value)} is too long: max_replication_lag is at "
+                "most 1d; give e.g. 30s"
             )
         return value
 

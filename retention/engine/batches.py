@@ -9,6 +9,12 @@ size adapts so that a transaction stays well under `max_batch_seconds`; a lock w
 walk stops between batches when the time budget is spent or the run is aborted; what is left is
 found again by the next run, which starts from the beginning of each walk (deleted rows are gone,
 so nothing already deleted is ever scanned again).
+
+Pacing (see Limits): before each batch but the run's first, a real walk pauses for
+`pause_between_batches` (plus up to PAUSE_JITTER of it), counted from the end of the previous
+batch; then, with `max_replication_lag`, it waits while a standby replays further behind than
+that (see Replication), up to the time budget, after which the walk stops with
+StopReason.REPLICA_LAG. A dry run neither pauses nor waits: it counts what a real run would do.
 """
 
 from __future__ import annotations
@@ -38,6 +44,13 @@ MIN_BATCH_SIZE = 10
 TARGET_SHARE = 0.5
 MAX_BACKOFFS = 8
 SAMPLE_SIZE = 5
+# A pause lasts pause_between_batches plus a random share of it, up to this one (0.25: +25%),
+# so that several paced runs (one per database) do not fall into step.
+PAUSE_JITTER = 0.25
+# How often a walk waiting for replica lag reads pg_stat_replication again, and the longest
+# sleep between two looks at the abort flag and the time budget.
+LAG_POLL_SECONDS = 1.0
+SLEEP_SLICE_SECONDS = 0.25
 
 
 class Deleter(Protocol):
@@ -114,13 +127,92 @@ class Target:
     deleter: Deleter
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Standby:
+    """One replaying WAL receiver as pg_stat_replication shows it (see pacing.sql)."""
+
+    pid: int
+    name: str
+    visible: bool
+    replay_lag_seconds: float | None
+    replay_lsn: str | None
+    behind_bytes: float | None
+
+
+class Replication:
+    """The standbys' replay lag, read from pg_stat_replication on the primary.
+
+    A standby's lag is PostgreSQL's `replay_lag` while it has WAL left to replay; once it has
+    replayed everything it was sent, its lag is 0 (PostgreSQL keeps showing the last measure for a
+    while). When PostgreSQL has no measure (`replay_lag` NULL: it measures only between standby
+    replies, and not at all when replay stalls right after an idle spell) but WAL is waiting to be
+    replayed, the lag is how long this run has seen the standby's replay position stand still:
+    a lower bound of the true lag, never a guess above it. A WAL sender whose details the role
+    cannot read (it needs pg_read_all_stats, e.g. through pg_monitor) has an unknown lag: it is
+    said once in `warnings`, never counted as 0."""
+
+    def __init__(self, max_lag: dt.timedelta) -> None:
+        self.max_lag = max_lag
+        self.warnings: list[str] = []
+        self._stalled: dict[int, tuple[str, float]] = {}
+
+    def standbys(self, conn: psycopg.Connection) -> list[Standby]:
+        with conn.cursor(row_factory=dict_row) as cur:
+            return [Standby(**row) for row in cur.execute(queries.text("replication_lag"))]
+
+    def lag(self, conn: psycopg.Connection) -> float | None:
+        """The lag in seconds of the standby furthest behind, None when no standby's is known."""
+        found = self.standbys(conn)
+        hidden = [s for s in found if not s.visible]
+        if hidden and not self.warnings:
+            user = conn.info.user
+            self.warnings.append(
+                f"max_replication_lag: role {user!r} cannot see the replay lag of "
+                f"{len(hidden)} standby(s) in pg_stat_replication, so it was not checked; "
+                f"grant it pg_read_all_stats (GRANT pg_monitor TO {user} includes it)"
+            )
+            logger.warning(
+                "%s",
+                self.warnings[-1],
+                extra={"action": "replica_lag_hidden", "standbys": len(hidden)},
+            )
+        now = time.monotonic()
+        lags = [self._lag(standby, now) for standby in found if standby.visible]
+        return max(lags, default=None)
+
+    def _lag(self, standby: Standby, now: float) -> float:
+        if not standby.behind_bytes:
+            self._stalled.pop(standby.pid, None)
+            return 0.0
+        lsn = standby.replay_lsn or ""
+        seen = self._stalled.get(standby.pid)
+        if seen is None or seen[0] != lsn:
+            seen = self._stalled[standby.pid] = (lsn, now)
+        return max(standby.replay_lag_seconds or 0.0, now - seen[1])
+
+
 @dataclasses.dataclass(kw_only=True)
 class Limits:
+    """A run's bounds, shared by its walks: batch size and duration, lock wait, time budget,
+    abort, and pacing (`pause` between batches, `replication` lag; None: none). `last_batch_end`
+    is when the run's previous batch ended (time.monotonic())."""
+
     batch_size: int
     max_batch_seconds: float
     lock_timeout: dt.timedelta
     deadline: float
     should_abort: Callable[[], bool] = lambda: False
+    pause: dt.timedelta | None = None
+    replication: Replication | None = None
+    last_batch_end: float | None = None
+
+    @property
+    def paced(self) -> bool:
+        return self.pause is not None or self.replication is not None
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(self.replication.warnings) if self.replication is not None else ()
 
     def stop_reason(self) -> results.StopReason | None:
         if self.should_abort():
@@ -160,6 +252,24 @@ class Result:
     stopped: results.StopReason | None = None
     resume: results.Resume | None = None
     fraction: float = 0.0
+    paced: bool = False
+    pauses: int = 0
+    paused_seconds: float = 0.0
+    lag_waits: int = 0
+    lag_wait_seconds: float = 0.0
+    max_lag_seconds: float | None = None
+    waiting: str | None = None
+
+    def pacing(self) -> results.Pacing | None:
+        if not self.paced:
+            return None
+        return results.Pacing(
+            pauses=self.pauses,
+            paused_seconds=self.paused_seconds,
+            lag_waits=self.lag_waits,
+            lag_wait_seconds=self.lag_wait_seconds,
+            max_lag_seconds=self.max_lag_seconds,
+        )
 
     def freeze(self) -> results.Walk:
         return results.Walk(
@@ -175,6 +285,8 @@ class Result:
             stopped=self.stopped,
             resume=self.resume,
             fraction=self.fraction,
+            pacing=self.pacing(),
+            waiting=self.waiting,
         )
 
 
@@ -190,7 +302,7 @@ def run(
     on_progress: ProgressCallback | None = None,
 ) -> Result:
     """Walk every segment of `target`, batch by batch. `conn` must be in autocommit mode."""
-    result = Result(target=target.name, dry_run=dry_run)
+    result = Result(target=target.name, dry_run=dry_run, paced=limits.paced)
     size = min(limits.batch_size, INITIAL_BATCH_SIZE)
     total = max(len(target.segments), 1)
     for index, segment in enumerate(target.segments):
@@ -246,6 +358,8 @@ class _Walk:
         self.fused = segment.fused if not dry_run else None
         self.skip_locked = False
         self.query = self._query()
+        self.progress: Callable[[float], None] = lambda fraction: None
+        self.fraction = 0.0
 
     def _query(self) -> queries.Statement:
         if self.fused is not None:
@@ -257,8 +371,9 @@ class _Walk:
     def run(self, size: int, progress: Callable[[float], None]) -> int:
         key = self.segment.start
         backoffs = 0
+        self.progress = progress
         while True:
-            reason = self.limits.stop_reason()
+            reason = self.limits.stop_reason() or self._pace()
             if reason:
                 self._stop(reason, key)
                 return size
@@ -296,7 +411,8 @@ class _Walk:
                 time.sleep(random.uniform(0.01, 0.05) * backoffs)
                 continue
             backoffs = 0
-            elapsed = time.monotonic() - started
+            self.limits.last_batch_end = time.monotonic()
+            elapsed = self.limits.last_batch_end - started
             self.result.batches += 1
             self.result.longest_batch_seconds = max(self.result.longest_batch_seconds, elapsed)
             self.result.scanned += batch.scanned
@@ -305,11 +421,80 @@ class _Walk:
                 return size
             key = batch.last
             if self.segment.progress is not None:
-                progress(self.segment.progress(key))
+                self.fraction = self.segment.progress(key)
+                progress(self.fraction)
             if batch.scanned < size:
                 progress(1.0)
                 return size
             size = _adapt(size, elapsed, self.limits)
+
+    def _pace(self) -> results.StopReason | None:
+        """Before a batch: the pause since the run's previous batch, then the wait for the
+        replicas (see the module's docstring); why the walk stops meanwhile, if it does."""
+        limits, result = self.limits, self.result
+        if limits.pause is not None and limits.last_batch_end is not None:
+            result.pauses += 1
+            if not self.dry_run:
+                share = 1 + random.uniform(0, PAUSE_JITTER)
+                started = time.monotonic()
+                reason = self._sleep_until(
+                    limits.last_batch_end + limits.pause.total_seconds() * share
+                )
+                result.paused_seconds += time.monotonic() - started
+                if reason:
+                    return reason
+        if limits.replication is not None:
+            return self._wait_for_replicas(limits.replication)
+        return None
+
+    def _sleep_until(self, moment: float) -> results.StopReason | None:
+        """Sleep until `moment` (time.monotonic()), in slices; the abort or the time budget, when
+        one of them ends the sleep first."""
+        while True:
+            reason = self.limits.stop_reason()
+            if reason:
+                return reason
+            left = moment - time.monotonic()
+            if left <= 0:
+                return None
+            time.sleep(min(left, SLEEP_SLICE_SECONDS))
+
+    def _wait_for_replicas(self, replication: Replication) -> results.StopReason | None:
+        """Wait while a standby replays further behind than max_replication_lag, up to the time
+        budget (then: StopReason.REPLICA_LAG); a dry run only counts the wait."""
+        result = self.result
+        since: float | None = None
+        try:
+            while True:
+                lag = replication.lag(self.conn)
+                if lag is not None:
+                    result.max_lag_seconds = max(result.max_lag_seconds or 0.0, lag)
+                if lag is None or lag <= replication.max_lag.total_seconds():
+                    return None
+                if since is None:
+                    result.lag_waits += 1
+                    if self.dry_run:
+                        return None
+                    since = time.monotonic()
+                    result.waiting = results.WAITING_FOR_REPLICA_LAG
+                    logger.info(
+                        "%s waits for replica lag: %.1f s behind, more than %s",
+                        self.target.name,
+                        lag,
+                        durations.format_duration(replication.max_lag),
+                        extra={"action": "replica_lag_wait", "target": self.target.name},
+                    )
+                self.progress(self.fraction)
+                reason = self._sleep_until(time.monotonic() + LAG_POLL_SECONDS)
+                if reason is results.StopReason.TIME_BUDGET:
+                    return results.StopReason.REPLICA_LAG
+                if reason:
+                    return reason
+        finally:
+            if since is not None:
+                result.lag_wait_seconds += time.monotonic() - since
+                result.waiting = None
+                self.progress(self.fraction)
 
     def _settings(self) -> queries.Statement:
         """The statement that sets the batch's transaction parameters (SET LOCAL)."""

@@ -35,6 +35,7 @@ class Run:
     started_at: dt.datetime
     holds_lock: bool = False
     _last_write: float = 0.0
+    _waiting: str | None = None
 
     def progress(
         self,
@@ -44,19 +45,24 @@ class Run:
         *,
         force: bool = False,
     ) -> None:
-        """Record how far the run is, at most once a PROGRESS_INTERVAL_SECONDS unless forced;
-        `summary` makes the partial summary when it is written."""
+        """Record how far the run is, at most once a PROGRESS_INTERVAL_SECONDS unless forced or
+        the run starts or stops waiting (its stage then reads e.g. `jobs: waiting for replica
+        lag`); `summary` makes the partial summary."""
         now = time.monotonic()
-        if not force and now - self._last_write < PROGRESS_INTERVAL_SECONDS:
+        partial = summary()
+        waiting = partial.waiting
+        changed = waiting != self._waiting
+        if not (force or changed) and now - self._last_write < PROGRESS_INTERVAL_SECONDS:
             return
         self._last_write = now
+        self._waiting = waiting
         self.conn.execute(
             queries.text("progress_run"),
             {
                 "id": self.id,
-                "stage": stage,
+                "stage": stage if waiting is None else f"{stage}: waiting for {waiting}",
                 "progress": None if fraction is None else round(100 * fraction, 1),
-                "summary": Jsonb(summary().to_json()),
+                "summary": Jsonb(partial.to_json()),
             },
         )
 

@@ -27,11 +27,16 @@ class StopReason(enum.StrEnum):
     TIME_BUDGET = "time budget spent"
     LOCK_CONTENTION = "lock contention"
     DRAIN_BUSY = "another drain is in progress"
+    REPLICA_LAG = "replica lag"
 
     @property
     def ends_run(self) -> bool:
         """Whether the run stops here (the next stages would meet the same limit)."""
-        return self in (StopReason.ABORTED, StopReason.TIME_BUDGET)
+        return self in (StopReason.ABORTED, StopReason.TIME_BUDGET, StopReason.REPLICA_LAG)
+
+
+# What a walk is waiting for, between two batches (the ledger's stage says so meanwhile).
+WAITING_FOR_REPLICA_LAG = "replica lag"
 
 
 def jsonable(value: Any) -> Any:
@@ -61,8 +66,32 @@ class Resume:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class Pacing:
+    """How a walk was paced (`pause_between_batches`, `max_replication_lag`). In a dry run,
+    nothing sleeps or waits: `pauses` and `lag_waits` count what a real run would have done."""
+
+    pauses: int = 0
+    paused_seconds: float = 0.0
+    lag_waits: int = 0
+    lag_wait_seconds: float = 0.0
+    max_lag_seconds: float | None = None
+
+    def to_json(self) -> JSON:
+        return {
+            "pauses": self.pauses,
+            "paused_seconds": round(self.paused_seconds, 3),
+            "lag_waits": self.lag_waits,
+            "lag_wait_seconds": round(self.lag_wait_seconds, 3),
+            "max_lag_seconds": (
+                None if self.max_lag_seconds is None else round(self.max_lag_seconds, 3)
+            ),
+        }
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Walk:
-    """What the engine did for one target: its figures, frozen."""
+    """What the engine did for one target: its figures, frozen. `pacing` is None when no pacing
+    is configured; `waiting` names what the walk is waiting for (in a partial summary)."""
 
     deleted: int = 0
     counts: Mapping[str, int] = dataclasses.field(default_factory=dict)
@@ -76,6 +105,17 @@ class Walk:
     stopped: StopReason | None = None
     resume: Resume | None = None
     fraction: float = 0.0
+    pacing: Pacing | None = None
+    waiting: str | None = None
+
+    def paced(self) -> JSON:
+        """The pacing figures and the wait in progress, as JSON (empty when not paced)."""
+        data: JSON = {}
+        if self.pacing is not None:
+            data["pacing"] = self.pacing.to_json()
+        if self.waiting is not None:
+            data["waiting"] = self.waiting
+        return data
 
     def figures(self) -> JSON:
         """The engine's part of a section, as JSON."""
@@ -89,6 +129,7 @@ class Walk:
             "lock_backoffs": self.lock_backoffs,
             "stopped": _stopped(self.stopped),
             "resume": self.resume.to_json() if self.resume else {},
+            **self.paced(),
         }
 
 
@@ -254,6 +295,7 @@ class SweepSection:
             "sample": list(self.sample),
             "batches": self.walk.batches,
             "stopped": _stopped(self.stopped),
+            **self.walk.paced(),
             **self.details,
         }
         if self.errors:
@@ -293,6 +335,16 @@ class SweepStage:
 Section = JobsSection | TablesStage | OutboxSection | SweepStage
 
 
+def _walks(section: Section) -> list[Walk]:
+    if isinstance(section, JobsSection):
+        return [section.walk]
+    if isinstance(section, TablesStage):
+        return [table.walk for table in section.tables.values()]
+    if isinstance(section, SweepStage):
+        return [root.walk for root in section.roots.values()]
+    return []
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RunSummary:
     """One run: its sections by stage name (jobs, tables, files, directories, orphans)."""
@@ -305,10 +357,20 @@ class RunSummary:
     stopped: StopReason | None = None
     seconds: float | None = None
     error: str | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
         return self.status == "succeeded" and self.stopped is None
+
+    @property
+    def waiting(self) -> str | None:
+        """What the run is waiting for now (a partial summary of a running run), if anything."""
+        for section in self.sections.values():
+            for walk in _walks(section):
+                if walk.waiting is not None:
+                    return walk.waiting
+        return None
 
     def section(self, stage: str) -> Section | None:
         return self.sections.get(stage)
@@ -332,6 +394,10 @@ class RunSummary:
             data["seconds"] = self.seconds
         if self.error:
             data["error"] = self.error
+        if self.warnings:
+            data["warnings"] = list(self.warnings)
+        if self.waiting is not None:
+            data["waiting"] = self.waiting
         return data
 
 

@@ -66,6 +66,12 @@ def limits_for(
         lock_timeout=settings.lock_timeout,
         deadline=time.monotonic() + settings.max_run_seconds,
         should_abort=should_abort or (lambda: False),
+        pause=settings.pause_between_batches,
+        replication=(
+            batches.Replication(settings.max_replication_lag)
+            if settings.max_replication_lag is not None
+            else None
+        ),
     )
 
 

@@ -52,6 +52,7 @@ class Context:
             status=status,
             sections=dict(self.sections),
             stopped=self.stopped,
+            warnings=self.limits.warnings,
             **extra,
         )
 
