@@ -138,6 +138,10 @@ class JobsSection:
     """The jobs stage (prune or purge): jobs deleted with their events."""
 
     walk: Walk
+    # Jobs the policy or purge would delete but for a legal hold, and by which holds (a
+    # purge's: each hold's id, reason and how many jobs it names); None when not counted.
+    held: int | None = None
+    held_by: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def deleted(self) -> int:
@@ -156,6 +160,10 @@ class JobsSection:
         data: JSON = {"deleted": self.deleted}
         if self.events is not None:
             data["events"] = self.events
+        if self.held is not None:
+            data["held"] = self.held
+        if self.held_by:
+            data["held_by"] = [dict(entry) for entry in self.held_by]
         return {**data, **self.walk.figures()}
 
 
@@ -183,6 +191,8 @@ class TableSection:
     partition_errors: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     stopped_in_partitions: StopReason | None = None
+    # Rows the policy would delete but for a legal hold (their children and files stay too).
+    held: int = 0
 
     @property
     def deleted(self) -> int:
@@ -207,6 +217,7 @@ class TableSection:
             "deleted": self.deleted,
             "child_rows": self.child_rows,
             "files_queued": self.files_queued,
+            "held": self.held,
             **self.walk.figures(),
             "stopped": _stopped(self.stopped),
             "cutoff": self.cutoff.isoformat(),

@@ -1,28 +1,35 @@
 """Deleting jobs by id with their events, as a batch of the engine does outside the prune's fused
-statement (a purge, a dry run's count of events)."""
+statement (a purge, a dry run's count of events). A held job is never deleted: the statement that
+deletes reads the holds itself."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import psycopg
 
+from retention.holds import conditions as holds
 from retention.pg import queries
+
+# What a jobs target says of the jobs holds kept: how many, and by which holds.
+HeldCount = Callable[[psycopg.Connection], tuple[int, tuple[Mapping[str, Any], ...]]]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class JobDeleter:
     """Deletes jobs with their events. With `unchanged_since`, a job that changed state at or
-    after it (retried and finished again while the batch was being selected) is left alone."""
+    after it (retried and finished again while the batch was being selected) is left alone.
+    `held` counts, after the walk, the jobs of its target that holds kept."""
 
     unchanged_since: dt.datetime | None = None
+    held: HeldCount | None = None
 
     def delete(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
-        row = cur.execute(
-            queries.text("delete_jobs"), {"ids": ids, "since": self.unchanged_since}
-        ).fetchone()
+        statement = queries.get("delete_jobs").format(held=holds.job_held("j"))
+        row = cur.execute(statement, {"ids": ids, "since": self.unchanged_since}).fetchone()
         assert row is not None
         return {"deleted": row[0], "events": row[1]}
 

@@ -13,6 +13,7 @@ from psycopg import sql
 
 from retention.config import policies
 from retention.engine import batches
+from retention.holds import conditions as holds
 from retention.jobs import deleter, policy
 from retention.pg import queries
 
@@ -43,8 +44,9 @@ def prune_target(
         if row and row[0] is not None:
             live.append(walk)
             oldest.append(row[0])
+    counter = deleter.JobDeleter(held=lambda c: (held(c, jobs_policy, now), ()))
     if not live:
-        return batches.Target(name="jobs", segments=[], deleter=deleter.JobDeleter())
+        return batches.Target(name="jobs", segments=[], deleter=counter)
     select, fused = _prune_queries(jobs_policy, live)
     settle = sql.SQL("SELECT {}").format(
         sql.SQL(", ").join(sql.SQL("({})").format(_oldest_query(walk)) for walk in live)
@@ -62,7 +64,7 @@ def prune_target(
         groups=policy.GROUPS,
         progress=_time_progress(min(oldest), max(walk.cutoff for walk in live)),
     )
-    return batches.Target(name="jobs", segments=[segment], deleter=deleter.JobDeleter())
+    return batches.Target(name="jobs", segments=[segment], deleter=counter)
 
 
 def _cutoff_name(walk: policy.Walk) -> str:
@@ -81,21 +83,36 @@ def _counts_tuples(conn: psycopg.Connection) -> bool:
 
 
 def eligible(
-    conn: psycopg.Connection, jobs_policy: policies.JobsPolicy, now: dt.datetime
+    conn: psycopg.Connection,
+    jobs_policy: policies.JobsPolicy,
+    now: dt.datetime,
+    *,
+    held_only: bool = False,
 ) -> dict[str, tuple[int, dt.datetime | None]]:
-    """Per final status: how many jobs a run would delete now, and the oldest finish among them.
-    The prune walk's conditions, counted in one statement per walk."""
+    """Per final status: how many jobs a run would delete now, and the oldest finish among them
+    (with `held_only`: how many it would delete but for a hold). The prune walk's conditions,
+    counted in one statement per walk."""
     found: dict[str, tuple[int, dt.datetime | None]] = {}
+    hold = holds.job_held("j")
     for walk in policy.walks(jobs_policy, now):
         query = queries.get("eligible_jobs").format(
             event_type=sql.Literal(walk.event_type),
             statuses=sql.SQL(", ").join(sql.Literal(status) for status in walk.statuses),
             age=policy.status_age(jobs_policy, walk.statuses),
+            hold=hold if held_only else sql.SQL("NOT {}").format(hold),
         )
         for status, count, oldest in conn.execute(query, {"cutoff": walk.cutoff, "now": now}):
             before, first = found.get(status, (0, None))
             found[status] = (before + count, min(o for o in (first, oldest) if o is not None))
     return found
+
+
+def held(conn: psycopg.Connection, jobs_policy: policies.JobsPolicy, now: dt.datetime) -> int:
+    """How many jobs the prune would delete now but for a hold (0 without any job hold)."""
+    row = conn.execute(holds.holds_on_jobs()).fetchone()
+    if not (row and row[0]):
+        return 0
+    return sum(count for count, _ in eligible(conn, jobs_policy, now, held_only=True).values())
 
 
 def _prune_queries(
@@ -117,6 +134,7 @@ def _prune_queries(
         ),
         "age": policy.status_age(jobs_policy, statuses),
         "no_later_change": queries.get("prune_jobs_no_later_change"),
+        "held": holds.job_held("j"),
     }
     branches = sql.SQL(" UNION ALL ").join(
         queries.get("prune_jobs_scan_type").format(
@@ -135,7 +153,9 @@ def _prune_queries(
         ),
         skip_locked=queries.get("prune_jobs_fused").format(
             scan=scan,
-            delete=queries.get("prune_jobs_delete_skip_locked").format(eligible=eligible),
+            delete=queries.get("prune_jobs_delete_skip_locked").format(
+                eligible=eligible, held=conditions["held"]
+            ),
         ),
     )
     return select, fused

@@ -13,6 +13,7 @@ from psycopg import sql
 from retention import errors
 from retention.config import durations, globs
 from retention.engine import batches
+from retention.holds import conditions as holds
 from retention.jobs import deleter, policy
 from retention.pg import queries
 
@@ -113,8 +114,8 @@ def check_purge(conn: psycopg.Connection, filters: PurgeFilters) -> None:
             raise errors.ConfigError(f"no job with id {', '.join(map(str, missing))}")
 
 
-def purge_target(filters: PurgeFilters) -> batches.Target:
-    params = {
+def _params(filters: PurgeFilters) -> dict[str, Any]:
+    return {
         "statuses": list(filters.statuses or FINAL),
         "ids": list(filters.job_ids) or None,
         "queue_re": globs.to_regex(filters.queue) if filters.queue else None,
@@ -122,6 +123,23 @@ def purge_target(filters: PurgeFilters) -> batches.Target:
         "before": filters.finished_before,
     }
 
+
+def held(conn: psycopg.Connection, filters: PurgeFilters) -> tuple[int, tuple[dict[str, Any], ...]]:
+    """The finished jobs the purge matches that holds keep: how many, and by which holds (each
+    hold's id, reason and how many of them it names)."""
+    matched = sql.SQL(queries.text("purge_jobs_select").rstrip().rstrip(";")).format(
+        hold=holds.job_held("j"), lock=sql.SQL("")
+    )
+    statement = queries.get("held_jobs_by_hold").format(matched=matched, active=holds.active())
+    row = conn.execute(statement, {**_params(filters), "after_id": 0, "limit": None}).fetchone()
+    if row is None:
+        return 0, ()
+    return int(row[0]), tuple(row[1])
+
+
+def purge_target(filters: PurgeFilters) -> batches.Target:
+    params = _params(filters)
+    hold = sql.SQL("NOT {}").format(holds.job_held("j"))
     select = queries.get("purge_jobs_select")
 
     def batch_params(after: tuple[Any, ...], limit: int) -> dict[str, Any]:
@@ -129,8 +147,8 @@ def purge_target(filters: PurgeFilters) -> batches.Target:
 
     segment = batches.Segment(
         name="purge",
-        select=select.format(lock=sql.SQL("")),
-        locking_select=select.format(lock=sql.SQL("FOR UPDATE OF j SKIP LOCKED")),
+        select=select.format(hold=hold, lock=sql.SQL("")),
+        locking_select=select.format(hold=hold, lock=sql.SQL("FOR UPDATE OF j SKIP LOCKED")),
         params=batch_params,
         start=(0,),
         key=("job_id",),
@@ -140,5 +158,7 @@ def purge_target(filters: PurgeFilters) -> batches.Target:
     return batches.Target(
         name="jobs",
         segments=[segment],
-        deleter=deleter.JobDeleter(unchanged_since=filters.finished_before),
+        deleter=deleter.JobDeleter(
+            unchanged_since=filters.finished_before, held=lambda conn: held(conn, filters)
+        ),
     )

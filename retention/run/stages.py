@@ -20,7 +20,7 @@ from retention.config import policies
 from retention.config import settings as settings_mod
 from retention.engine import batches, ledger, results
 from retention.files import directories, orphans, outbox, references, sweeps
-from retention.jobs import prune
+from retention.jobs import deleter, prune
 from retention.tables import planning
 from retention.tables import prune as table_prune
 
@@ -116,7 +116,9 @@ def walk(ctx: Context, stage: str, target: batches.Target) -> results.JobsSectio
         ctx.report(stage, results.JobsSection(walk=partial.freeze()), partial.fraction)
 
     result = batches.run(ctx.conn, target, ctx.limits, dry_run=ctx.dry_run, on_progress=report)
-    return results.JobsSection(walk=result.freeze())
+    counted = target.deleter.held if isinstance(target.deleter, deleter.JobDeleter) else None
+    held, held_by = counted(ctx.conn) if counted is not None else (None, ())
+    return results.JobsSection(walk=result.freeze(), held=held, held_by=held_by)
 
 
 C = TypeVar("C")

@@ -15,6 +15,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from retention.engine import batches, results
+from retention.holds import conditions as holds
 from retention.pg import catalog, queries
 from retention.tables import delete, planning
 
@@ -27,7 +28,8 @@ def droppable(
     conn: psycopg.Connection, plan: planning.Plan, cutoff: dt.datetime
 ) -> list[catalog.Partition]:
     """Partitions whose every possible row is older than the cutoff, oldest first. Never with
-    filters (a partition drop would take rows the filters keep)."""
+    filters (a partition drop would take rows the filters keep), never one holding a row a legal
+    hold names (its rows go row by row, by the walk, which leaves the held ones)."""
     if not plan.partitioned or plan.filters:
         return []
     found = [p for p in catalog.partitions(conn, plan.relation.oid) if p.upper is not None]
@@ -38,7 +40,22 @@ def droppable(
         queries.get("bounds_before").format(ts_type=plan.timestamp.cast),
         {"bounds": list(by_bound), "cutoff": cutoff},
     ).fetchall()
-    return [by_bound[bound] for bound, before in rows if before]
+    return [
+        by_bound[bound]
+        for bound, before in rows
+        if before and not _held(conn, plan, by_bound[bound])
+    ]
+
+
+def _held(
+    conn: psycopg.Connection | psycopg.Cursor[Any],
+    plan: planning.Plan,
+    partition: catalog.Partition,
+) -> bool:
+    """Whether the partition holds a row a legal hold names."""
+    statement = holds.partition_held(plan.relation, plan.key, partition.ident)
+    row = conn.execute(statement).fetchone()
+    return bool(row and row[0])
 
 
 def _drop_one(
@@ -47,15 +64,25 @@ def _drop_one(
     partition: catalog.Partition,
     params: dict[str, Any],
     dry_run: bool,
-) -> results.PartitionDrop:
+) -> results.PartitionDrop | None:
     """Children of the partition's rows first (all of them: a cascade does not reach across a
-    detach), its files into the outbox, then DETACH and DROP. In a dry run: the counts."""
+    detach), its files into the outbox, then DETACH and DROP. In a dry run: the counts. None,
+    nothing done, when a legal hold names a row of it now (placed since `droppable` looked):
+    the row-by-row walk takes its other rows."""
     scan = bool(plan.files or plan.children)
     everything = sql.SQL("true")
     child_rows = files = 0
     rows = partition.estimated_rows
     if not dry_run:
         cur.execute(queries.get("lock_partition").format(partition=partition.ident))
+        if _held(cur, plan, partition):
+            logger.info(
+                "partition %s of %s holds a held row: pruned row by row instead",
+                partition.display,
+                plan.name,
+                extra={"action": "partition_held", "table": plan.name},
+            )
+            return None
     for child in plan.children:
         match = delete.child_match(child, partition.ident, everything, batch=False)
         name = "rows_preview" if dry_run else "rows_delete"
@@ -156,8 +183,9 @@ def drop(
             continue
         attempts = 0
         del todo[: len(went)]
-        dropped.extend(went)
-        for outcome in went:
+        outcomes = [outcome for outcome in went if outcome is not None]
+        dropped.extend(outcomes)
+        for outcome in outcomes:
             logger.info(
                 "%s partition %s of %s",
                 "would drop" if dry_run else "dropped",
@@ -183,11 +211,11 @@ def _drop_group(
     limits: batches.Limits,
     budget: float,
     dry_run: bool,
-) -> list[results.PartitionDrop]:
+) -> list[results.PartitionDrop | None]:
     """One transaction: partitions from the start of `todo` until `budget` seconds are spent
     (at least one)."""
     started = time.monotonic()
-    went: list[results.PartitionDrop] = []
+    went: list[results.PartitionDrop | None] = []
     timeout = f"{limits.lock_timeout_ms}ms"
     with conn.transaction(), conn.cursor() as cur:
         if dry_run:

@@ -15,6 +15,7 @@ from psycopg import sql
 from retention import errors
 from retention.config import policies
 from retention.config import settings as settings_mod
+from retention.holds import conditions as holds
 from retention.pg import catalog
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,15 @@ class Plan:
     warnings: tuple[str, ...]
 
     def eligible(self, alias: str = "t") -> sql.Composable:
-        """The policy's condition on a row: older than the cutoff, and every filter."""
+        """The policy's condition on a row: older than the cutoff, every filter, and no legal
+        hold names it (read by the statement itself: a hold placed during a run counts)."""
+        return sql.SQL("{} AND NOT {}").format(
+            self.condition(alias), holds.row_held(self.relation, self.key, alias)
+        )
+
+    def condition(self, alias: str = "t") -> sql.Composable:
+        """The policy's own condition on a row, holds aside: older than the cutoff, and every
+        filter."""
         t = sql.Identifier(alias)
         parts: list[sql.Composable] = [
             sql.SQL("{}.{} < %(cutoff)s::{}").format(

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import psycopg
 
 from retention.engine import batches, results
+from retention.holds import conditions as holds
 from retention.tables import delete, partitions, planning
 
 ProgressCallback = Callable[[results.TableSection, float], None]
@@ -29,8 +30,9 @@ def prune(
     droppable = partitions.droppable(conn, plan, cutoff)
     drops = partitions.drop(conn, plan, droppable, cutoff, limits, dry_run=dry_run, run_id=run_id)
 
-    def section(walk: results.Walk) -> results.TableSection:
+    def section(walk: results.Walk, held: int = 0) -> results.TableSection:
         return results.TableSection(
+            held=held,
             walk=walk,
             cutoff=cutoff,
             partitions=drops.dropped,
@@ -55,4 +57,17 @@ def prune(
         dry_run=dry_run,
         on_progress=report,
     )
-    return section(result.freeze())
+    return section(result.freeze(), held(conn, plan, cutoff))
+
+
+def held(conn: psycopg.Connection, plan: planning.Plan, cutoff: dt.datetime) -> int:
+    """How many rows the policy would delete now but for a legal hold (0 when no hold names the
+    table): driven by the holds."""
+    statement, params = holds.holds_on_table(plan.relation)
+    row = conn.execute(statement, params).fetchone()
+    if not (row and row[0]):
+        return 0
+    count = conn.execute(
+        holds.held_rows_count(plan.relation, plan.key, plan.condition("t")), plan.params(cutoff)
+    ).fetchone()
+    return int(count[0]) if count else 0

@@ -45,6 +45,7 @@ eligible AS MATERIALIZED (
      WHERE {leads_to}
        AND s.at < %(now)s - {age}
        AND {no_later_change}
+       AND NOT {held}
 )
 
 -- name: prune_jobs_no_later_change --
@@ -102,6 +103,7 @@ snapshot AS MATERIALIZED (
      WHERE j.id = s.job_id
        AND {leads_to}
        AND s.at < %(now)s - {age}
+       AND NOT {held}
        AND ((j.xmin = s.version AND j.xmin <> '2'::xid)
             OR ({no_later_change}
                 AND pg_visible_in_snapshot(
@@ -124,6 +126,7 @@ snapshot AS MATERIALIZED (
      WHERE j.xmin = el.version
        AND j.id = el.id
        AND j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
+       AND NOT {held}
        FOR UPDATE OF j SKIP LOCKED
 ), gone AS (
     DELETE FROM procrastinate_jobs j USING locked l WHERE j.ctid = l.row
@@ -176,6 +179,7 @@ SELECT j.status::text, count(*), min(e.at)
         WHERE later.job_id = e.job_id
           AND later.type NOT IN ('scheduled', 'abort_requested')
           AND (later.at, later.id) > (e.at, e.id))
+   AND {hold}
  GROUP BY 1;
 
 -- name: oldest_final_event --
@@ -201,6 +205,7 @@ SELECT j.id AS job_id, j.id, j.status::text AS status, j.queue_name AS queue,
    AND (%(ids)s::bigint[] IS NULL OR j.id = ANY(%(ids)s::bigint[]))
    AND (%(queue_re)s::text IS NULL OR j.queue_name ~ %(queue_re)s::text)
    AND (%(task_re)s::text IS NULL OR j.task_name ~ %(task_re)s::text)
+   AND {hold}
    AND (%(before)s::timestamptz IS NULL OR EXISTS (
         SELECT 1
           FROM (SELECT e.type, e.at FROM procrastinate_events e
@@ -221,6 +226,7 @@ WITH doomed AS (
     SELECT j.id FROM procrastinate_jobs j
      WHERE j.id = ANY(%(ids)s::bigint[])
        AND j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
+       AND NOT {held}
        AND (%(since)s::timestamptz IS NULL OR NOT EXISTS (
            SELECT 1 FROM procrastinate_events e
             WHERE e.job_id = j.id
