@@ -19,6 +19,7 @@ from retention.config import dsn, durations, globs
 from retention.demo import demo
 from retention.interfaces import (
     cli_files,
+    cli_holds,
     cli_inspect,
     cli_state,
     console,
@@ -294,6 +295,7 @@ app.command("db")(cli_inspect.db_command)
 app.command("config")(cli_inspect.config_command)
 app.command("metrics")(cli_inspect.metrics_command)
 app.command("sweep-orphans")(cli_files.sweep_orphans_command)
+app.add_typer(cli_holds.app, name="hold")
 
 
 FINAL_STATUSES = ", ".join(purge.FINAL)

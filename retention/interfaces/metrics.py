@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 
-from retention import errors
+from retention import errors, holds
 from retention.config import settings as settings_mod
 from retention.engine import results
 from retention.files import outbox
@@ -258,6 +258,19 @@ def _backlog(conn: psycopg.Connection, settings: settings_mod.Settings) -> list[
     return [eligible, oldest, invalid]
 
 
+def _holds(conn: psycopg.Connection) -> list[Family]:
+    active = Family(
+        name="retention_holds_active",
+        kind="gauge",
+        help="Legal holds in force (not released, not expired), by what they hold: jobs or "
+        "table rows.",
+    )
+    counts = holds.counts(conn)
+    active.add(counts.jobs, kind="jobs")
+    active.add(counts.rows, kind="rows")
+    return [active]
+
+
 def collect(conn: psycopg.Connection, settings: settings_mod.Settings) -> list[Family]:
     up = Family(
         name="retention_metrics_up",
@@ -271,6 +284,7 @@ def collect(conn: psycopg.Connection, settings: settings_mod.Settings) -> list[F
         *_runs(conn),
         *_outbox(conn),
         *_backlog(conn, settings),
+        *_holds(conn),
     ]
 
 

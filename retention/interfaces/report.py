@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from retention import holds
 from retention.config import settings as settings_mod
 from retention.engine import ledger, results
 from retention.files import outbox
@@ -40,6 +41,10 @@ def _jobs_detail(jobs: results.JobsSection, dry_run: bool) -> str:
             detail += f"; by {group}: " + ", ".join(f"{k}: {v}" for k, v in top[:3]) + more
     if dry_run and walk.samples:
         detail += "; e.g. " + ", ".join(f"#{job_id}" for job_id in walk.samples)
+    if jobs.held:
+        detail += f"; {jobs.held} held (legal hold)"
+        for entry in jobs.held_by:
+            detail += f"; hold {entry['hold']} ({entry['reason']}): {entry['jobs']}"
     return detail
 
 
@@ -69,6 +74,7 @@ def print_summary(console: Console, summary: results.RunSummary) -> None:
                         ("child_rows", part.child_rows),
                         ("partitions_dropped", len(part.partitions)),
                         ("files_queued", part.files_queued),
+                        ("held", part.held),
                     )
                     if value
                 )
@@ -112,6 +118,7 @@ def status(
     ]
     data["outbox"] = outbox.backlog(conn)
     data["backlog"] = backlog.collect(conn, settings)
+    data["holds"] = holds.counts(conn).to_json()
     return data
 
 
@@ -160,6 +167,19 @@ def print_status(console: Console, data: dict[str, Any]) -> None:
     console.print(table)
     _print_outbox(console, data.get("outbox"))
     _print_backlog(console, data.get("backlog"))
+    _print_holds(console, data.get("holds"))
+
+
+def _print_holds(console: Console, counts: dict[str, Any] | None) -> None:
+    if not counts or not counts["active"]:
+        return
+    line = (
+        f"legal holds: {counts['active']} active ({counts['jobs']} on jobs, {counts['rows']} on "
+        "table rows; `retention hold list`)"
+    )
+    if counts["next_expiry"]:
+        line += f"; next expiry {counts['next_expiry']}"
+    console.print(line, highlight=False, markup=False)
 
 
 def human_age(seconds: float) -> str:

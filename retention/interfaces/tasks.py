@@ -27,7 +27,7 @@ import procrastinate
 from procrastinate import exceptions, job_context
 from procrastinate import tasks as procrastinate_tasks
 
-from retention import errors
+from retention import errors, holds
 from retention.config import dsn
 from retention.config import settings as settings_mod
 from retention.engine import results
@@ -63,6 +63,8 @@ class RetentionBlueprint(procrastinate.Blueprint):
     run: Task
     prune_jobs: Task
     purge_jobs: Task
+    place_hold: Task
+    release_hold: Task
     recover_stalled: procrastinate_tasks.Task[Any, Any, Any]
     settings: settings_mod.Settings
     database: str | None
@@ -234,6 +236,44 @@ def blueprint(
 
     procrastinate_private.register_periodic(bp, recover_stalled, stalled.RECOVER_CRON)
 
+    @bp.task(name="place_hold", queue=settings.queue, pass_context=True)
+    def place_hold(
+        context: job_context.JobContext,
+        reason: str,
+        job_ids: list[int] | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        table: str | None = None,
+        keys: list[str] | None = None,
+        where: dict[str, Any] | None = None,
+        until: str | None = None,
+        by: str | None = None,
+    ) -> dict[str, Any]:
+        """A legal hold placed by a deferred job (as `retention hold add`): the hold as JSON."""
+        with pg_database.connect(location(context)) as conn:
+            return holds.add(
+                conn,
+                settings,
+                reason=reason,
+                job_ids=job_ids or (),
+                queue=queue,
+                task=task,
+                table=table,
+                keys=keys or (),
+                where=where,
+                until=until,
+                by=by or "task place_hold",
+            ).to_json()
+
+    @bp.task(name="release_hold", queue=settings.queue, pass_context=True)
+    def release_hold(
+        context: job_context.JobContext, hold_id: int, by: str | None = None
+    ) -> dict[str, Any]:
+        """Release a legal hold (as `retention hold release`): the hold as JSON."""
+        with pg_database.connect(location(context)) as conn:
+            return holds.release(conn, hold_id, by=by).to_json()
+
+    bp.place_hold, bp.release_hold = place_hold, release_hold
     bp.run, bp.prune_jobs, bp.purge_jobs = run, prune_jobs, purge_jobs
     bp.recover_stalled = recover_stalled
     for task in (run, prune_jobs, purge_jobs, recover_stalled):

@@ -44,9 +44,11 @@ def test_blueprint_takes_queue_schedule_and_locks_from_settings(tmp_path):
     app = procrastinate.App(connector=procrastinate.PsycopgConnector())
     app.add_tasks_from(retention_tasks, namespace="retention")
     assert sorted(name for name in app.tasks if name.startswith("retention:")) == [
+        "retention:place_hold",
         "retention:prune_jobs",
         "retention:purge_jobs",
         "retention:recover_stalled",
+        "retention:release_hold",
         "retention:run",
     ]
     for name in ("run", "prune_jobs", "purge_jobs"):
