@@ -133,8 +133,10 @@ def _settle(
             )
             continue
         if root.startswith(policies.STORAGE_PREFIX):
-            if named is not None and (
-                entry_id in keep or named.names(references.normalise(root, stored), None)
+            if entry_id in keep or (
+                named is not None
+                and named.could_name(stored.rpartition("/")[2])
+                and named.names(references.normalise(root, stored), None)
             ):
                 counts["referenced"] += 1
                 done.append(entry_id)
@@ -147,9 +149,13 @@ def _settle(
             continue
         if slash and not directory:
             directory = "/"
-        if named is not None:
+        if entry_id in keep:
+            counts["referenced"] += 1
+            done.append(entry_id)
+            continue
+        if named is not None and named.could_name(name):
             path = paths[entry_id] = references.normalise(root, stored)
-            if entry_id in keep or named.names(path, None):
+            if named.names(path, None):
                 counts["referenced"] += 1
                 done.append(entry_id)
                 continue
@@ -162,7 +168,7 @@ def _settle(
             for (root, directory), members in items[start : start + chunk]:
                 try:
                     parent = directories.walker(root).directory(directory)
-                    if named is not None:
+                    if paths:
                         members = _unreferenced(parent, members, paths, named, counts, done)
                     located.append((parent, members))
                 except safefs.UnsafePath as exc:
@@ -229,15 +235,17 @@ def _unreferenced(
     parent: safefs.Directory,
     members: Members,
     paths: dict[int, str],
-    named: references.Named,
+    named: references.Named | None,
     counts: Counter[str],
     done: list[int],
 ) -> Members:
-    """The members no row references through another spelling of their directory."""
+    """The members no row references through another spelling of their directory (`paths`:
+    those whose name some value ends in)."""
     identity = (parent.device, parent.inode)
     left: Members = []
     for entry_id, name in members:
-        if named.names(paths[entry_id], identity):
+        path = paths.get(entry_id)
+        if named is not None and path is not None and named.names(path, identity):
             counts["referenced"] += 1
             done.append(entry_id)
         else:

@@ -176,6 +176,10 @@ class Named:
         directory, _, name = path.rpartition("/")
         self.directories.setdefault(name, set()).add(directory or "/")
 
+    def could_name(self, name: str) -> bool:
+        """Whether some value ends in this last segment (else none names the file)."""
+        return name in self.directories
+
     def names(self, path: str, identity: tuple[int, int] | None) -> bool:
         """Whether a value names the file at the absolute normalised `path`, whose directory has
         the (device, inode) `identity` (None: compare paths only)."""
