@@ -72,6 +72,11 @@ class JobRule(Model):
     failed: Age = Field(None, description="Age of failed jobs this rule keeps.")
     cancelled: Age = Field(None, description="Age of cancelled jobs this rule keeps.")
     aborted: Age = Field(None, description="Age of aborted jobs this rule keeps.")
+    archive: bool = Field(
+        False,
+        description="Archive the jobs this prune deletes (with their events) before they go; "
+        "any rule saying so archives every job of the prune. Needs [archive] root.",
+    )
 
     @model_validator(mode="after")
     def _has_a_matcher(self) -> JobRule:
@@ -114,6 +119,16 @@ class JobsPolicy(Model):
         default_factory=list,
         description="Overrides by queue and/or task glob; the last matching rule wins per status.",
     )
+    archive: bool = Field(
+        False,
+        description="Write each batch of deleted jobs (with their events) to the archive before "
+        "it commits ([archive]); restored by `retention archive restore`.",
+    )
+
+    @property
+    def archived(self) -> bool:
+        """Whether the prune archives what it deletes: the policy or any rule says so."""
+        return self.archive or any(rule.archive for rule in self.rules)
 
     def age_for(self, status: str, queue: str, task: str) -> dt.timedelta | None:
         """The reference semantics, in Python: what the SQL in jobs.py computes."""
@@ -232,6 +247,11 @@ class TablePolicy(Model):
         default_factory=list, description="File columns of the table ([[tables.files]])."
     )
     enabled: bool = Field(True, description="Whether `retention run` applies this policy.")
+    archive: bool = Field(
+        False,
+        description="Write each batch of deleted rows (with their children's rows) to the "
+        "archive before it commits ([archive]).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -314,6 +334,38 @@ class DirectoryPolicy(Model):
     @classmethod
     def _safe_root(cls, value: Path) -> Path:
         return roots.check_root(value)
+
+
+ARCHIVE_FORMATS: tuple[str, ...] = ("jsonl.gz",)
+
+
+class ArchivePolicy(Model):
+    """Where archived rows go ([archive]): one file per deleted batch, under `root`."""
+
+    root: Path | None = Field(
+        None,
+        description="Local directory the archive files are written under (e.g. "
+        "/var/lib/app/retention-archive); required when a policy says archive = true.",
+    )
+    format: str = Field(
+        "jsonl.gz",
+        description="File format: jsonl.gz (JSON Lines, gzip level 1: one self-describing line "
+        "per row, readable with zcat and jq, types kept as JSON).",
+    )
+
+    @field_validator("root")
+    @classmethod
+    def _safe_root(cls, value: Path | None) -> Path | None:
+        return None if value is None else roots.check_root(value)
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in ARCHIVE_FORMATS:
+            raise ValueError(
+                f"unknown archive format {value!r}: give one of {', '.join(ARCHIVE_FORMATS)}"
+            )
+        return value
 
 
 class OrphanPolicy(Model):

@@ -19,6 +19,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -50,6 +51,7 @@ from retention.config.fields import (
 )
 from retention.config.policies import (
     DEFAULT_JOBS,
+    ArchivePolicy,
     DirectoryPolicy,
     JobsPolicy,
     OrphanPolicy,
@@ -152,6 +154,9 @@ class Settings(BaseSettings):
     orphans: OrphanPolicy = Field(
         default_factory=OrphanPolicy, description="Orphaned-file sweep ([orphans])."
     )
+    archive: ArchivePolicy = Field(
+        default_factory=ArchivePolicy, description="Archive before delete ([archive])."
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -228,6 +233,19 @@ class Settings(BaseSettings):
                 "most 1d; give e.g. 30s"
             )
         return value
+
+    @model_validator(mode="after")
+    def _archive_has_a_root(self) -> Settings:
+        if self.archive.root is not None:
+            return self
+        named = ["jobs.archive"] if self.jobs.archived else []
+        named += [f"tables[{i}].archive" for i, t in enumerate(self.tables) if t.archive]
+        if named:
+            raise ValueError(
+                f"{', '.join(named)} is true but [archive] has no root: set archive.root to the "
+                "local directory the archive files go to (e.g. /var/lib/app/retention-archive)"
+            )
+        return self
 
     def table_age(self, policy: TablePolicy) -> dt.timedelta:
         if policy.age is None or policy.age == "retention_days":

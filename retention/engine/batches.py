@@ -70,6 +70,11 @@ class Fused:
 
     waiting: queries.Statement
     skip_locked: queries.Statement
+    # Called with the statement's rows inside the batch's transaction, before its commit (the
+    # archive's write); returns counts added to the result.
+    before_commit: Callable[[psycopg.Connection, list[dict[str, Any]]], dict[str, int]] | None = (
+        None
+    )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -531,6 +536,8 @@ class _Walk:
             # as active (pg_stat_database.active_time) when it reports ready for the next query.
             pipeline.sync()
             rows = cursor.fetchall()
+            if self.fused is not None and self.fused.before_commit is not None:
+                self.result.counts.update(self.fused.before_commit(conn, rows))
             after = conn.execute(counter[1]) if counter else None
             batch = self._tally_groups(rows)
             if batch.scanned < size and durable:

@@ -130,6 +130,20 @@ class Walk:
             "stopped": _stopped(self.stopped),
             "resume": self.resume.to_json() if self.resume else {},
             **self.paced(),
+            **self.archived(),
+        }
+
+    def archived(self) -> JSON:
+        """The archive's figures, as JSON (empty when the target does not archive): files
+        written and their rows and bytes; a dry run counts the rows it would archive."""
+        if "archive_rows" not in self.counts:
+            return {}
+        return {
+            "archive": {
+                "files": self.counts.get("archive_files", 0),
+                "rows": self.counts["archive_rows"],
+                "bytes": self.counts.get("archive_bytes", 0),
+            }
         }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 
+from retention.archive import writer as archive_writer
 from retention.holds import conditions as holds
 from retention.pg import queries
 
@@ -26,6 +27,7 @@ class JobDeleter:
 
     unchanged_since: dt.datetime | None = None
     held: HeldCount | None = None
+    archive: archive_writer.Writer | None = None
 
     def delete(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
         statement = queries.get("delete_jobs").format(held=holds.job_held("j"))
@@ -36,4 +38,22 @@ class JobDeleter:
     def preview(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
         row = cur.execute(queries.text("count_job_events"), {"ids": ids}).fetchone()
         assert row is not None
+        if self.archive is not None:
+            return {"events": row[0], "archive_rows": len(ids) + row[0]}
         return {"events": row[0]}
+
+
+def archive_batch(
+    archive: archive_writer.Writer,
+) -> Callable[[psycopg.Connection, list[dict[str, Any]]], dict[str, int]]:
+    """The prune's hook before a batch commits (batches.Fused.before_commit): the lines its
+    statement returned (prune_jobs_archive) written to one archive file."""
+
+    def write(conn: psycopg.Connection, rows: list[dict[str, Any]]) -> dict[str, int]:
+        if not rows or not rows[0]["archive"]:
+            return {}
+        return archive_writer.counts(
+            archive.write(conn, rows[0]["archive"], rows[0]["archive_rows"])
+        )
+
+    return write

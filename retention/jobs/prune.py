@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from retention.archive import writer as archive_writer
 from retention.config import policies
 from retention.engine import batches
 from retention.holds import conditions as holds
@@ -31,12 +32,16 @@ BATCH_SETTINGS = (
 
 
 def prune_target(
-    conn: psycopg.Connection, jobs_policy: policies.JobsPolicy, now: dt.datetime
+    conn: psycopg.Connection,
+    jobs_policy: policies.JobsPolicy,
+    now: dt.datetime,
+    archive: archive_writer.Writer | None = None,
 ) -> batches.Target:
     """One segment: the walk over the final events of every type that has any older than its
     cutoff, merged in time order. The events deleted with the jobs (by the cascade) are counted
     by PostgreSQL's per-transaction statistics; with `track_counts` off (it is on by default)
-    they are not counted."""
+    they are not counted. With `archive`, each batch's jobs and events are written to it before
+    the batch commits (a dry run counts them as `archive_rows`)."""
     live: list[policy.Walk] = []
     oldest: list[dt.datetime] = []
     for walk in policy.walks(jobs_policy, now):
@@ -44,10 +49,10 @@ def prune_target(
         if row and row[0] is not None:
             live.append(walk)
             oldest.append(row[0])
-    counter = deleter.JobDeleter(held=lambda c: (held(c, jobs_policy, now), ()))
+    counter = deleter.JobDeleter(held=lambda c: (held(c, jobs_policy, now), ()), archive=archive)
     if not live:
         return batches.Target(name="jobs", segments=[], deleter=counter)
-    select, fused = _prune_queries(jobs_policy, live)
+    select, fused = _prune_queries(jobs_policy, live, archive)
     settle = sql.SQL("SELECT {}").format(
         sql.SQL(", ").join(sql.SQL("({})").format(_oldest_query(walk)) for walk in live)
     )
@@ -116,7 +121,9 @@ def held(conn: psycopg.Connection, jobs_policy: policies.JobsPolicy, now: dt.dat
 
 
 def _prune_queries(
-    jobs_policy: policies.JobsPolicy, live: list[policy.Walk]
+    jobs_policy: policies.JobsPolicy,
+    live: list[policy.Walk],
+    archive: archive_writer.Writer | None = None,
 ) -> tuple[queries.Statement, batches.Fused]:
     """The dry run's select and the real run's fused statement, composed from the same scan and
     the same conditions, so that both select the same jobs. The select locks nothing; the fused
@@ -147,16 +154,23 @@ def _prune_queries(
     eligible = queries.get("prune_jobs_eligible").format(**conditions)
 
     select = queries.get("prune_jobs_select").format(scan=scan, eligible=eligible)
+    archived, events, lines = sql.SQL(""), sql.SQL(""), sql.SQL("")
+    if archive is not None:
+        archived = sql.SQL(", to_jsonb(j) AS archived")
+        events = queries.get("prune_jobs_archive_events")
+        lines = queries.get("prune_jobs_archive")
+    waiting = queries.get("prune_jobs_delete").format(**conditions, archived=archived)
+    skip_locked = queries.get("prune_jobs_delete_skip_locked").format(
+        eligible=eligible, held=conditions["held"], archived=archived
+    )
     fused = batches.Fused(
         waiting=queries.get("prune_jobs_fused").format(
-            scan=scan, delete=queries.get("prune_jobs_delete").format(**conditions)
+            scan=scan, delete=sql.Composed([waiting, events]), archive=lines
         ),
         skip_locked=queries.get("prune_jobs_fused").format(
-            scan=scan,
-            delete=queries.get("prune_jobs_delete_skip_locked").format(
-                eligible=eligible, held=conditions["held"]
-            ),
+            scan=scan, delete=sql.Composed([skip_locked, events]), archive=lines
         ),
+        before_commit=None if archive is None else deleter.archive_batch(archive),
     )
     return select, fused
 

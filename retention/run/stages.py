@@ -16,6 +16,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import psycopg
 
+from retention.archive import writer as archive_writer
 from retention.config import policies
 from retention.config import settings as settings_mod
 from retention.engine import batches, ledger, results
@@ -145,7 +146,10 @@ def _nothing(conn: psycopg.Connection, settings: settings_mod.Settings) -> None:
 
 
 def _jobs(ctx: Context, checked: None) -> results.Section:
-    return walk(ctx, "jobs", prune.prune_target(ctx.conn, ctx.settings.jobs, ctx.now))
+    archive = archive_writer.for_policy(
+        ctx.settings, "jobs", ctx.settings.jobs.archived, ctx.run.id
+    )
+    return walk(ctx, "jobs", prune.prune_target(ctx.conn, ctx.settings.jobs, ctx.now, archive))
 
 
 def _check_tables(conn: psycopg.Connection, settings: settings_mod.Settings) -> list[planning.Plan]:
@@ -154,6 +158,7 @@ def _check_tables(conn: psycopg.Connection, settings: settings_mod.Settings) -> 
 
 def _tables(ctx: Context, plans: list[planning.Plan]) -> results.Section:
     def work(plan: planning.Plan, partial: Partial[results.TableSection]) -> results.TableSection:
+        archived = archive_writer.table_archived(ctx.settings, plan.name)
         return table_prune.prune(
             ctx.conn,
             plan,
@@ -162,6 +167,9 @@ def _tables(ctx: Context, plans: list[planning.Plan]) -> results.Section:
             dry_run=ctx.dry_run,
             run_id=ctx.run.id,
             on_progress=partial,
+            archive=archive_writer.for_policy(
+                ctx.settings, f"table:{plan.name}", archived, ctx.run.id
+            ),
         )
 
     def build(

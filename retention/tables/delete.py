@@ -13,6 +13,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from retention.archive import writer as archive_writer
 from retention.engine import batches
 from retention.pg import queries
 from retention.tables import planning
@@ -76,8 +77,9 @@ class _Tree:
     """The pieces of the tree_* statements (see tables.sql) for one policy: the rows' CTE
     `gone`, one CTE per child over exactly the rows `gone` returns, and their files."""
 
-    def __init__(self, plan: planning.Plan) -> None:
+    def __init__(self, plan: planning.Plan, *, archive: bool = False) -> None:
         self.plan = plan
+        self.archive = archive
         referenced = sorted({c for child in plan.children for c in child.referenced})
         self.ref = {column: f"r{j}" for j, column in enumerate(referenced)}
         paths, self.values = _paths(plan.files)
@@ -87,17 +89,20 @@ class _Tree:
         ]
         key = sql.SQL("t.{} AS k").format(sql.Identifier(plan.key.name))
         self.returning = sql.SQL(", ").join([key, paths, *refs])
+        self.archived = sql.SQL(", to_jsonb(t) AS a") if archive else sql.SQL("")
         self.match = sql.SQL("t.{} = ANY(%(ids)s::{}[]) AND {}").format(
             sql.Identifier(plan.key.name), plan.key.cast, plan.eligible("t")
         )
 
     def rows(self, *, delete: bool) -> sql.Composable:
         form = (
-            "DELETE FROM {0} AS t WHERE {1} RETURNING {2}"
+            "DELETE FROM {0} AS t WHERE {1} RETURNING {2}{3}"
             if delete
             else "SELECT {2} FROM {0} AS t WHERE {1}"
         )
-        return sql.SQL(form).format(self.plan.relation.ident, self.match, self.returning)
+        return sql.SQL(form).format(
+            self.plan.relation.ident, self.match, self.returning, self.archived
+        )
 
     def of_gone(self, child: planning.Child) -> sql.Composable:
         """The child's rows referencing a row of `gone`."""
@@ -122,8 +127,8 @@ class _Tree:
             match = self.of_gone(child)
             rowid = sql.SQL("t.tableoid AS rel, t.ctid AS row")
             if delete:
-                body = sql.SQL("DELETE FROM {} AS t WHERE {} RETURNING {}, {}").format(
-                    child.relation.ident, match, paths, rowid
+                body = sql.SQL("DELETE FROM {} AS t WHERE {} RETURNING {}, {}{}").format(
+                    child.relation.ident, match, paths, rowid, self.archived
                 )
             else:
                 body = sql.SQL("SELECT {} FROM {} AS t WHERE {}").format(
@@ -179,6 +184,35 @@ class _Tree:
         ]
         return sql.SQL(" + ").join(counts) if counts else sql.SQL("0")
 
+    def archive_lines(self) -> sql.Composable:
+        """`, <lines> AS archive, <count> AS archive_rows` over `gone` and the children's CTEs
+        (empty without archiving): one JSON line per deleted row, parents first."""
+        if not self.archive:
+            return sql.SQL("")
+        line = sql.SQL(
+            "SELECT {} AS part, json_build_object('table', json_build_array({}, {}), "
+            "'row', x.a)::text AS line FROM {} AS x"
+        )
+        sources = [(self.plan.relation, "gone")] + [
+            (child.relation, f"c{i}") for i, child in enumerate(self.plan.children)
+        ]
+        parts = [
+            line.format(
+                sql.Literal(n),
+                sql.Literal(relation.schema),
+                sql.Literal(relation.name),
+                sql.Identifier(cte),
+            )
+            for n, (relation, cte) in enumerate(sources)
+        ]
+        counts = [
+            sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(cte)) for _, cte in sources
+        ]
+        return sql.SQL(
+            ", (SELECT string_agg(l.line, E'\\n' ORDER BY l.part) FROM ({}) AS l) AS archive, "
+            "{} AS archive_rows"
+        ).format(sql.SQL(" UNION ALL ").join(parts), sql.SQL(" + ").join(counts))
+
     def held_keys(self) -> sql.Composable:
         """The keys of the rows of `gone` that a child kept by a trigger references."""
         conditions = []
@@ -215,17 +249,26 @@ class RowDeleter:
     (tree_held, rolled back as well) and the batch deleted without them. The preview runs the
     same selections, counting."""
 
-    def __init__(self, plan: planning.Plan, params: dict[str, Any], run_id: int | None) -> None:
+    def __init__(
+        self,
+        plan: planning.Plan,
+        params: dict[str, Any],
+        run_id: int | None,
+        archive: archive_writer.Writer | None = None,
+    ) -> None:
         self.plan = plan
         self.params = {**params, "run_id": run_id}
-        tree = _Tree(plan)
+        self.archive = archive
+        archiving = _Tree(plan, archive=archive is not None)
         self.statement = queries.get("tree_delete").format(
-            rows=tree.rows(delete=True),
-            children=tree.children(delete=True, seen="kept"),
-            files=tree.files(),
-            child_rows=tree.child_rows(),
-            held=tree.held(),
+            rows=archiving.rows(delete=True),
+            children=archiving.children(delete=True, seen="kept"),
+            files=archiving.files(),
+            child_rows=archiving.child_rows(),
+            held=archiving.held(),
+            archive=archiving.archive_lines(),
         )
+        tree = _Tree(plan)
         self.preview_statement = queries.get("tree_preview").format(
             rows=tree.rows(delete=False),
             children=tree.children(delete=False, seen="none"),
@@ -243,8 +286,13 @@ class RowDeleter:
     ) -> tuple[dict[str, int], int]:
         row = cur.execute(statement, {**self.params, "ids": ids}).fetchone()
         assert row is not None
-        deleted, child_rows, files, held = row
-        return {"deleted": deleted, "child_rows": child_rows, "files_queued": files}, held
+        deleted, child_rows, files, held = row[:4]
+        counts = {"deleted": deleted, "child_rows": child_rows, "files_queued": files}
+        if self.archive is not None and statement is self.preview_statement:
+            counts["archive_rows"] = deleted + child_rows
+        elif self.archive is not None and statement is self.statement and not held and row[4]:
+            counts.update(archive_writer.counts(self.archive.write(cur.connection, row[4], row[5])))
+        return counts, held
 
     def _attempt(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
         """The batch statement in a savepoint, rolled back when it raises: _Kept when it saw a
@@ -306,6 +354,7 @@ def target(
     *,
     skip: list[int],
     run_id: int | None,
+    archive: archive_writer.Writer | None = None,
 ) -> batches.Target:
     """The engine target of a policy: one keyset walk on (timestamp, key) over the old rows,
     leaving out the partitions in `skip` (those a dry run counts as dropped)."""
@@ -343,7 +392,9 @@ def target(
         progress=_progress(oldest, cutoff),
     )
     return batches.Target(
-        name=f"table:{plan.name}", segments=[segment], deleter=RowDeleter(plan, params, run_id)
+        name=f"table:{plan.name}",
+        segments=[segment],
+        deleter=RowDeleter(plan, params, run_id, archive),
     )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import psycopg
 
+from retention.archive import writer as archive_writer
 from retention.engine import batches, results
 from retention.holds import conditions as holds
 from retention.tables import delete, partitions, planning
@@ -24,10 +25,12 @@ def prune(
     dry_run: bool,
     run_id: int | None,
     on_progress: ProgressCallback | None = None,
+    archive: archive_writer.Writer | None = None,
 ) -> results.TableSection:
-    """Delete (or, in a dry run, count) what the policy makes eligible now."""
+    """Delete (or, in a dry run, count) what the policy makes eligible now. With `archive`, no
+    partition is dropped whole: every row goes row by row, through the archive."""
     cutoff = now - plan.age
-    droppable = partitions.droppable(conn, plan, cutoff)
+    droppable = [] if archive is not None else partitions.droppable(conn, plan, cutoff)
     drops = partitions.drop(conn, plan, droppable, cutoff, limits, dry_run=dry_run, run_id=run_id)
 
     def section(walk: results.Walk, held: int = 0) -> results.TableSection:
@@ -52,7 +55,7 @@ def prune(
     skip = [p.oid for p in droppable] if dry_run else []
     result = batches.run(
         conn,
-        delete.target(conn, plan, cutoff, skip=skip, run_id=run_id),
+        delete.target(conn, plan, cutoff, skip=skip, run_id=run_id, archive=archive),
         limits,
         dry_run=dry_run,
         on_progress=report,

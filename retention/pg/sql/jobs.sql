@@ -111,7 +111,7 @@ snapshot AS MATERIALIZED (
                      - CASE WHEN j.xmin::text::bigint > snapshot.low THEN 4294967296 ELSE 0 END
                     )::text::xid8,
                     snapshot.snapshot)))
-    RETURNING j.id, s.at, s.event_id, j.status, j.queue_name, j.task_name
+    RETURNING j.id, s.at, s.event_id, j.status, j.queue_name, j.task_name{archived}
 )
 
 -- name: prune_jobs_delete_skip_locked --
@@ -130,7 +130,7 @@ snapshot AS MATERIALIZED (
        FOR UPDATE OF j SKIP LOCKED
 ), gone AS (
     DELETE FROM procrastinate_jobs j USING locked l WHERE j.ctid = l.row
-    RETURNING j.id, l.at, l.event_id, l.status, l.queue_name, l.task_name
+    RETURNING j.id, l.at, l.event_id, l.status, l.queue_name, l.task_name{archived}
 )
 
 -- name: prune_jobs_fused --
@@ -140,7 +140,9 @@ snapshot AS MATERIALIZED (
 -- not a row per job: the last event scanned (the keyset position) and how many were scanned,
 -- then per status, queue and task of the deleted jobs: how many and the oldest finish; and the
 -- first ids deleted, in walk order (as many as the run still lacks). With nothing deleted, one
--- row whose groups are NULL; with nothing scanned, no row.
+-- row whose groups are NULL; with nothing scanned, no row. With archiving, the delete also
+-- deletes the jobs' events (prune_jobs_archive_events) and each row carries the archive's lines
+-- (prune_jobs_archive).
 {scan}, {delete}, tally AS (
     SELECT g.status, g.queue_name, g.task_name, count(*) AS deleted, min(g.at) AS oldest
       FROM gone g
@@ -155,8 +157,34 @@ SELECT e.at, e.event_id, e.scanned,
        coalesce(t.deleted, 0) AS deleted, t.oldest,
        (SELECT array_agg(f.id)
           FROM (SELECT g.id FROM gone g ORDER BY g.at, g.event_id LIMIT %(samples)s) f) AS samples
+       {archive}
   FROM edge e
   LEFT JOIN tally t ON true;
+
+-- name: prune_jobs_archive_events --
+-- With archiving: the events of the jobs `gone` deletes, deleted in the same statement so that
+-- RETURNING gives them (the cascade, which runs after the statement, then finds none left).
+-- Procrastinate writes an event only with a change of its job's row, which the delete waits
+-- for or skips, so no event reaches the cascade unseen.
+, gone_events AS (
+    DELETE FROM procrastinate_events e USING gone g WHERE e.job_id = g.id
+    RETURNING e.id, to_jsonb(e) AS archived
+)
+
+-- name: prune_jobs_archive --
+-- With archiving: the batch's archive lines (jobs first, then their events, each by id) and
+-- their number, on every row of prune_jobs_fused.
+, (SELECT string_agg(a.line, E'\n' ORDER BY a.part, a.id)
+     FROM (SELECT 0 AS part, g.id,
+                  json_build_object('table', json_build_array('procrastinate_jobs'),
+                                    'row', g.archived)::text AS line
+             FROM gone g
+           UNION ALL
+           SELECT 1, ev.id,
+                  json_build_object('table', json_build_array('procrastinate_events'),
+                                    'row', ev.archived)::text
+             FROM gone_events ev) a) AS archive,
+  (SELECT count(*) FROM gone) + (SELECT count(*) FROM gone_events) AS archive_rows
 
 -- name: deleted_job_events --
 -- Events this transaction has deleted so far (the cascades of its job deletes included), read

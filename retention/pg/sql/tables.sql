@@ -30,7 +30,9 @@ SELECT (SELECT min(t.{ts}) FROM {table} AS t WHERE {eligible} AND isfinite(t.{ts
 -- c0, c1... delete them (a cascading child too: a child a trigger keeps is then seen, and the
 -- cascade finds nothing left), s0, s1... see them (children whose foreign key would not stop
 -- the delete). {files} is (root, path, source) of the rows each DELETE returned, so no file of a
--- row that stays is queued. {child_rows} counts the children deleted, {held} those kept.
+-- row that stays is queued. {child_rows} counts the children deleted, {held} those kept. With
+-- archiving, the last placeholder adds the batch's archive lines (the rows, then each child's)
+-- and their number, from what the DELETEs returned (to_jsonb of each row, as `a`).
 WITH gone AS (
     {rows}
 ){children}, files (root, path, source) AS (
@@ -41,7 +43,7 @@ WITH gone AS (
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM gone) AS deleted, {child_rows} AS child_rows,
-       (SELECT count(*) FROM queued) AS files_queued, {held} AS held;
+       (SELECT count(*) FROM queued) AS files_queued, {held} AS held{archive};
 
 -- name: tree_preview --
 -- What tree_delete would do, read only: the same CTEs selecting instead of deleting.
