@@ -238,7 +238,8 @@ class Settings(BaseSettings):
     def _archive_has_a_root(self) -> Settings:
         if self.archive.root is not None:
             return self
-        named = ["jobs.archive"] if self.jobs.archived else []
+        named = ["jobs.archive"] if self.jobs.archive else []
+        named += [f"jobs.rules[{i}].archive" for i, r in enumerate(self.jobs.rules) if r.archive]
         named += [f"tables[{i}].archive" for i, t in enumerate(self.tables) if t.archive]
         if named:
             raise ValueError(

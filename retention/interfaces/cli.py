@@ -18,6 +18,7 @@ from retention import errors
 from retention.config import dsn, durations, globs
 from retention.demo import demo
 from retention.interfaces import (
+    cli_archive,
     cli_files,
     cli_holds,
     cli_inspect,
@@ -296,6 +297,7 @@ app.command("config")(cli_inspect.config_command)
 app.command("metrics")(cli_inspect.metrics_command)
 app.command("sweep-orphans")(cli_files.sweep_orphans_command)
 app.add_typer(cli_holds.app, name="hold")
+app.add_typer(cli_archive.app, name="archive")
 
 
 FINAL_STATUSES = ", ".join(purge.FINAL)

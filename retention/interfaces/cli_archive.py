@@ -1,0 +1,140 @@
+"""`retention archive list | verify | restore`: the files archived before delete, their check
+against the ledger, and putting their rows back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from retention import errors
+from retention.archive import restore, store
+from retention.config import settings as settings_mod
+from retention.interfaces import cli_state, console
+from retention.pg import database
+
+app = typer.Typer(
+    name="archive",
+    help="Archive before delete: the files written, their check, restoring their rows.",
+    no_args_is_help=True,
+)
+
+
+def _root(settings: settings_mod.Settings) -> Path:
+    if settings.archive.root is None:
+        raise errors.ConfigError(
+            "archive.root is not set: set [archive] root to the archive's directory "
+            "(e.g. /var/lib/app/retention-archive)"
+        )
+    return Path(settings.archive.root)
+
+
+@app.command("list")
+def list_command(
+    run_id: Annotated[int | None, typer.Option("--run", help="Only this run's files.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Newest files shown.")] = 100,
+    json_output: cli_state.JsonOption = False,
+) -> None:
+    """The archive files the ledger records (path under the root, rows, bytes, sha256), newest
+    first."""
+    settings = cli_state.state.settings()
+    location = cli_state.location(settings)
+    cli_state.ensure_migrated(location)
+    with database.connect(location) as conn:
+        found = store.recorded(conn, run_id=run_id, limit=limit)
+    console.show({"files": [f.to_json() for f in found]}, json_output, _print_files)
+
+
+def _print_files(out: Console, data: dict[str, Any]) -> None:
+    if not data["files"]:
+        out.print("no archive files", highlight=False)
+        return
+    table = Table("run", "target", "path", "rows", "bytes", "sha256", "written at")
+    for f in data["files"]:
+        table.add_row(
+            str(f["run_id"]),
+            f["target"],
+            f["path"],
+            str(f["rows"]),
+            str(f["bytes"]),
+            f["sha256"],
+            f["written_at"],
+        )
+    out.print(table, markup=False, highlight=False)
+
+
+@app.command("verify")
+def verify_command(json_output: cli_state.JsonOption = False) -> None:
+    """Check every recorded file against the ledger (present, size, sha256, row count); list
+    the files under the root the ledger does not record (a batch that did not commit: its rows
+    were not deleted). Exits 1 when a recorded file fails its check."""
+    settings = cli_state.state.settings()
+    root = _root(settings)
+    location = cli_state.location(settings)
+    cli_state.ensure_migrated(location)
+    with database.connect(location) as conn:
+        checks, unrecorded = store.verify(conn, root)
+    data = {
+        "checked": len(checks),
+        "failed": [{"path": c.path, "problem": c.problem} for c in checks if not c.ok],
+        "unrecorded": unrecorded,
+    }
+    console.show(data, json_output, _print_verify)
+    if data["failed"]:
+        raise typer.Exit(1)
+
+
+def _print_verify(out: Console, data: dict[str, Any]) -> None:
+    out.print(f"{data['checked']} files checked, {len(data['failed'])} failed", highlight=False)
+    for failed in data["failed"]:
+        out.print(f"FAILED {failed['path']}: {failed['problem']}", markup=False, highlight=False)
+    for path in data["unrecorded"]:
+        out.print(
+            f"unrecorded {path}: its batch did not commit (rows not deleted)",
+            markup=False,
+            highlight=False,
+        )
+
+
+@app.command("restore")
+def restore_command(
+    files: Annotated[
+        list[Path], typer.Argument(help="Archive files: paths, or paths under the root.")
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be restored, insert nothing.")
+    ] = False,
+    json_output: cli_state.JsonOption = False,
+) -> None:
+    """Re-insert the rows of archive files (jobs with their events, same ids; table rows before
+    their children's), in one transaction; a row whose primary key exists is refused."""
+    settings = cli_state.state.settings()
+    root = settings.archive.root
+    paths: list[Path] = []
+    for given in files:
+        found = given if given.is_file() else (Path(root) / given if root else given)
+        if not found.is_file():
+            raise errors.ConfigError(f"archive file {str(given)!r} does not exist")
+        paths.append(found)
+    location = cli_state.location(settings)
+    cli_state.ensure_migrated(location)
+    with database.connect(location) as conn:
+        done = restore.restore(conn, paths, dry_run=dry_run)
+    console.show(done.to_json(), json_output, _print_restore)
+
+
+def _print_restore(out: Console, data: dict[str, Any]) -> None:
+    verb = "would insert" if data["dry_run"] else "inserted"
+    tables = sorted({*data["inserted"], *data["refused"]})
+    if not tables:
+        out.print("no rows", highlight=False)
+    for name in tables:
+        out.print(
+            f"{name}: {verb} {data['inserted'].get(name, 0)}, refused (key exists) "
+            f"{data['refused'].get(name, 0)}",
+            markup=False,
+            highlight=False,
+        )
