@@ -9,9 +9,9 @@ import datetime as dt
 import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from retention.config import durations, globs, roots
 from retention.config.fields import (
@@ -61,6 +61,30 @@ def _names_models(policy: dict[str, Any]) -> bool:
         or any(isinstance(f, dict) and "field" in f for f in entry.get("files") or [])
         for entry in entries
     )
+
+
+def _count(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{value!r} is not a count: give a whole number of rows, 1 or more")
+    return value
+
+
+# How many rows `keep_last` keeps / `max_count` leaves: a whole number, at least 1.
+Count = Annotated[int | None, BeforeValidator(_count)]
+
+
+def _check_count(keep_last: int | None, max_count: int | None, per: list[str]) -> None:
+    if keep_last is not None and max_count is not None:
+        raise ValueError(
+            "`keep_last` and `max_count` are both set: give one of them (keep_last protects the "
+            "newest N rows from the age; max_count deletes beyond the newest N)"
+        )
+    if per and keep_last is None and max_count is None:
+        raise ValueError("`per` groups the rows of `keep_last` or `max_count`: set one of them")
+    if len(set(per)) != len(per):
+        raise ValueError(f"`per` names a column twice: {per!r}")
 
 
 class JobRule(Model):
@@ -252,6 +276,29 @@ class TablePolicy(Model):
         description="Write each batch of deleted rows (with their children's rows) to the "
         "archive before it commits ([archive]).",
     )
+    keep_last: Count = Field(
+        None,
+        description="Never delete the newest N rows (by `timestamp`, ties by `key`; per group "
+        "with `per`), however old: with the age, a row goes when it is older than the age and "
+        "not among the newest N. Not with `max_count`; partitions are then never dropped whole.",
+    )
+    max_count: Count = Field(
+        None,
+        description="Delete every row beyond the newest N (by `timestamp`, ties by `key`; per "
+        "group with `per`), however young; with an `age` given too, rows older than it go as "
+        "well (without one, only the count applies). Not with `keep_last`; partitions are then "
+        "never dropped whole.",
+    )
+    per: list[Identifier] = Field(
+        default_factory=list,
+        description="Columns whose values group the rows `keep_last` / `max_count` count, e.g. "
+        '["camera_id"]; a row with NULL in one of them is in no group (the age alone decides).',
+    )
+
+    @model_validator(mode="after")
+    def _one_count(self) -> TablePolicy:
+        _check_count(self.keep_last, self.max_count, self.per)
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -16,7 +16,7 @@ from retention import errors
 from retention.config import policies
 from retention.config import settings as settings_mod
 from retention.holds import conditions as holds
-from retention.pg import catalog
+from retention.pg import catalog, queries
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,20 @@ class Child:
         return self.on_delete in ("a", "r")
 
 
+KEEP_LAST = "keep_last"
+MAX_COUNT = "max_count"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Count:
+    """A policy's count rule: `keep_last` (the newest `n` of each group never go) or `max_count`
+    (every row beyond the newest `n` of each group goes), grouped by the `per` columns."""
+
+    kind: str
+    n: int
+    per: tuple[catalog.Column, ...]
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Plan:
     """A table policy resolved against the catalog."""
@@ -61,6 +75,9 @@ class Plan:
     children: tuple[Child, ...]
     partitioned: bool
     warnings: tuple[str, ...]
+    count: Count | None = None
+    # Whether the age applies: not for a `max_count` policy without an `age` of its own.
+    aged: bool = True
 
     def eligible(self, alias: str = "t") -> sql.Composable:
         """The policy's condition on a row: older than the cutoff, every filter, and no legal
@@ -70,21 +87,60 @@ class Plan:
         )
 
     def condition(self, alias: str = "t") -> sql.Composable:
-        """The policy's own condition on a row, holds aside: older than the cutoff, and every
-        filter."""
+        """The policy's own condition on a row, holds aside: every filter, and older than the
+        cutoff; with a count rule, combined with it (see `beyond_newest`)."""
+        t = sql.Identifier(alias)
+        older = sql.SQL("{}.{} < %(cutoff)s::{}").format(
+            t, sql.Identifier(self.timestamp.name), self.timestamp.cast
+        )
+        parts = [self._filters(alias)]
+        if self.count is None:
+            parts.append(older)
+        elif self.count.kind == KEEP_LAST:
+            ungrouped = [
+                sql.SQL("{}.{} IS NULL").format(t, sql.Identifier(c.name)) for c in self.count.per
+            ]
+            parts += [
+                older,
+                sql.SQL("({})").format(
+                    sql.SQL(" OR ").join([*ungrouped, self.beyond_newest(alias)])
+                ),
+            ]
+        elif self.aged:
+            parts.append(sql.SQL("({} OR {})").format(older, self.beyond_newest(alias)))
+        else:
+            parts.append(self.beyond_newest(alias))
+        return sql.SQL(" AND ").join(parts)
+
+    def _filters(self, alias: str) -> sql.Composable:
         t = sql.Identifier(alias)
         parts: list[sql.Composable] = [
-            sql.SQL("{}.{} < %(cutoff)s::{}").format(
-                t, sql.Identifier(self.timestamp.name), self.timestamp.cast
+            sql.SQL("{}.{} = ANY({}::text[]::{}[])").format(
+                t, sql.Identifier(column.name), sql.Placeholder(f"w{index}"), column.cast
             )
+            for index, (column, _) in enumerate(self.filters)
         ]
-        for index, (column, _) in enumerate(self.filters):
-            parts.append(
-                sql.SQL("{}.{} = ANY({}::text[]::{}[])").format(
-                    t, sql.Identifier(column.name), sql.Placeholder(f"w{index}"), column.cast
-                )
-            )
-        return sql.SQL(" AND ").join(parts)
+        return sql.SQL(" AND ").join(parts) if parts else sql.SQL("true")
+
+    def beyond_newest(self, alias: str = "t") -> sql.Composable:
+        """Whether the row is beyond the newest N of its group (false in no group, or in one of
+        N rows or fewer), read by the statement itself (table_count_bound): a row inserted or
+        deleted before the statement's snapshot counts."""
+        assert self.count is not None
+        t = sql.Identifier(alias)
+        ts, key = sql.Identifier(self.timestamp.name), sql.Identifier(self.key.name)
+        same = [
+            sql.SQL("n.{0} = {1}.{0}").format(sql.Identifier(c.name), t) for c in self.count.per
+        ]
+        bound = queries.get("table_count_bound").format(
+            ts=ts,
+            key=key,
+            table=self.relation.ident,
+            same_group=sql.SQL(" AND ").join(same) if same else sql.SQL("true"),
+            filters=self._filters("n"),
+            offset=sql.Literal(self.count.n - 1),
+        )
+        return sql.SQL("({}.{}, {}.{}) < {}").format(t, ts, t, key, bound)
 
     def params(self, cutoff: dt.datetime) -> dict[str, Any]:
         values: dict[str, Any] = {"cutoff": cutoff}
@@ -183,10 +239,12 @@ def _plan(
     for index, child in enumerate(children):
         child_hooks = catalog.delete_hooks(conn, child.relation.oid)
         problems.extend(_rules(child.relation, child_hooks, f"children[{index}]: "))
+    per = [_column(relation, name, "per", problems) for name in policy.per]
     if problems:
         raise _Problems(problems)
     assert timestamp is not None
     assert key is not None
+    count = _count(conn, relation, policy, timestamp, key, [c for c in per if c], warnings)
     if not catalog.has_leading_index(conn, relation.oid, timestamp):
         statement = sql.SQL("CREATE INDEX CONCURRENTLY ON {} ({}, {});").format(
             relation.ident, sql.Identifier(timestamp.name), sql.Identifier(key.name)
@@ -196,7 +254,8 @@ def _plan(
             f"`{statement.as_string(conn)}`"
         )
     partitioned = (
-        relation.kind == "p"
+        count is None
+        and relation.kind == "p"
         and catalog.range_partition_column(conn, relation.oid) == timestamp.attnum
         and _droppable(conn, relation, hooks, warnings)
     )
@@ -211,7 +270,43 @@ def _plan(
         children=children,
         partitioned=partitioned,
         warnings=tuple(warnings),
+        count=count,
+        aged=count is None or count.kind == KEEP_LAST or policy.age is not None,
     )
+
+
+def _count(
+    conn: psycopg.Connection,
+    relation: catalog.Relation,
+    policy: policies.TablePolicy,
+    timestamp: catalog.Column,
+    key: catalog.Column,
+    per: list[catalog.Column],
+    warnings: list[str],
+) -> Count | None:
+    """The policy's count rule, and a warning giving the index that finds a group's newest rows
+    (per columns, timestamp, key) when no index starts with those columns."""
+    if policy.keep_last is not None:
+        kind, n = KEEP_LAST, policy.keep_last
+    elif policy.max_count is not None:
+        kind, n = MAX_COUNT, policy.max_count
+    else:
+        return None
+    columns = [*per, timestamp]
+    row = conn.execute(
+        queries.text("catalog_index_on_columns"),
+        {"oid": relation.oid, "attnums": [c.attnum for c in columns]},
+    ).fetchone()
+    if not (row and row[0]):
+        statement = sql.SQL("CREATE INDEX CONCURRENTLY ON {} ({});").format(
+            relation.ident,
+            sql.SQL(", ").join(sql.Identifier(c.name) for c in [*columns, key]),
+        )
+        warnings.append(
+            f"{kind}: no index starts with ({', '.join(c.name for c in columns)}): finding the "
+            f"newest {n} rows of a group scans the table; run `{statement.as_string(conn)}`"
+        )
+    return Count(kind=kind, n=n, per=tuple(per))
 
 
 def _protected(conn: psycopg.Connection, relation: catalog.Relation, where: str = "") -> list[str]:

@@ -1,7 +1,7 @@
 -- name: table_batch --
 -- One batch of the walk over a table's old rows, oldest first, keyset on (timestamp, key).
--- {table}, {ts}, {key} are identifiers from the catalog; {eligible} is the policy's condition
--- (age and filters) composed in tables/planning.py; {lock} is FOR UPDATE OF t SKIP LOCKED or
+-- `table`, `ts`, `key` are identifiers from the catalog; `eligible` is the policy's condition
+-- (age and filters) composed in tables/planning.py; `lock` is FOR UPDATE OF t SKIP LOCKED or
 -- empty. The engine's rows (see engine.batches.Segment): the key (ts, key, after), the id.
 -- `after` is 0 only in the start key (-infinity, the smallest key of the rows dated -infinity,
 -- 0), which takes that row too; every batch after it goes strictly past its last row (1).
@@ -24,13 +24,13 @@ SELECT (SELECT min(t.{ts}) FROM {table} AS t WHERE {eligible} AND isfinite(t.{ts
          ORDER BY t.{key} LIMIT 1);
 
 -- name: tree_delete --
--- One batch of a table policy in one statement. {rows} deletes the batch's rows (a BEFORE DELETE
+-- One batch of a table policy in one statement. `rows` deletes the batch's rows (a BEFORE DELETE
 -- trigger may keep some) and returns their file columns (p0, p1...) and the columns the children
--- reference (r0, r1...); {children} are CTEs over the children of exactly the rows that went:
+-- reference (r0, r1...); `children` are CTEs over the children of exactly the rows that went:
 -- c0, c1... delete them (a cascading child too: a child a trigger keeps is then seen, and the
 -- cascade finds nothing left), s0, s1... see them (children whose foreign key would not stop
--- the delete). {files} is (root, path, source) of the rows each DELETE returned, so no file of a
--- row that stays is queued. {child_rows} counts the children deleted, {held} those kept. With
+-- the delete). `files` is (root, path, source) of the rows each DELETE returned, so no file of a
+-- row that stays is queued. `child_rows` counts the children deleted, `held` those kept. With
 -- archiving, the last placeholder adds the batch's archive lines (the rows, then each child's)
 -- and their number, from what the DELETEs returned (to_jsonb of each row, as `a`).
 WITH gone AS (
@@ -57,16 +57,16 @@ SELECT (SELECT count(*) FROM gone) AS deleted, {child_rows} AS child_rows,
 
 -- name: tree_held --
 -- Which rows of the batch have a child that a trigger keeps: their children deleted in a
--- savepoint rolled back afterwards, the rows themselves untouched. {children}: c0, s0... as in
--- tree_delete, over {rows} (the batch's rows, read); {held_keys}: the keys of those rows.
+-- savepoint rolled back afterwards, the rows themselves untouched. `children`: c0, s0... as in
+-- tree_delete, over `rows` (the batch's rows, read); `held_keys`: the keys of those rows.
 WITH gone AS (
     {rows}
 ){children}
 SELECT {held_keys} AS keys;
 
 -- name: rows_delete --
--- Delete the matching rows and queue their files, in one statement. {paths} are the file columns
--- as p0, p1...; {files} the (root, path, source) triples built from them.
+-- Delete the matching rows and queue their files, in one statement. `paths` are the file columns
+-- as p0, p1...; `files` the (root, path, source) triples built from them.
 WITH gone AS (
     DELETE FROM {table} AS t WHERE {match} RETURNING {paths}
 ), queued AS (
