@@ -67,12 +67,18 @@ def _print_files(out: Console, data: dict[str, Any]) -> None:
 
 
 @app.command("verify")
-def verify_command(json_output: cli_state.JsonOption = False) -> None:
+def verify_command(
+    root: Annotated[
+        Path | None,
+        typer.Option("--root", help="The archive's directory (default: [archive] root)."),
+    ] = None,
+    json_output: cli_state.JsonOption = False,
+) -> None:
     """Check every recorded file against the ledger (present, size, sha256, row count); list
     the files under the root the ledger does not record (a batch that did not commit: its rows
     were not deleted). Exits 1 when a recorded file fails its check."""
     settings = cli_state.state.settings()
-    root = _root(settings)
+    root = root if root is not None else _root(settings)
     location = cli_state.location(settings)
     cli_state.ensure_migrated(location)
     with database.connect(location) as conn:

@@ -163,11 +163,12 @@ SELECT e.at, e.event_id, e.scanned,
 
 -- name: prune_jobs_archive_events --
 -- With archiving: the events of the jobs `gone` deletes, deleted in the same statement so that
--- RETURNING gives them (the cascade, which runs after the statement, then finds none left).
+-- RETURNING gives them (the cascade, which runs after the statement, then finds none left); by
+-- `= ANY(ARRAY(...))`, which the planner serves with the index on job_id.
 -- Procrastinate writes an event only with a change of its job's row, which the delete waits
 -- for or skips, so no event reaches the cascade unseen.
 , gone_events AS (
-    DELETE FROM procrastinate_events e USING gone g WHERE e.job_id = g.id
+    DELETE FROM procrastinate_events e WHERE e.job_id = ANY(ARRAY(SELECT g.id FROM gone g))
     RETURNING e.id, to_jsonb(e) AS archived
 )
 
