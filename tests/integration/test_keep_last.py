@@ -15,6 +15,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from retention import errors
+from retention.run import backlog
 from retention.tables import delete, planning
 from tests.helpers import execute_tables as execute
 from tests.helpers import ids, make_settings
@@ -190,3 +191,15 @@ def test_per_naming_a_missing_column_is_refused(conn, database):
     settings = make_settings(database, tables=[policy(keep_last=3, per=["cam"], age="10d")])
     with pytest.raises(errors.ConfigError, match=r"per: .*no column 'cam'"):
         planning.check(conn, settings)
+
+
+def test_status_backlog_counts_what_the_run_deletes(conn, database, location):
+    shots = [Shot(i, i % 3 or None, None, "motion", 5 * i) for i in range(1, 13)]
+    seed(conn, shots)
+    rule = {"keep_last": 2, "per": ["camera_id"], "age": "10d"}
+    settings = make_settings(database, tables=[policy(**rule)])
+    now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+    counted = backlog.table_backlog(conn, settings, now)["cams.shots"]["eligible"]
+    summary = execute(database, location, [policy(**rule)], batch_size=4)
+    assert summary["tables"]["cams.shots"]["deleted"] == counted
+    assert ids(conn, "cams.shots") == model(shots, rule)
