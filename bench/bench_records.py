@@ -271,7 +271,7 @@ def make_files(root: Path, count: int, size: int, layout: str) -> list[str]:
 def seed_survivors(conninfo: str, root: Path, rows: int, shared_names: bool) -> None:
     """The rows of the file column the drain checks: none names a queued file."""
     pattern = (
-        "'elsewhere/d' || (n % 997) || '/f' || n || '.bin'"
+        "'elsewhere/d' || (n %% 997) || '/f' || n || '.bin'"
         if shared_names
         else ("'kept/k' || n || '.bin'")
     )

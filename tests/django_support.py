@@ -102,6 +102,32 @@ class VaultStorage(Storage):
     def delete(self, name):
         os.remove(self._where(name))
 
+    def _names(self):
+        for bucket in sorted(os.listdir(settings.VAULT_ROOT)) if os.path.isdir(
+            settings.VAULT_ROOT
+        ) else []:
+            for stored in sorted(os.listdir(os.path.join(settings.VAULT_ROOT, bucket))):
+                yield stored.replace("__", "/")
+
+    def listdir(self, path):
+        prefix = path.rstrip("/") + "/" if path else ""
+        directories, files = set(), []
+        for name in self._names():
+            if name.startswith(prefix):
+                rest = name[len(prefix):]
+                if "/" in rest:
+                    directories.add(rest.split("/", 1)[0])
+                else:
+                    files.append(rest)
+        return sorted(directories), files
+
+    def get_modified_time(self, name):
+        import datetime
+
+        return datetime.datetime.fromtimestamp(
+            os.path.getmtime(self._where(name)), tz=datetime.timezone.utc
+        )
+
 
 @deconstructible
 class ReadOnlyStorage(Storage):

@@ -20,7 +20,7 @@ from retention.archive import writer as archive_writer
 from retention.config import policies
 from retention.config import settings as settings_mod
 from retention.engine import batches, ledger, results
-from retention.files import directories, orphans, outbox, references, sweeps
+from retention.files import directories, orphans, outbox, references, storage_orphans, sweeps
 from retention.jobs import deleter, prune
 from retention.tables import planning
 from retention.tables import prune as table_prune
@@ -234,15 +234,30 @@ def _directories(ctx: Context, chosen: list[policies.DirectoryPolicy]) -> result
 
 def orphan_stage(
     only: list[Path] | None = None, sample_size: int = sweeps.SAMPLE_SIZE
-) -> Stage[list[Path]]:
+) -> Stage[list[Path | str]]:
     """The orphans stage, over every storage root or the `only` ones (`retention
-    sweep-orphans --root`), listing `sample_size` files per root."""
+    sweep-orphans --root`), listing `sample_size` files per root; without `only`, also over the
+    application storages registered in this process (files/storage_orphans.py)."""
 
-    def check(conn: psycopg.Connection, settings: settings_mod.Settings) -> list[Path]:
-        return orphans.check(conn, settings, only)
+    def check(conn: psycopg.Connection, settings: settings_mod.Settings) -> list[Path | str]:
+        found: list[Path | str] = list(orphans.check(conn, settings, only))
+        if not only:
+            found += storage_orphans.keys(settings)
+        return found
 
-    def run(ctx: Context, roots: list[Path]) -> results.Section:
-        def work(root: Path, partial: Partial[results.SweepSection]) -> results.SweepSection:
+    def run(ctx: Context, roots: list[Path | str]) -> results.Section:
+        def work(root: Path | str, partial: Partial[results.SweepSection]) -> results.SweepSection:
+            if isinstance(root, str):
+                return storage_orphans.sweep(
+                    ctx.conn,
+                    ctx.settings,
+                    root,
+                    dry_run=ctx.dry_run,
+                    limits=ctx.limits,
+                    run_id=ctx.run.id,
+                    sample_size=sample_size,
+                    on_progress=partial,
+                )
             return orphans.sweep_root(
                 ctx.conn,
                 ctx.settings,
@@ -254,7 +269,11 @@ def orphan_stage(
                 on_progress=partial,
             )
 
-        return each(ctx, "orphans", [(str(root), root) for root in roots], work, _sweep_stage)
+        named = [
+            (f"{policies.STORAGE_PREFIX}{root}" if isinstance(root, str) else str(root), root)
+            for root in roots
+        ]
+        return each(ctx, "orphans", named, work, _sweep_stage)
 
     return Stage(name="orphans", check=check, run=run)
 

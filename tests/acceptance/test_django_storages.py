@@ -133,3 +133,44 @@ def test_outside_the_project_the_entries_wait_for_a_run_that_has_the_storage(
     inside = json.loads(ok(project.manage("retention", "run", "--only", "files", "--json")).stdout)
     assert inside["files"]["deleted"] == 1, inside["files"]
     assert "scans__old-1.pdf" not in vault(project)
+
+
+ORPHANS = """
+import datetime as dt, os, time
+from django.core.files.base import ContentFile
+from django.utils import timezone
+from shop.models import Scan
+
+storage = Scan._meta.get_field("file").storage
+Scan.objects.create(scanned_at=timezone.now(), file=storage.save("scans/kept.pdf", ContentFile(b"k")))
+for name in ("scans/orphan-old.pdf", "scans/orphan-young.pdf", "loose.pdf"):
+    storage.save(name, ContentFile(b"o" * 7))
+old = time.time() - 3 * 86400
+for name in ("scans/kept.pdf", "scans/orphan-old.pdf", "loose.pdf"):
+    os.utime(storage._where(name), (old, old))
+"""
+
+
+def test_the_orphan_sweep_lists_a_storage_through_its_api(tmp_path: Path, empty_database: str):
+    retention = {**RETENTION, "orphans": {"enabled": True, "grace": "1d"}}
+    project = write_project(tmp_path / "site", database=empty_database, retention=retention)
+    ok(project.manage("migrate", "--no-input"))
+    ok(project.manage("shell", "-c", ORPHANS))
+    before = vault(project)
+    assert before == {
+        "scans__kept.pdf",
+        "scans__orphan-old.pdf",
+        "scans__orphan-young.pdf",
+        "loose.pdf",
+    }
+
+    dry = json.loads(ok(project.manage("retention", "run", "--dry-run", "--json")).stdout)
+    section = dry["orphans"]["roots"]["storage:django:shop.Scan.file"]
+    assert section["deleted"] == 2, section
+    assert vault(project) == before
+
+    real = json.loads(ok(project.manage("retention", "run", "--json")).stdout)
+    section = real["orphans"]["roots"]["storage:django:shop.Scan.file"]
+    assert (section["deleted"], section["bytes"]) == (2, 14), section
+    assert vault(project) == {"scans__kept.pdf", "scans__orphan-young.pdf"}
+    assert not project.embedded_started()

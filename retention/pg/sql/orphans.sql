@@ -82,3 +82,13 @@ SELECT DISTINCT n.path
 
 -- name: orphan_refs_copy --
 COPY retention_orphan_refs (rel) FROM STDIN (FORMAT BINARY);
+
+-- name: storage_refs_insert --
+-- The names one file column stores for a storage, normalised as relative names (empty, `.` and
+-- `..` segments resolved): what the storage's listing is matched with.
+INSERT INTO retention_orphan_refs (rel)
+SELECT convert_to(ltrim(CASE WHEN v.value ~ '//|(^|/)\.\.?(/|$)|/$|^/'
+                             THEN pg_temp.retention_normpath('/' || v.value)
+                             ELSE '/' || v.value END, '/'), 'UTF8')
+  FROM (SELECT {column}::text AS value FROM {table}) v
+ WHERE v.value IS NOT NULL AND v.value <> '';
