@@ -8,7 +8,8 @@ With archiving, every batch's statement also deletes the jobs' events itself and
 jobs and events as JSON lines, which are gzip-compressed (level 1), written, fsynced (file and
 directory) and recorded in the ledger before the batch commits. Both contenders delete the same
 jobs; the best wall time of each is compared. The archive goes to a temporary directory, removed
-at the end; databases are named `bench_jobs_*` and dropped at the end (also after a failure).
+at the end; databases are named `bench_jobs_archive_*` and dropped at the end (also after a failure;
+not other `bench_jobs_*` databases, which another benchmark may be using).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     server = bench_jobs.Server(args.server)
     template = f"{bench_jobs.PREFIX}archive_seed"
     results: dict[str, list[bench_jobs.Measure]] = {"no archive": [], "archive": []}
+    made_names = [template]
     scratch = Path(tempfile.mkdtemp(prefix="bench-archive-"))
     try:
         made = bench_jobs.seed(server, template, args.jobs, args.days)
@@ -74,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(1, args.rounds + 1):
             for label in results:
                 name = f"{bench_jobs.PREFIX}archive_{round_}_{label[:2]}"
+                made_names.append(name)
                 server.create(name, template)
                 root = scratch / name
                 call = archiving(root) if label == "archive" else bench_jobs.ours
@@ -83,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                 server.drop(name)
                 shutil.rmtree(root, ignore_errors=True)
     finally:
-        server.drop_all()
+        for name in made_names:
+            server.drop(name)
         shutil.rmtree(scratch, ignore_errors=True)
     best = {label: min(m.wall for m in runs) for label, runs in results.items()}
     db = {label: min(m.db_seconds for m in runs) for label, runs in results.items()}

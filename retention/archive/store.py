@@ -41,7 +41,7 @@ class Recorded:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Row:
-    """One archived row: its table (name parts) and its values, as to_jsonb gave them."""
+    """One archived row: its table (name parts) and its values, as PostgreSQL's JSON gave them."""
 
     table: tuple[str, ...]
     values: dict[str, Any]

@@ -3,7 +3,8 @@
 A file is JSON Lines, gzip-compressed (level 1: JSON compresses several times over even at the
 fastest level, and the write sits inside a delete transaction, so speed matters more than the
 last few percent). Each line is one deleted row, `{"table": [schema, name], "row": {...}}`, the
-row as PostgreSQL's to_jsonb gives it, parents before their children (a job before its events).
+row as PostgreSQL's JSON gives it (row_to_json for jobs and events, to_jsonb for table rows:
+the same values), parents before their children (a job before its events).
 The file is written under a temporary name, fsynced, renamed to its final name and its
 directory fsynced; then the file is recorded in `retention_archive_files` in the batch's
 transaction, and only then does the batch commit. A crash between the fsync and the commit leaves

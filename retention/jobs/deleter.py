@@ -47,13 +47,12 @@ def archive_batch(
     archive: archive_writer.Writer,
 ) -> Callable[[psycopg.Connection, list[dict[str, Any]]], dict[str, int]]:
     """The prune's hook before a batch commits (batches.Fused.before_commit): the lines its
-    statement returned (prune_jobs_archive) written to one archive file."""
+    statement returned (prune_jobs_archive, on one of its rows) written to one archive file."""
 
     def write(conn: psycopg.Connection, rows: list[dict[str, Any]]) -> dict[str, int]:
-        if not rows or not rows[0]["archive"]:
+        found = next((row for row in rows if row["archive"]), None)
+        if found is None:
             return {}
-        return archive_writer.counts(
-            archive.write(conn, rows[0]["archive"], rows[0]["archive_rows"])
-        )
+        return archive_writer.counts(archive.write(conn, found["archive"], found["archive_rows"]))
 
     return write

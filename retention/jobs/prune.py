@@ -156,7 +156,7 @@ def _prune_queries(
     select = queries.get("prune_jobs_select").format(scan=scan, eligible=eligible)
     archived, events, lines = sql.SQL(""), sql.SQL(""), sql.SQL("")
     if archive is not None:
-        archived = sql.SQL(", to_jsonb(j) AS archived")
+        archived = queries.get("prune_jobs_archive_line")
         events = queries.get("prune_jobs_archive_events")
         lines = queries.get("prune_jobs_archive")
     waiting = queries.get("prune_jobs_delete").format(**conditions, archived=archived)

@@ -161,30 +161,35 @@ SELECT e.at, e.event_id, e.scanned,
   FROM edge e
   LEFT JOIN tally t ON true;
 
+-- name: prune_jobs_archive_line --
+-- With archiving: what prune_jobs_delete and its skip-locked twin also return of each job
+-- deleted, its archive line (see retention.archive.writer). The line is built by concatenation
+-- around row_to_json, which costs half as much as json_build_object over to_jsonb and gives
+-- the same JSON values (left unformatted: its braces are text, not placeholders).
+, '{"table": ["procrastinate_jobs"], "row": ' || row_to_json(j)::text || '}' AS line
+
 -- name: prune_jobs_archive_events --
 -- With archiving: the events of the jobs `gone` deletes, deleted in the same statement so that
 -- RETURNING gives them (the cascade, which runs after the statement, then finds none left); by
--- `= ANY(ARRAY(...))`, which the planner serves with the index on job_id.
+-- `= ANY(ARRAY(...))`, which the planner serves with the index on job_id. Each returns its
+-- archive line, as prune_jobs_archive_line (left unformatted).
 -- Procrastinate writes an event only with a change of its job's row, which the delete waits
 -- for or skips, so no event reaches the cascade unseen.
 , gone_events AS (
     DELETE FROM procrastinate_events e WHERE e.job_id = ANY(ARRAY(SELECT g.id FROM gone g))
-    RETURNING e.id, to_jsonb(e) AS archived
+    RETURNING e.id, '{"table": ["procrastinate_events"], "row": ' || row_to_json(e)::text || '}'
+              AS line
 )
 
 -- name: prune_jobs_archive --
--- With archiving: the batch's archive lines (jobs first, then their events, each by id) and
--- their number, on every row of prune_jobs_fused.
-, (SELECT string_agg(a.line, E'\n' ORDER BY a.part, a.id)
-     FROM (SELECT 0 AS part, g.id,
-                  json_build_object('table', json_build_array('procrastinate_jobs'),
-                                    'row', g.archived)::text AS line
-             FROM gone g
-           UNION ALL
-           SELECT 1, ev.id,
-                  json_build_object('table', json_build_array('procrastinate_events'),
-                                    'row', ev.archived)::text
-             FROM gone_events ev) a) AS archive,
+-- With archiving: the batch's archive lines, the jobs' then their events' (parents before
+-- children, with no sort of the lines), on the first row of prune_jobs_fused only (it returns a
+-- row per status, queue and task: a copy of the lines on each row cost more than the delete
+-- itself), and their number on every row.
+, CASE WHEN row_number() OVER () = 1 THEN
+       concat_ws(E'\n', (SELECT string_agg(g.line, E'\n') FROM gone g),
+                        (SELECT string_agg(ev.line, E'\n') FROM gone_events ev))
+  END AS archive,
   (SELECT count(*) FROM gone) + (SELECT count(*) FROM gone_events) AS archive_rows
 
 -- name: deleted_job_events --
