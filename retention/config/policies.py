@@ -9,7 +9,7 @@ import datetime as dt
 import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
@@ -101,6 +101,37 @@ class JobRule(Model):
         description="Archive the jobs this prune deletes (with their events) before they go; "
         "any rule saying so archives every job of the prune. Needs [archive] root.",
     )
+    keep_last: Count = Field(
+        None,
+        description="Never delete the newest N finished jobs of this rule (its queue/task "
+        "globs and the statuses it sets; newest by finish time, ties by the finishing event's "
+        "id; per queue and/or task with `per`), however old. Not with `max_count`.",
+    )
+    max_count: Count = Field(
+        None,
+        description="Delete every finished job of this rule beyond its newest N (as "
+        "`keep_last` counts them), however young; jobs older than the rule's age go as well. "
+        "Not with `keep_last`.",
+    )
+    per: list[Literal["queue", "task"]] = Field(
+        default_factory=list,
+        description='Count `keep_last` / `max_count` per queue and/or task: ["queue"], '
+        '["task"] or ["queue", "task"]; without it, over all the jobs of the rule.',
+    )
+
+    @model_validator(mode="after")
+    def _one_count(self) -> JobRule:
+        _check_count(self.keep_last, self.max_count, list(self.per))
+        return self
+
+    @property
+    def counted(self) -> tuple[str, int] | None:
+        """The rule's count rule: ("keep_last" or "max_count", N), or None."""
+        if self.keep_last is not None:
+            return "keep_last", self.keep_last
+        if self.max_count is not None:
+            return "max_count", self.max_count
+        return None
 
     @model_validator(mode="after")
     def _has_a_matcher(self) -> JobRule:

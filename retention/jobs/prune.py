@@ -139,7 +139,7 @@ def _prune_queries(
                 for kind, status in pairs
             )
         ),
-        "age": policy.status_age(jobs_policy, statuses),
+        "old_enough": policy.old_enough(jobs_policy, statuses),
         "no_later_change": queries.get("prune_jobs_no_later_change"),
         "held": holds.job_held("j"),
     }
@@ -149,7 +149,9 @@ def _prune_queries(
         )
         for walk in live
     )
-    scan = queries.get("prune_jobs_scan").format(branches=branches)
+    scan = sql.Composed(
+        [queries.get("prune_jobs_scan").format(branches=branches), policy.count_bounds(jobs_policy)]
+    )
 
     eligible = queries.get("prune_jobs_eligible").format(**conditions)
 

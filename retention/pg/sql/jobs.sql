@@ -31,7 +31,8 @@ WITH scanned AS (
 -- estimates (the lateral subquery with OFFSET 0 is not flattened into a join: a hash join over a
 -- seq scan of all jobs, which it picks for the walks that lead to several statuses, costs about
 -- a second a batch on a million jobs), and `eligible` is materialized, in the dry run's select
--- as in the deletes. `leads_to` (event types and statuses) and `age` are composed in jobs.py;
+-- as in the deletes. `leads_to` (event types and statuses) and `old_enough` (the age, and a
+-- rule's keep_last / max_count read from `bounds`, jobs_count.sql) are composed in jobs.py;
 -- statuses and types stay enums (compared by their OIDs, never turned into text per row).
 eligible AS MATERIALIZED (
     SELECT j.id, j.row, j.version, s.event_id, s.at, j.status, j.queue_name, j.task_name
@@ -43,7 +44,7 @@ eligible AS MATERIALIZED (
             WHERE j.id = s.job_id
            OFFSET 0) j
      WHERE {leads_to}
-       AND s.at < %(now)s - {age}
+       AND {old_enough}
        AND {no_later_change}
        AND NOT {held}
 )
@@ -102,7 +103,7 @@ snapshot AS MATERIALIZED (
      USING scanned s, snapshot
      WHERE j.id = s.job_id
        AND {leads_to}
-       AND s.at < %(now)s - {age}
+       AND {old_enough}
        AND NOT {held}
        AND ((j.xmin = s.version AND j.xmin <> '2'::xid)
             OR ({no_later_change}
