@@ -28,9 +28,19 @@ def active() -> sql.Composable:
     return _fragment("hold_active")
 
 
+def glob_like(glob: sql.Composable) -> sql.Composable:
+    """A LIKE pattern every name the glob `glob` (an expression) matches is LIKE."""
+    return _fragment("glob_like").format(glob=glob)
+
+
 def job_held(alias: str = "j") -> sql.Composable:
     """Whether the job `alias` is held now."""
-    return _fragment("job_held").format(job=sql.Identifier(alias), active=active())
+    return _fragment("job_held").format(
+        job=sql.Identifier(alias),
+        active=active(),
+        queue_like=glob_like(sql.SQL("h.queue_glob")),
+        task_like=glob_like(sql.SQL("h.task_glob")),
+    )
 
 
 def filterable(column: catalog.Column) -> bool:

@@ -10,14 +10,33 @@ h.released_at IS NULL AND (h.expires_at IS NULL OR h.expires_at > statement_time
 -- Read by the delete statement itself (a hold placed while a run is in progress protects the
 -- rows of every later batch). The ids' IN is NULL, never false, when a hold's ids hold a NULL:
 -- the job is then kept, as with any row of this table a delete cannot read.
+-- A name goes through the alternation only when it is LIKE one of the globs' glob_like patterns
+-- (a cheap test that every name the alternation matches passes; the alternation decides): the
+-- alternation of 10 anchored patterns cost PostgreSQL's regex engine 7 to 10 us a name, against
+-- 0.3 us for the LIKE test, and over every job a prune deletes that was most of the cost of the
+-- holds (BENCHMARKS.md).
 ({job}.id IN (SELECT unnest(h.job_ids) FROM retention_holds h
                WHERE h.job_ids IS NOT NULL AND {active})
- OR coalesce({job}.queue_name ~ (SELECT string_agg('(?:' || h.queue_re || ')', '|')
-                                    FROM retention_holds h
-                                   WHERE h.queue_re IS NOT NULL AND {active}), false)
- OR coalesce({job}.task_name ~ (SELECT string_agg('(?:' || h.task_re || ')', '|')
-                                   FROM retention_holds h
-                                  WHERE h.task_re IS NOT NULL AND {active}), false))
+ OR ({job}.queue_name LIKE ANY(ARRAY(SELECT {queue_like} FROM retention_holds h
+                                      WHERE h.queue_glob IS NOT NULL AND {active}))
+     AND coalesce({job}.queue_name ~ (SELECT string_agg('(?:' || h.queue_re || ')', '|')
+                                        FROM retention_holds h
+                                       WHERE h.queue_re IS NOT NULL AND {active}), false))
+ OR ({job}.task_name LIKE ANY(ARRAY(SELECT {task_like} FROM retention_holds h
+                                     WHERE h.task_glob IS NOT NULL AND {active}))
+     AND coalesce({job}.task_name ~ (SELECT string_agg('(?:' || h.task_re || ')', '|')
+                                       FROM retention_holds h
+                                      WHERE h.task_re IS NOT NULL AND {active}), false)))
+
+-- name: glob_like --
+-- The LIKE pattern of the glob `glob` (retention/config/globs.py's syntax) that every name the
+-- glob matches is LIKE: LIKE's own characters (\ % _) escaped, `*` as %, `?` as _; from the
+-- first `[` on, % (a bracket's reading by the regex engine, `[[:alpha:]]` or `[!]`, is left to
+-- the regular expression). `%%` is one % in a statement run with parameters, and two (which LIKE
+-- reads as one) in a statement run without.
+(replace(replace(regexp_replace(split_part({glob}, '[', 1), '([\\%%_])', '\\\1', 'g'),
+                 '*', '%%'), '?', '_')
+ || CASE WHEN strpos({glob}, '[') > 0 THEN '%%' ELSE '' END)
 
 -- name: hold_matches_row --
 -- The condition that the active hold `h` on the table `table` names the row `row`: one of its
