@@ -7,7 +7,17 @@ holds.release(conn, hold.id)
 
 from __future__ import annotations
 
-from retention.holds.model import Counts, Hold
-from retention.holds.store import add, counts, get, list_holds, release
+from retention.holds.model import Counts, Hold, InForce
+from retention.holds.store import add, counts, get, in_force, list_holds, release
 
-__all__ = ["Counts", "Hold", "add", "counts", "get", "list_holds", "release"]
+__all__ = [
+    "Counts",
+    "Hold",
+    "InForce",
+    "add",
+    "counts",
+    "get",
+    "in_force",
+    "list_holds",
+    "release",
+]

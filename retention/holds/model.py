@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -120,3 +120,19 @@ class Counts:
             "rows": self.rows,
             "next_expiry": self.next_expiry.isoformat() if self.next_expiry else None,
         }
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class InForce:
+    """The holds in force when a run started (its summary's `holds`): how many, by kind, and
+    their ids (the first IDS_LIMIT of them; `active` counts them all)."""
+
+    IDS_LIMIT: ClassVar[int] = 1000
+
+    active: int = 0
+    jobs: int = 0
+    rows: int = 0
+    ids: tuple[int, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"active": self.active, "jobs": self.jobs, "rows": self.rows, "ids": list(self.ids)}

@@ -295,3 +295,16 @@ def counts(conn: psycopg.Connection) -> model.Counts:
     if row is None:
         return model.Counts()
     return model.Counts(jobs=int(row[0]), rows=int(row[1]), next_expiry=row[2])
+
+
+def in_force(conn: psycopg.Connection) -> model.InForce:
+    """The active holds now, for a run's summary (none when the database predates holds)."""
+    if not _present(conn):
+        return model.InForce()
+    statement = queries.get("holds_in_force").format(active=conditions.active())
+    row = conn.execute(statement, {"limit": model.InForce.IDS_LIMIT}).fetchone()
+    if row is None:
+        return model.InForce()
+    return model.InForce(
+        active=int(row[0]), jobs=int(row[1]), rows=int(row[2]), ids=tuple(int(i) for i in row[3])
+    )

@@ -7,6 +7,7 @@ stages then run in order (see `retention.run.stages`) until one of them stops th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -14,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from retention import errors
+from retention import errors, holds
 from retention.config import dsn
 from retention.config import settings as settings_mod
 from retention.engine import batches, ledger, results
@@ -57,6 +58,21 @@ def connections(
         yield work, book
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _HeldSummary(results.RunSummary):
+    """A finished run's summary with the legal holds in force when it started (`holds`)."""
+
+    holds: holds.InForce
+
+    def to_json(self) -> results.JSON:
+        return {**super().to_json(), "holds": self.holds.to_json()}
+
+
+def _with_holds(summary: results.RunSummary, in_force: holds.InForce) -> results.RunSummary:
+    fields = {field.name: getattr(summary, field.name) for field in dataclasses.fields(summary)}
+    return _HeldSummary(**fields, holds=in_force)
+
+
 def limits_for(
     settings: settings_mod.Settings, should_abort: Callable[[], bool] | None = None
 ) -> batches.Limits:
@@ -95,6 +111,7 @@ def execute(
     table = {**stages_mod.STAGES, **(custom or {})}
     with connections(location) as (work, book):
         migrate.check(work)
+        in_force = holds.in_force(work)
         run = ledger.start(
             book,
             kind=kind,
@@ -139,6 +156,7 @@ def execute(
             raise errors.RunFailed(f"run #{run.id} failed: {error}") from exc
         finally:
             summary = ctx.summary(status, seconds=round(time.monotonic() - started, 3), error=error)
+            summary = _with_holds(summary, in_force)
             if work.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 work.rollback()
             run.finish(summary)

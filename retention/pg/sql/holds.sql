@@ -107,6 +107,16 @@ SELECT count(*) FILTER (WHERE h.table_name IS NULL) AS jobs,
   FROM retention_holds h
  WHERE {active};
 
+-- name: holds_in_force --
+-- The active holds, for a run's summary: how many in all and by kind, and the first `limit`
+-- ids (in id order).
+SELECT count(*) AS active,
+       count(*) FILTER (WHERE h.table_name IS NULL) AS jobs,
+       count(*) FILTER (WHERE h.table_name IS NOT NULL) AS rows,
+       coalesce((array_agg(h.id ORDER BY h.id))[1:%(limit)s], '{{}}') AS ids
+  FROM retention_holds h
+ WHERE {active};
+
 -- name: holds_present --
 -- Whether the holds table exists (a database migrated before holds had none).
 SELECT to_regclass('retention_holds') IS NOT NULL;
