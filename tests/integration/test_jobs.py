@@ -54,7 +54,7 @@ def expected_kept(
 def reset(conn: psycopg.Connection) -> None:
     conn.execute(
         "TRUNCATE procrastinate_events, procrastinate_periodic_defers, procrastinate_jobs, "
-        "retention_runs"
+        "retention_runs, retention_archive_files"
     )
 
 
