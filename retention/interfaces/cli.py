@@ -11,26 +11,18 @@ import logging
 import sys
 from typing import Annotated, Any
 
-import psycopg
 import typer
 
 from retention import errors
-from retention.config import dsn, durations, globs
-from retention.demo import demo
-from retention.interfaces import (
-    cli_archive,
-    cli_files,
-    cli_holds,
-    cli_inspect,
-    cli_state,
-    console,
-    demo_view,
-    logs,
-    status_server,
-)
-from retention.jobs import purge
-from retention.pg import database, migrate
-from retention.run import runner
+from retention.interfaces import cli_archive, cli_files, cli_holds, cli_inspect, cli_state
+
+# A command imports what it needs when it runs: `retention --help` loads no database driver,
+# no Procrastinate, no settings model and no console. The few names the help text shows are
+# written here, and tests/unit/test_cli_startup.py checks them against their sources.
+STAGES = ("jobs", "tables", "files", "directories", "orphans")  # retention.run.stages.ORDER
+FINAL = ("succeeded", "failed", "cancelled", "aborted")  # retention.jobs.purge.FINAL
+UNFINISHED = ("todo", "doing")  # retention.jobs.purge.UNFINISHED
+HTTP_VARIABLE = "RETENTION_HTTP"  # retention.interfaces.status_server.ENVIRONMENT_VARIABLE
 
 app = typer.Typer(
     name="retention",
@@ -66,6 +58,8 @@ def main_options(
     cli_state.state.database_url = database_url
     cli_state.state.app_path = app_path
     cli_state.state.verbose = verbose
+    from retention.interfaces import logs
+
     logs.configure(verbose=verbose)
 
 
@@ -81,6 +75,12 @@ def migrate_command(
     json_output: cli_state.JsonOption = False,
 ) -> None:
     """Apply Procrastinate's schema when missing, then every pending migration."""
+    import psycopg
+
+    from retention.config import durations
+    from retention.interfaces import console
+    from retention.pg import database, migrate
+
     try:
         bound = durations.parse_duration(wait)
     except ValueError as exc:
@@ -118,10 +118,13 @@ def run_command(
     json_output: cli_state.JsonOption = False,
     only: Annotated[
         list[str] | None,
-        typer.Option("--only", help=f"Only these stages ({', '.join(runner.ORDER)}); repeatable."),
+        typer.Option("--only", help=f"Only these stages ({', '.join(STAGES)}); repeatable."),
     ] = None,
 ) -> None:
     """Run the configured retention now, in this process."""
+    from retention.interfaces import console
+    from retention.run import runner
+
     settings = cli_state.state.settings()
     stages = runner.enabled_stages(settings, only)
     location = cli_state.location(settings)
@@ -136,6 +139,9 @@ def run_command(
 @app.command("plan")
 def plan_command(json_output: cli_state.JsonOption = False) -> None:
     """Preview everything configured: a dry run of every stage."""
+    from retention.interfaces import console
+    from retention.run import runner
+
     settings = cli_state.state.settings()
     stages = runner.enabled_stages(settings, None)
     location = cli_state.location(settings)
@@ -155,7 +161,7 @@ def purge_command(
         list[str] | None,
         typer.Option(
             "--status",
-            help=f"A final status: {', '.join(purge.FINAL)}; repeatable.",
+            help=f"A final status: {', '.join(FINAL)}; repeatable.",
         ),
     ] = None,
     finished_before: Annotated[
@@ -167,6 +173,10 @@ def purge_command(
     json_output: cli_state.JsonOption = False,
 ) -> None:
     """Delete chosen finished jobs now. Filters intersect; todo and doing jobs are refused."""
+    from retention.interfaces import console
+    from retention.jobs import purge
+    from retention.run import runner
+
     check_statuses(status)
     check_globs(queue=queue, task=task)
     filters = purge.PurgeFilters.parse(
@@ -222,6 +232,9 @@ def demo_command(
     json_output: cli_state.JsonOption = False,
 ) -> None:
     """Seed a home-security demo application, show the plan, run retention, show what went."""
+    from retention.demo import demo
+    from retention.interfaces import console, demo_view
+
     if config_path:
         if reset or delete_images:
             raise errors.ConfigError(
@@ -258,7 +271,7 @@ def worker_command(
         str | None,
         typer.Option(
             "--http",
-            envvar=status_server.ENVIRONMENT_VARIABLE,
+            envvar=HTTP_VARIABLE,
             metavar="[HOST:]PORT",
             help="Also serve /healthz, /metrics and /status over HTTP, read-only, on this port "
             "(of 127.0.0.1 unless HOST is given); off by default.",
@@ -268,6 +281,8 @@ def worker_command(
     """Run a Procrastinate worker for the retention queue: the periodic schedule, deferred
     retention tasks, the delete_jobs policy. SIGTERM or Ctrl-C stops it (a run in progress stops
     between two batches, recorded as aborted)."""
+    from retention.interfaces import logs, status_server
+
     address = status_server.parse_address(http) if http else None
     settings = cli_state.state.settings()
     location = cli_state.location(settings)
@@ -300,18 +315,18 @@ app.add_typer(cli_holds.app, name="hold")
 app.add_typer(cli_archive.app, name="archive")
 
 
-FINAL_STATUSES = ", ".join(purge.FINAL)
+FINAL_STATUSES = ", ".join(FINAL)
 
 
 def check_statuses(statuses: list[str] | None) -> None:
     """--status values are checked before any database is located (or started)."""
     for status in statuses or ():
-        if status in purge.UNFINISHED:
+        if status in UNFINISHED:
             raise errors.ConfigError(
                 f"--status {status}: {status} jobs are not finished and are never deleted; "
                 f"cancel them first (procrastinate cancel), or use one of {FINAL_STATUSES}"
             )
-        if status not in purge.FINAL:
+        if status not in FINAL:
             raise errors.ConfigError(
                 f"--status {status}: unknown status; use one of {FINAL_STATUSES}"
             )
@@ -319,6 +334,8 @@ def check_statuses(statuses: list[str] | None) -> None:
 
 def check_globs(**named: str | None) -> None:
     """--queue and --task globs are checked before any database is located (or started)."""
+    from retention.config import globs
+
     for name, glob in named.items():
         if glob is None:
             continue
@@ -340,13 +357,22 @@ def honest_flags(command: Any) -> Any:
     return command
 
 
+def _print_error(message: str) -> None:
+    from retention.config import dsn
+    from retention.interfaces import console
+
+    console.err.print(f"error: {dsn.redact(message)}", highlight=False, markup=False)
+
+
 def main() -> None:
     try:
         code = honest_flags(typer.main.get_command(app)).main(standalone_mode=False)
     except errors.RetentionError as exc:
-        console.err.print(f"error: {dsn.redact(str(exc))}", highlight=False, markup=False)
+        _print_error(str(exc))
         sys.exit(exc.exit_code)
     except typer.Abort:
+        from retention.interfaces import console
+
         console.err.print("aborted")
         sys.exit(1)
     except typer.Exit as exc:
@@ -357,7 +383,7 @@ def main() -> None:
         if code is not None and callable(show):
             show()
             sys.exit(code)
-        console.err.print(f"error: {dsn.redact(str(exc))}", highlight=False, markup=False)
+        _print_error(str(exc))
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -4,17 +4,17 @@ against the ledger, and putting their rows back."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from retention import errors
-from retention.archive import restore, store
-from retention.config import settings as settings_mod
-from retention.interfaces import cli_state, console
-from retention.pg import database
+from retention.interfaces import cli_state
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from retention.config import settings as settings_mod
 
 app = typer.Typer(
     name="archive",
@@ -40,6 +40,10 @@ def list_command(
 ) -> None:
     """The archive files the ledger records (path under the root, rows, bytes, sha256), newest
     first."""
+    from retention.archive import store
+    from retention.interfaces import console
+    from retention.pg import database
+
     settings = cli_state.state.settings()
     location = cli_state.location(settings)
     cli_state.ensure_migrated(location)
@@ -49,6 +53,8 @@ def list_command(
 
 
 def _print_files(out: Console, data: dict[str, Any]) -> None:
+    from rich.table import Table
+
     if not data["files"]:
         out.print("no archive files", highlight=False)
         return
@@ -77,6 +83,10 @@ def verify_command(
     """Check every recorded file against the ledger (present, size, sha256, row count); list
     the files under the root the ledger does not record (a batch that did not commit: its rows
     were not deleted). Exits 1 when a recorded file fails its check."""
+    from retention.archive import store
+    from retention.interfaces import console
+    from retention.pg import database
+
     settings = cli_state.state.settings()
     root = root if root is not None else _root(settings)
     location = cli_state.location(settings)
@@ -117,6 +127,10 @@ def restore_command(
 ) -> None:
     """Re-insert the rows of archive files (jobs with their events, same ids; table rows before
     their children's), in one transaction; a row whose primary key exists is refused."""
+    from retention.archive import restore
+    from retention.interfaces import console
+    from retention.pg import database
+
     settings = cli_state.state.settings()
     root = settings.archive.root
     paths: list[Path] = []

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from retention import errors
-from retention.config import durations
-from retention.engine import results
-from retention.files import orphans
-from retention.interfaces import cli_state, console, report
-from retention.run import runner
-from retention.run import stages as run_stages
+from retention.interfaces import cli_state
+
+if TYPE_CHECKING:
+    from retention.engine import results
 
 
 def sweep_orphans_command(
@@ -36,6 +34,12 @@ def sweep_orphans_command(
     json_output: cli_state.JsonOption = False,
 ) -> None:
     """Files under the tables' storage roots that no row references: a dry run unless --delete."""
+    from retention.config import durations
+    from retention.files import orphans
+    from retention.interfaces import console, report
+    from retention.run import runner
+    from retention.run import stages as run_stages
+
     settings = cli_state.state.settings()
     if grace is not None:
         try:
@@ -101,6 +105,8 @@ def sweep_orphans_command(
 
 
 def _orphans(summary: results.RunSummary) -> results.SweepStage:
+    from retention.engine import results
+
     section = summary.section("orphans")
     if not isinstance(section, results.SweepStage):
         raise errors.RunFailed(f"run #{summary.run_id} has no orphans section")

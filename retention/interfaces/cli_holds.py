@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from retention import holds
-from retention.interfaces import cli_state, console
-from retention.pg import database
+from retention.interfaces import cli_state
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 app = typer.Typer(
     name="hold",
@@ -53,6 +52,10 @@ def add_command(
     json_output: cli_state.JsonOption = False,
 ) -> None:
     """Place a hold and print its id. Nothing is written when an argument is wrong."""
+    from retention import holds
+    from retention.interfaces import console
+    from retention.pg import database
+
     settings = cli_state.state.settings()
     location = cli_state.location(settings)
     cli_state.ensure_migrated(location)
@@ -84,6 +87,10 @@ def list_command(
     json_output: cli_state.JsonOption = False,
 ) -> None:
     """The active holds (with --all: every hold), newest first."""
+    from retention import holds
+    from retention.interfaces import console
+    from retention.pg import database
+
     settings = cli_state.state.settings()
     location = cli_state.location(settings)
     cli_state.ensure_migrated(location)
@@ -93,6 +100,8 @@ def list_command(
 
 
 def _print_holds(out: Console, data: dict[str, Any]) -> None:
+    from rich.table import Table
+
     if not data["holds"]:
         out.print("no holds", highlight=False)
         return
@@ -119,6 +128,10 @@ def release_command(
     json_output: cli_state.JsonOption = False,
 ) -> None:
     """Release a hold: what it held is eligible again at the next run."""
+    from retention import holds
+    from retention.interfaces import console
+    from retention.pg import database
+
     settings = cli_state.state.settings()
     location = cli_state.location(settings)
     cli_state.ensure_migrated(location)

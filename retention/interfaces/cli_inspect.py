@@ -11,11 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from retention import errors
-from retention.config import reference as reference_mod
-from retention.config import settings as settings_mod
-from retention.embedded import server as embedded
-from retention.interfaces import cli_state, console, health, metrics, report
-from retention.pg import database
+from retention.interfaces import cli_state
 
 
 def status_command(
@@ -31,6 +27,8 @@ def status_command(
     ] = False,
 ) -> None:
     """Recent runs and the one in progress."""
+    from retention.interfaces import console, health, report
+
     settings = cli_state.state.settings()
     location = cli_state.location(settings)
     if check:
@@ -53,6 +51,10 @@ def db_command(
     json_output: cli_state.JsonOption = False,
 ) -> None:
     """Which database is used and how it was chosen."""
+    from retention.embedded import server as embedded
+    from retention.interfaces import console
+    from retention.pg import database
+
     settings = cli_state.state.settings()
     if stop:
         where = database.home(settings)
@@ -91,6 +93,8 @@ def db_command(
 
 
 def _show_db(data: dict[str, Any], json_output: bool) -> None:
+    from retention.interfaces import console
+
     def show(value: Any) -> str:
         return "yes" if value is True else "no" if value is False else str(value)
 
@@ -104,6 +108,10 @@ def config_command(
     json_output: cli_state.JsonOption = False,
 ) -> None:
     """Check the settings and show them as they apply (the database password redacted)."""
+    from retention.config import reference as reference_mod
+    from retention.config import settings as settings_mod
+    from retention.interfaces import console
+
     if reference:
         sys.stdout.write(reference_mod.markdown() + "\n")
         return
@@ -125,6 +133,8 @@ def metrics_command(
     ] = None,
 ) -> None:
     """Prometheus metrics: the last run, failures, the file outbox, the backlog per policy."""
+    from retention.interfaces import metrics
+
     settings = cli_state.state.settings()
     location = cli_state.location(settings)
     with cli_state.ledger_connection(location) as conn:

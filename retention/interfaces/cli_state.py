@@ -13,17 +13,20 @@ import importlib
 import os
 import sys
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import procrastinate
-import psycopg
 import typer
 
 from retention import errors
-from retention.config import settings as settings_mod
-from retention.engine import ledger
-from retention.interfaces import connectors, tasks
-from retention.pg import database, migrate
+
+if TYPE_CHECKING:
+    # Imported where used: `retention --help` loads none of them.
+    import procrastinate
+    import psycopg
+
+    from retention.config import settings as settings_mod
+    from retention.interfaces import tasks
+    from retention.pg import database
 
 APP_VARIABLE = "RETENTION_APP"
 
@@ -56,6 +59,8 @@ class State:
         found = blueprint_of(app) if app is not None else None
         if found is not None and not self.config:
             return found.settings
+        from retention.config import settings as settings_mod
+
         overrides: dict[str, Any] = {}
         if self.database_url:
             overrides["database_url"] = self.database_url
@@ -64,6 +69,9 @@ class State:
     def location(self, settings: settings_mod.Settings, *, start: bool = True) -> database.Location:
         """The app's database with --app; else DATABASE_URL, PG* variables, the embedded server
         (started unless start=False)."""
+        from retention.interfaces import connectors
+        from retention.pg import database
+
         app = self.app()
         if app is None:
             return database.locate(settings, start=start)
@@ -79,6 +87,8 @@ class State:
 def load_app(path: str) -> procrastinate.App:
     """Import MODULE and get ATTR, a procrastinate.App; a ConfigError (exit 2) saying what is
     wrong otherwise. The current directory is importable, as for `procrastinate --app`."""
+    import procrastinate
+
     module_name, _, attribute = path.rpartition(".")
     if not module_name or not attribute:
         raise errors.ConfigError(
@@ -111,6 +121,8 @@ def load_app(path: str) -> procrastinate.App:
 
 def blueprint_of(app: procrastinate.App) -> tasks.RetentionBlueprint | None:
     """The retention blueprint added to `app`, found through its `retention:run` task."""
+    from retention.interfaces import tasks
+
     return tasks.blueprint_of(app.tasks.get(f"{tasks.NAMESPACE}:run"))
 
 
@@ -148,12 +160,17 @@ def location(settings: settings_mod.Settings) -> database.Location:
 
 def ensure_migrated(location: database.Location) -> None:
     """The embedded database is brought up to date; any other must have run `retention migrate`."""
+    from retention.pg import migrate
+
     migrate.ensure(location)
 
 
 @contextlib.contextmanager
 def ledger_connection(location: database.Location) -> Iterator[psycopg.Connection]:
     """A connection to a migrated database whose ledger no longer shows killed runs as running."""
+    from retention.engine import ledger
+    from retention.pg import database
+
     ensure_migrated(location)
     with database.connect(location) as conn:
         ledger.abandon_dead(conn)
