@@ -44,6 +44,7 @@ from retention.config.fields import (
     Cron,
     Duration,
     Identifier,
+    Model,
     NotABool,
     _no_nul,
     _seconds,
@@ -71,6 +72,37 @@ CONFIG_FILE_NAME = "retention.toml"
 _toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("toml_path", default=None)
 # Settings given as a mapping instead of a TOML file (Django's RETENTION setting).
 _data: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("data", default=None)
+
+
+DEFAULT_MAINTENANCE_SHARE = 0.3
+DEFAULT_REINDEX_BLOAT_RATIO = 0.3
+
+
+class MaintenancePolicy(Model):
+    """After a run that deleted a large share of the jobs ([maintenance]): off by default."""
+
+    reindex: bool = Field(
+        False,
+        description="REINDEX INDEX CONCURRENTLY the indexes of procrastinate_jobs and "
+        "procrastinate_events whose estimated bloat is at least reindex_bloat_ratio.",
+    )
+    reindex_bloat_ratio: Annotated[float, NotABool] = Field(
+        DEFAULT_REINDEX_BLOAT_RATIO,
+        ge=0.0,
+        le=1.0,
+        description="Estimated share of an index that is free space (pgstattuple's pgstatindex "
+        "when installed, else an estimate from pg_class): 0.0 to 1.0.",
+    )
+    vacuum: bool = Field(
+        False, description="VACUUM (ANALYZE) procrastinate_jobs and procrastinate_events."
+    )
+    min_deleted_share: Annotated[float, NotABool] = Field(
+        DEFAULT_MAINTENANCE_SHARE,
+        gt=0.0,
+        le=1.0,
+        description="The maintenance runs when the run deleted at least this share of the jobs "
+        "there were (deleted / (deleted + left)): above 0.0, at most 1.0.",
+    )
 
 
 class Settings(BaseSettings):
@@ -156,6 +188,10 @@ class Settings(BaseSettings):
     )
     archive: ArchivePolicy = Field(
         default_factory=ArchivePolicy, description="Archive before delete ([archive])."
+    )
+    maintenance: MaintenancePolicy = Field(
+        default_factory=MaintenancePolicy,
+        description="REINDEX and VACUUM after a large prune ([maintenance]).",
     )
 
     @classmethod

@@ -21,6 +21,7 @@ from retention.config import settings as settings_mod
 from retention.engine import batches, ledger, results
 from retention.jobs import purge as job_purge
 from retention.pg import database, migrate
+from retention.run import maintenance
 from retention.run import stages as stages_mod
 
 logger = logging.getLogger(__name__)
@@ -63,14 +64,22 @@ class _HeldSummary(results.RunSummary):
     """A finished run's summary with the legal holds in force when it started (`holds`)."""
 
     holds: holds.InForce
+    maintenance: maintenance.Result | None = None
 
     def to_json(self) -> results.JSON:
-        return {**super().to_json(), "holds": self.holds.to_json()}
+        data = {**super().to_json(), "holds": self.holds.to_json()}
+        if self.maintenance is not None:
+            data["maintenance"] = self.maintenance.to_json()
+        return data
 
 
-def _with_holds(summary: results.RunSummary, in_force: holds.InForce) -> results.RunSummary:
+def _with_holds(
+    summary: results.RunSummary,
+    in_force: holds.InForce,
+    done: maintenance.Result | None = None,
+) -> results.RunSummary:
     fields = {field.name: getattr(summary, field.name) for field in dataclasses.fields(summary)}
-    return _HeldSummary(**fields, holds=in_force)
+    return _HeldSummary(**fields, holds=in_force, maintenance=done)
 
 
 def limits_for(
@@ -134,6 +143,7 @@ def execute(
         )
         started = time.monotonic()
         status, error = "succeeded", None
+        done: maintenance.Result | None = None
         try:
             # Every stage is checked before the first delete: a problem is a failed run, recorded.
             prepared = [(name, table[name].prepare(work, settings)) for name in stages]
@@ -147,6 +157,9 @@ def execute(
                     ctx.stopped = stopped
                     status = "aborted" if stopped is results.StopReason.ABORTED else "succeeded"
                     break
+            jobs = ctx.sections.get("jobs")
+            if status == "succeeded" and jobs is not None:
+                done = maintenance.after_run(work, settings, deleted=jobs.deleted, dry_run=dry_run)
         except errors.ConfigError as exc:
             status, error = "failed", str(exc)
             raise
@@ -156,7 +169,7 @@ def execute(
             raise errors.RunFailed(f"run #{run.id} failed: {error}") from exc
         finally:
             summary = ctx.summary(status, seconds=round(time.monotonic() - started, 3), error=error)
-            summary = _with_holds(summary, in_force)
+            summary = _with_holds(summary, in_force, done)
             if work.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 work.rollback()
             run.finish(summary)
