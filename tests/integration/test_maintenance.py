@@ -143,3 +143,15 @@ def test_a_role_that_does_not_own_the_tables_is_told_and_nothing_runs(conn, data
     finally:
         conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
         conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_the_maintenance_object_is_the_one_the_readme_documents(conn, database, location):
+    from tests.acceptance.test_summary_shape import check, documented
+
+    seed(conn, old=70, fresh=30)
+    places = documented()
+    for dry_run in (True, False):
+        done = run(database, location, dry_run=dry_run)["maintenance"]
+        check("maintenance", done, places)
+        for action in done["actions"]:
+            check("maintenance action", action, places)
