@@ -1,10 +1,11 @@
 """What a jobs prune costs the live queue: a steady stream of real jobs while a prune runs.
 
-    python bench/bench_live.py --jobs 1000000 --rate 40
+    python bench/bench_live.py --jobs 1000000 --rate 40 --rounds 2
     python bench/bench_live.py --jobs 20000 --baseline 5     # smoke run, about a minute
 
 The seed is bench_jobs.py's (`--jobs` jobs, 68.6% of them final and older than 30 days), built once
-and copied (`CREATE DATABASE ... TEMPLATE`) for each contender:
+and copied (`CREATE DATABASE ... TEMPLATE`) for each contender and round (`--rounds`, the
+contenders interleaved):
 
   - ours: `python -m retention run --only jobs` (the real CLI in a subprocess, every final status
     aged 30d, default batch settings; the normal path: the set-based path does not exist yet);
@@ -92,6 +93,7 @@ SELECT (SELECT count(*) FROM deferred),
 @dataclasses.dataclass(kw_only=True)
 class Window:
     contender: str
+    round: int
     label: str
     seconds: float
     deferred: int
@@ -108,7 +110,7 @@ class Window:
 
     def row(self) -> str:
         return (
-            f"| {self.contender} | {self.label} | {self.seconds:.1f} | {self.deferred} | "
+            f"| {self.contender} | {self.round} | {self.label} | {self.seconds:.1f} | {self.deferred} | "
             f"{self.finished} | {self.throughput:.1f} | {self.p50_ms:.1f} | {self.p99_ms:.1f} | "
             f"{self.max_ms:.1f} | {self.not_started} | {self.load} |"
         )
@@ -239,7 +241,9 @@ def server_now(dsn: str) -> Any:
         return conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
 
 
-def window(dsn: str, contender: str, label: str, start: Any, end: Any, load: str) -> Window:
+def window(
+    dsn: str, contender: str, round_: int, label: str, start: Any, end: Any, load: str
+) -> Window:
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute(WINDOW, {"queues": list(QUEUES), "start": start, "end": end}).fetchone()
     assert row is not None
@@ -250,6 +254,7 @@ def window(dsn: str, contender: str, label: str, start: Any, end: Any, load: str
 
     return Window(
         contender=contender,
+        round=round_,
         label=label,
         seconds=(end - start).total_seconds(),
         deferred=deferred,
@@ -285,8 +290,9 @@ def run_contender(
     args: argparse.Namespace,
     config: Path,
     eligible: int,
+    round_: int,
 ) -> tuple[Window, Window, dict[str, Any]]:
-    name = f"{PREFIX}{contender}"
+    name = f"{PREFIX}{contender}_{round_}"
     dsn = server.create(name, template)
     try:
         before = bench_jobs.counts(dsn)[0]
@@ -309,8 +315,10 @@ def run_contender(
                     f"{contender} exited {process.returncode}: {err.decode()[-2000:]}"
                 )
             time.sleep(args.tail)
-        baseline = window(dsn, contender, "no prune", base_start, base_end, base_load)
-        during = window(dsn, contender, "during the prune", prune_start, prune_end, prune_load)
+        baseline = window(dsn, contender, round_, "no prune", base_start, base_end, base_load)
+        during = window(
+            dsn, contender, round_, "during the prune", prune_start, prune_end, prune_load
+        )
         with psycopg.connect(dsn, autocommit=True) as conn:
             left = conn.execute(
                 "SELECT count(*) FROM procrastinate_jobs WHERE id <= %s", (eligible,)
@@ -342,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", type=float, default=20.0, help="No-prune window, seconds.")
     parser.add_argument("--tail", type=float, default=5.0, help="Stream after the prune, seconds.")
     parser.add_argument(
+        "--rounds", type=int, default=1, help="Runs of each contender, interleaved."
+    )
+    parser.add_argument(
         "--contenders", default="ours,builtin", help="Comma-separated: ours, builtin."
     )
     parser.add_argument(
@@ -357,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     config = scratch / "retention.toml"
     config.write_text(CONFIG.format(age=f"{bench_jobs.KEEP_DAYS}d"))
     contenders = [c for c in args.contenders.split(",") if c]
-    results: dict[str, tuple[Window, Window, dict[str, Any]]] = {}
+    results: list[tuple[Window, Window, dict[str, Any]]] = []
     print(f"retention {bench_jobs.source_version()}", flush=True)
     try:
         made = bench_jobs.seed(server, template, args.jobs, args.days)
@@ -366,29 +377,31 @@ def main(argv: list[str] | None = None) -> int:
             f"{made.seconds:.1f} s",
             flush=True,
         )
-        for contender in contenders:
-            results[contender] = run_contender(
-                server, template, contender, args, config, made.old_jobs
-            )
+        for round_ in range(1, args.rounds + 1):
+            for contender in contenders:
+                results.append(
+                    run_contender(server, template, contender, args, config, made.old_jobs, round_)
+                )
     finally:
         server.drop(template)
-        for contender in contenders:
-            server.drop(f"{PREFIX}{contender}")
+        for round_ in range(1, args.rounds + 1):
+            for contender in contenders:
+                server.drop(f"{PREFIX}{contender}_{round_}")
         config.unlink(missing_ok=True)
         scratch.rmdir()
     print()
     print(
-        "| contender | window | seconds | deferred | finished | jobs/s | p50 ms | p99 ms | max ms | "
+        "| contender | round | window | seconds | deferred | finished | jobs/s | p50 ms | p99 ms | max ms | "
         "not started | load |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    for baseline, during, _ in results.values():
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for baseline, during, _ in results:
         print(baseline.row())
         print(during.row())
     print()
-    for contender, (baseline, during, extra) in results.items():
+    for baseline, during, extra in results:
         print(
-            f"{contender}: prune {extra['prune_wall_s']:.2f} s; throughput during / no prune "
+            f"{baseline.contender}, round {baseline.round}: prune {extra['prune_wall_s']:.2f} s; throughput during / no prune "
             f"{during.throughput / baseline.throughput:.2f} (target >= 0.90), p99 during / no "
             f"prune {during.p99_ms / baseline.p99_ms:.2f}x (target <= 2x), p50 "
             f"{during.p50_ms / baseline.p50_ms:.2f}x"
@@ -396,14 +409,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(
             json.dumps(
-                {
-                    c: {
+                [
+                    {
                         "no_prune": {**dataclasses.asdict(b), "throughput": b.throughput},
                         "during": {**dataclasses.asdict(d), "throughput": d.throughput},
                         **extra,
                     }
-                    for c, (b, d, extra) in results.items()
-                },
+                    for b, d, extra in results
+                ],
                 indent=2,
             )
         )
