@@ -90,6 +90,13 @@ def markdown() -> str:
         ),
         ("`[[directories]]`", policies.DirectoryPolicy, "directories[].", None),
         ("`[orphans]`", policies.OrphanPolicy, "orphans.", "RETENTION_ORPHANS__"),
+        ("`[archive]`", policies.ArchivePolicy, "archive.", "RETENTION_ARCHIVE__"),
+        (
+            "`[maintenance]`",
+            settings_mod.MaintenancePolicy,
+            "maintenance.",
+            "RETENTION_MAINTENANCE__",
+        ),
     ]
     for title, model, path, prefix in sections:
         lines += [f"#### {title}", ""]
