@@ -30,10 +30,17 @@ class JobDeleter:
     archive: archive_writer.Writer | None = None
 
     def delete(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
-        statement = queries.get("delete_jobs").format(held=holds.job_held("j"))
+        name = "delete_jobs" if self.archive is None else "delete_jobs_archived"
+        statement = queries.get(name).format(held=holds.job_held("j"))
         row = cur.execute(statement, {"ids": ids, "since": self.unchanged_since}).fetchone()
         assert row is not None
-        return {"deleted": row[0], "events": row[1]}
+        counts = {"deleted": row[0], "events": row[1]}
+        if self.archive is not None and row[0]:
+            # Written and fsynced before the batch's transaction commits (the engine commits
+            # after the deleter returns).
+            written = self.archive.write(cur.connection, row[2], row[0] + row[1])
+            counts.update(archive_writer.counts(written))
+        return counts
 
     def preview(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
         row = cur.execute(queries.text("count_job_events"), {"ids": ids}).fetchone()

@@ -11,6 +11,7 @@ import psycopg
 from psycopg import sql
 
 from retention import errors
+from retention.archive import writer as archive_writer
 from retention.config import durations, globs
 from retention.engine import batches
 from retention.holds import conditions as holds
@@ -137,7 +138,9 @@ def held(conn: psycopg.Connection, filters: PurgeFilters) -> tuple[int, tuple[di
     return int(row[0]), tuple(row[1])
 
 
-def purge_target(filters: PurgeFilters) -> batches.Target:
+def purge_target(
+    filters: PurgeFilters, archive: archive_writer.Writer | None = None
+) -> batches.Target:
     params = _params(filters)
     hold = sql.SQL("NOT {}").format(holds.job_held("j"))
     select = queries.get("purge_jobs_select")
@@ -159,6 +162,8 @@ def purge_target(filters: PurgeFilters) -> batches.Target:
         name="jobs",
         segments=[segment],
         deleter=deleter.JobDeleter(
-            unchanged_since=filters.finished_before, held=lambda conn: held(conn, filters)
+            unchanged_since=filters.finished_before,
+            held=lambda conn: held(conn, filters),
+            archive=archive,
         ),
     )

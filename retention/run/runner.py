@@ -214,5 +214,9 @@ def purge(
         should_abort=should_abort,
         hook=hook,
         extra={"purge": filters.as_dict()},
-        custom={"jobs": stages_mod.jobs_stage(lambda: job_purge.purge_target(filters))},
+        custom={
+            "jobs": stages_mod.jobs_stage(
+                lambda ctx: job_purge.purge_target(filters, stages_mod.purge_archive(ctx))
+            )
+        },
     )

@@ -278,9 +278,15 @@ def orphan_stage(
     return Stage(name="orphans", check=check, run=run)
 
 
-def jobs_stage(target: Callable[[], batches.Target]) -> Stage[None]:
-    """A jobs stage walking another target than the prune's (an operator's purge)."""
-    return Stage(name="jobs", check=_nothing, run=lambda ctx, _: walk(ctx, "jobs", target()))
+def jobs_stage(target: Callable[[Context], batches.Target]) -> Stage[None]:
+    """A jobs stage walking another target than the prune's (an operator's purge), built with
+    the run's context (its id, for an archive writer)."""
+    return Stage(name="jobs", check=_nothing, run=lambda ctx, _: walk(ctx, "jobs", target(ctx)))
+
+
+def purge_archive(ctx: Context) -> archive_writer.Writer | None:
+    """A purge archives what it deletes when the [jobs] policy archives."""
+    return archive_writer.for_policy(ctx.settings, "jobs", ctx.settings.jobs.archived, ctx.run.id)
 
 
 STAGES: dict[str, Stage[Any]] = {

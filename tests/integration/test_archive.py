@@ -127,3 +127,34 @@ def test_table_rows_round_trip_with_their_children(conn, database, location, tmp
 
     restore.restore(conn, _files(root))
     assert _dump(conn, APP_TABLES) == before
+
+
+def test_a_purge_archives_what_it_deletes_when_jobs_archive(conn, database, location, tmp_path):
+    """`retention purge` goes through the same archive as the prune: its jobs and their events
+    are in the archive before its batches commit, and restore brings them back equal."""
+    from retention.jobs import purge
+
+    root = tmp_path / "archive"
+    chosen = [seed_job(conn, status="failed", finished_ago=dt.timedelta(days=2)) for _ in range(4)]
+    other = seed_job(conn, status="failed", finished_ago=dt.timedelta(days=2))
+    before = _dump(conn, JOBS_TABLES)
+    settings = make_settings(
+        database, jobs={"archive": True}, archive={"root": str(root)}, batch_size=3
+    )
+    filters = purge.PurgeFilters.parse(
+        job_ids=chosen, queue=None, task=None, statuses=None, finished_before=None
+    )
+    preview = runner.purge(settings, location, filters, dry_run=True, trigger="cli").to_json()
+    assert preview["jobs"]["deleted"] == 4
+    assert _files(root) == []
+
+    done = runner.purge(settings, location, filters, dry_run=False, trigger="cli").to_json()
+    assert done["jobs"]["deleted"] == 4
+    assert done["jobs"]["archive"]["files"] == 2
+    assert {r[0] for r in conn.execute("SELECT id FROM procrastinate_jobs")} == {other}
+    checks, unrecorded = store.verify(conn, root)
+    assert [c.problem for c in checks] == [None, None]
+    assert unrecorded == []
+
+    restore.restore(conn, _files(root))
+    assert _dump(conn, JOBS_TABLES) == before

@@ -274,6 +274,31 @@ WITH doomed AS (
 )
 SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM events);
 
+-- name: delete_jobs_archived --
+-- delete_jobs with archiving (a purge when [jobs] archive = true): the same jobs, their events
+-- deleted in the same statement, and the archive lines of both (jobs first), as the prune's
+-- fused statement returns them (prune_jobs_archive_line, prune_jobs_archive_events).
+WITH doomed AS (
+    SELECT j.id FROM procrastinate_jobs j
+     WHERE j.id = ANY(%(ids)s::bigint[])
+       AND j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
+       AND NOT {held}
+       AND (%(since)s::timestamptz IS NULL OR NOT EXISTS (
+           SELECT 1 FROM procrastinate_events e
+            WHERE e.job_id = j.id
+              AND e.type NOT IN ('scheduled', 'abort_requested')
+              AND e.at >= %(since)s::timestamptz))
+), events AS (
+    DELETE FROM procrastinate_events e USING doomed WHERE e.job_id = doomed.id
+    RETURNING '{{"table": ["procrastinate_events"], "row": ' || row_to_json(e)::text || '}}' AS line
+), jobs AS (
+    DELETE FROM procrastinate_jobs j USING doomed WHERE j.id = doomed.id
+    RETURNING '{{"table": ["procrastinate_jobs"], "row": ' || row_to_json(j)::text || '}}' AS line
+)
+SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM events),
+       concat_ws(E'\n', (SELECT string_agg(line, E'\n') FROM jobs),
+                        (SELECT string_agg(line, E'\n') FROM events));
+
 -- name: count_job_events --
 SELECT count(*) FROM procrastinate_events WHERE job_id = ANY(%(ids)s::bigint[]);
 
