@@ -157,7 +157,17 @@ def _walk(summary: dict[str, Any], places: dict[str, tuple[set[str], set[str]]])
 
 def test_run_json_has_the_documented_shape(everything: Path, database: str):
     places = documented()
-    assert set(places) == {"run", "jobs", "table", "files", "sweep stage", "sweep root"}
+    # Every place the table documents (maintenance's are checked by test_maintenance.py).
+    assert set(places) == {
+        "run",
+        "jobs",
+        "table",
+        "files",
+        "sweep stage",
+        "sweep root",
+        "maintenance",
+        "maintenance action",
+    }
     plan = run_cli("--config", str(everything), "run", "--dry-run", "--json", database=database)
     assert plan.returncode == 0, plan.stderr
     planned = json.loads(plan.stdout)
