@@ -15,7 +15,7 @@ from retention.contrib.django import checks
 from retention.contrib.django import settings as django_settings
 from retention.interfaces import tasks
 
-PROCRASTINATE_APP = "procrastinate.contrib.django"
+PROCRASTINATE_APP = django_settings.PROCRASTINATE_APP
 
 
 class RetentionConfig(apps.AppConfig):

@@ -20,6 +20,7 @@ from django.apps import apps
 from django.core import checks
 
 from retention.contrib.django import models_policies
+from retention.contrib.django import settings as django_settings
 
 INVALID = "retention.E001"
 NO_PROCRASTINATE = "retention.E005"
@@ -28,19 +29,19 @@ ADDED_TWICE = "retention.W002"
 
 
 def check_retention(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[Any]:
-    from retention.contrib.django import apps as retention_apps
-
-    config = retention_apps.config()
+    # The app's config, as Django holds it (retention.contrib.django.apps.RetentionConfig): what
+    # its ready() loaded, and whether the tasks were already added by someone else.
+    config = apps.get_app_config("retention")
     found: list[Any] = []
-    if not apps.is_installed(retention_apps.PROCRASTINATE_APP):
+    if not apps.is_installed(django_settings.PROCRASTINATE_APP):
         found.append(
             checks.Error(
                 "retention.contrib.django needs Procrastinate's Django app",
-                hint=f'add "{retention_apps.PROCRASTINATE_APP}" to INSTALLED_APPS',
+                hint=f'add "{django_settings.PROCRASTINATE_APP}" to INSTALLED_APPS',
                 id=NO_PROCRASTINATE,
             )
         )
-    loaded = config.loaded
+    loaded = getattr(config, "loaded", None)
     if loaded is None:
         return found
     problems = loaded.resolver.problems
@@ -74,7 +75,7 @@ def check_retention(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> 
                     id=NO_INDEX,
                 )
             )
-    if config.added_elsewhere:
+    if getattr(config, "added_elsewhere", False):
         found.append(
             checks.Warning(
                 "the retention tasks were already in Procrastinate's app (added by a "

@@ -17,6 +17,8 @@ from retention.config import settings as settings_mod
 from retention.contrib.django import models_policies
 
 SETTING = "RETENTION"
+# The app the retention tasks are added to (INSTALLED_APPS).
+PROCRASTINATE_APP = "procrastinate.contrib.django"
 CONFIG_SETTING = "RETENTION_CONFIG"
 
 
