@@ -116,3 +116,31 @@ def test_worker_and_demo_are_refused(tmp_path: Path, empty_database: str) -> Non
         result = project.manage("retention", command)
         assert result.returncode == 2, result.stderr
         assert hint in result.stderr
+
+
+def test_a_file_field_the_orphan_sweep_would_take_for_orphans_is_a_warning(
+    tmp_path: Path, empty_database: str
+) -> None:
+    """With the orphan sweep on and MEDIA_ROOT swept (shop.Photo.image), shop.Tag.thumbnail,
+    stored there too and named by no policy, would have its files deleted as orphans."""
+    photos_only = {
+        "model": "shop.Photo",
+        "timestamp": "taken_at",
+        "files": [{"field": "image"}],
+    }
+    retention = {"tables": [photos_only], "orphans": {"enabled": True}}
+    code, output = check(tmp_path / "bare", empty_database, retention)
+    assert code == 0, output
+    assert "(retention.W003)" in output
+    assert "shop.Tag.thumbnail" in output
+    assert "shop.Photo.image" not in output
+
+    with_tags = {
+        **photos_only,
+        "children": [{"model": "shop.Tag", "files": [{"field": "thumbnail"}]}],
+    }
+    _, output = check(tmp_path / "named", empty_database, {**retention, "tables": [with_tags]})
+    assert "(retention.W003)" not in output, output
+
+    _, output = check(tmp_path / "off", empty_database, {"tables": [photos_only]})
+    assert "(retention.W003)" not in output, output

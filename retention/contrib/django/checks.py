@@ -7,12 +7,15 @@ on, never a traceback.
 - retention.E004: a FileField's storage cannot delete files (no `delete` or `exists` of its own);
 - retention.E005: "procrastinate.contrib.django" is not in INSTALLED_APPS;
 - retention.W001: a policy's timestamp field has no index starting with it;
+- retention.W003: with the orphan sweep on, a FileField whose files live where the sweep looks is
+  named by no policy (its files would look orphaned);
 - retention.W002: the retention tasks were already added to Procrastinate's app (by a
   PROCRASTINATE_ON_APP_READY hook): this app adds them by itself.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +29,7 @@ INVALID = "retention.E001"
 NO_PROCRASTINATE = "retention.E005"
 NO_INDEX = "retention.W001"
 ADDED_TWICE = "retention.W002"
+UNCONFIGURED_FILES = "retention.W003"
 
 
 def check_retention(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[Any]:
@@ -75,6 +79,8 @@ def check_retention(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> 
                     id=NO_INDEX,
                 )
             )
+    if loaded.settings is not None:
+        found += _unconfigured_files(loaded.settings)
     if getattr(config, "added_elsewhere", False):
         found.append(
             checks.Warning(
@@ -84,6 +90,59 @@ def check_retention(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> 
                 id=ADDED_TWICE,
             )
         )
+    return found
+
+
+def _unconfigured_files(settings: Any) -> list[Any]:
+    """With the orphan sweep on: the FileFields of models whose files live under a swept root
+    (a local storage's location inside it, or the same storage object) that no file column of the
+    settings names. Their files would look orphaned to the sweep."""
+    from pathlib import Path
+
+    from django.core.files import storage as storage_mod
+    from django.db import models
+
+    from retention.files import orphans, references, storages
+
+    if not settings.orphans.enabled:
+        return []
+    swept = [Path(os.path.realpath(root)) for root in orphans.roots(settings)]
+    refs = references.references(settings)
+    named = {(ref.table.split(".")[-1], ref.column) for ref in refs}
+    swept_storages = [
+        storages.get(key)
+        for key in (str(ref.root)[len("storage:") :] for ref in refs if ref.storage and ref.delete)
+    ]
+    found: list[Any] = []
+    for model in apps.get_models():
+        for field in model._meta.get_fields():
+            if not isinstance(field, models.FileField):
+                continue
+            if (model._meta.db_table, field.column) in named:
+                continue
+            storage = field.storage
+            inside = False
+            if isinstance(storage, storage_mod.FileSystemStorage):
+                location = Path(os.path.realpath(storage.location))
+                inside = any(
+                    location.is_relative_to(root) or root.is_relative_to(location) for root in swept
+                )
+            elif any(storage is other for other in swept_storages):
+                inside = True
+            if inside:
+                found.append(
+                    checks.Warning(
+                        f"{models_policies.label(model)}.{field.name} keeps its files where the "
+                        "orphan sweep looks, but no retention policy names it: the sweep would "
+                        "delete its files as orphans",
+                        hint=f"name it in a policy of {models_policies.label(model)} (with "
+                        f'"enabled": False and "files": [{{"field": "{field.name}", "delete": '
+                        "False}] it only keeps its files referenced), or give the field another "
+                        "storage, or turn the orphan sweep off",
+                        obj=model,
+                        id=UNCONFIGURED_FILES,
+                    )
+                )
     return found
 
 
