@@ -174,6 +174,34 @@ def _recheck(
     return recheck
 
 
+def section(
+    result: batches.Result,
+    deleter: sweeps.FileDeleter,
+    listing: sweeps.Listing,
+    referenced: int,
+    problems: Counter[str],
+    **details: Any,
+) -> results.SweepSection:
+    """An orphan sweep's part of the summary (a root's or a storage's): the files the batches'
+    recheck kept are reported as referenced since the listing, not as kept by the walk."""
+    walk = result.freeze()
+    since_listing = walk.counts.get("referenced", 0)
+    if since_listing:
+        counts = {k: v for k, v in walk.counts.items() if k != "referenced"}
+        walk = dataclasses.replace(walk, counts=counts)
+        problems["referenced_since_listing"] = since_listing
+    files = problems.pop("files", 0)
+    return sweeps.section(
+        walk,
+        deleter,
+        files=files,
+        older_than_grace=listing.count,
+        referenced_old=referenced,
+        **details,
+        **problems,
+    )
+
+
 def sweep_root(
     conn: psycopg.Connection,
     settings: settings_mod.Settings,
@@ -237,19 +265,12 @@ def sweep_root(
         listing.drop()
         conn.execute(queries.text("orphan_teardown"))
     clock.append(time.monotonic())
-    files = problems.pop("files", 0)
-    walk = result.freeze()
-    since_listing = walk.counts.get("referenced", 0)
-    if since_listing:
-        counts = {k: v for k, v in walk.counts.items() if k != "referenced"}
-        walk = dataclasses.replace(walk, counts=counts)
-        problems["referenced_since_listing"] = since_listing
-    data = sweeps.section(
-        walk,
+    data = section(
+        result,
         deleter,
-        files=files,
-        older_than_grace=listing.count,
-        referenced_old=referenced,
+        listing,
+        referenced,
+        problems,
         unchecked_columns=unchecked,
         seconds={
             stage: round(end - start, 3)
@@ -257,7 +278,6 @@ def sweep_root(
                 ("listing", "matching", "deleting"), clock[:-1], clock[1:], strict=True
             )
         },
-        **problems,
     )
     logger.info(
         "orphan sweep of %s: %s deleted",

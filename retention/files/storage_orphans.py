@@ -12,7 +12,6 @@ could resolve elsewhere (absolute, `..`) are never listed.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 import time
@@ -27,7 +26,7 @@ from psycopg import sql
 from retention.config import policies
 from retention.config import settings as settings_mod
 from retention.engine import batches, results
-from retention.files import references, storages, sweeps
+from retention.files import orphans, references, storages, sweeps
 from retention.pg import queries
 
 logger = logging.getLogger(__name__)
@@ -108,38 +107,22 @@ class StorageDeleter(sweeps.FileDeleter):
         super().__init__(**kwargs)
         self.storage = storage
 
-    def _settle(self, cur: psycopg.Cursor[Any], ids: list[Any], *, dry_run: bool) -> dict[str, int]:
-        rels = [bytes(rel) for rel in ids]
-        keep = self.recheck(cur, rels) if self.recheck else set()
-        queued = self._queued(cur, rels)
-        counts: Counter[str] = Counter(deleted=0, bytes=0, failed=0)
-        for rel in rels:
-            if rel in keep:
-                counts["referenced"] += 1
-                continue
-            if rel in queued:
-                counts["queued"] += 1
-                continue
-            name = rel.decode("utf-8", "surrogateescape")
-            try:
-                if not self.storage.exists(name):
-                    counts["missing"] += 1
-                    continue
-                if _mtime(self.storage, name) >= self.cutoff:
-                    counts["changed"] += 1
-                    continue
-                size = int(self.storage.size(name))
-                if not dry_run:
-                    self.storage.delete(name)
-            except Exception as exc:  # a storage's own error: counted, found again next sweep
-                counts["failed"] += 1
-                self._failed(rel, f"{type(exc).__name__}: {exc}")
-                continue
-            counts["deleted"] += 1
-            counts["bytes"] += size
-            if len(self.sample) < self.sample_size:
-                self.sample.append(f"{self.root}/{name}")
-        return dict(counts)
+    def _batch(self) -> Any:
+        return self.storage
+
+    def _one(self, batch: Any, rel: bytes, dry_run: bool) -> tuple[str, int, str]:
+        name = rel.decode("utf-8", "surrogateescape")
+        try:
+            if not self.storage.exists(name):
+                return "missing", 0, ""
+            if _mtime(self.storage, name) >= self.cutoff:
+                return "changed", 0, ""
+            size = int(self.storage.size(name))
+            if not dry_run:
+                self.storage.delete(name)
+        except Exception as exc:  # a storage's own error: counted, found again next sweep
+            return "failed", 0, f"{type(exc).__name__}: {exc}"
+        return "deleted", size, ""
 
 
 def _recheck(columns: list[references.Column], base: str, since: dt.datetime) -> sweeps.Recheck:
@@ -209,22 +192,7 @@ def sweep(
     finally:
         listing.drop()
         conn.execute(queries.text("orphan_teardown"))
-    walk = result.freeze()
-    since_listing = walk.counts.get("referenced", 0)
-    if since_listing:
-        walk = dataclasses.replace(
-            walk, counts={k: v for k, v in walk.counts.items() if k != "referenced"}
-        )
-        problems["referenced_since_listing"] = since_listing
-    files = problems.pop("files", 0)
-    data = sweeps.section(
-        walk,
-        deleter,
-        files=files,
-        older_than_grace=listing.count,
-        referenced_old=referenced,
-        **problems,
-    )
+    data = orphans.section(result, deleter, listing, referenced, problems)
     logger.info(
         "orphan sweep of the storage %s: %s deleted",
         key,

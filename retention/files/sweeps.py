@@ -181,10 +181,7 @@ class FileDeleter:
         keep = self.recheck(cur, rels) if self.recheck else set()
         queued = self._queued(cur, rels)
         counts: Counter[str] = Counter(deleted=0, bytes=0, failed=0)
-        try:
-            batch: safefs.Batch | OSError = self._walk().batch()
-        except OSError as exc:
-            batch = exc
+        batch = self._batch()
         for rel in rels:
             if rel in keep:
                 counts["referenced"] += 1
@@ -202,10 +199,16 @@ class FileDeleter:
                 self._failed(rel, error)
         return dict(counts)
 
-    def _one(
-        self, batch: safefs.Batch | OSError, rel: bytes, dry_run: bool
-    ) -> tuple[str, int, str]:
-        """A regular file old enough goes; anything else at its name is `changed` and stays."""
+    def _batch(self) -> Any:
+        """What `_one` deletes a batch's files through: the root's walker batch (or why not)."""
+        try:
+            return self._walk().batch()
+        except OSError as exc:
+            return exc
+
+    def _one(self, batch: Any, rel: bytes, dry_run: bool) -> tuple[str, int, str]:
+        """A regular file old enough goes; anything else at its name is `changed` and stays.
+        Returns the outcome (deleted, missing, changed, refused, failed), its size, an error."""
         try:
             if isinstance(batch, OSError):
                 raise batch.with_traceback(None)

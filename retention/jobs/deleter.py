@@ -31,7 +31,8 @@ class JobDeleter:
 
     def delete(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
         name = "delete_jobs" if self.archive is None else "delete_jobs_archived"
-        statement = queries.get(name).format(held=holds.job_held("j"))
+        doomed = queries.get("delete_jobs_doomed").format(held=holds.job_held("j"))
+        statement = queries.get(name).format(doomed=doomed)
         row = cur.execute(statement, {"ids": ids, "since": self.unchanged_since}).fetchone()
         assert row is not None
         counts = {"deleted": row[0], "events": row[1]}

@@ -253,11 +253,12 @@ SELECT j.id AS job_id, j.id, j.status::text AS status, j.queue_name AS queue,
  LIMIT %(limit)s
  {lock};
 
--- name: delete_jobs --
--- Jobs and their events, in one statement. Final statuses only, whatever the caller passed; with
--- a time given, only jobs whose state has not changed since then (the rows are locked by the
--- select, and this statement sees every change committed before the lock was taken).
-WITH doomed AS (
+-- name: delete_jobs_doomed --
+-- The jobs delete_jobs and delete_jobs_archived delete (a fragment, formatted into both). Final
+-- statuses only, whatever the caller passed; with a time given, only jobs whose state has not
+-- changed since then (the rows are locked by the select, and this statement sees every change
+-- committed before the lock was taken).
+doomed AS (
     SELECT j.id FROM procrastinate_jobs j
      WHERE j.id = ANY(%(ids)s::bigint[])
        AND j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
@@ -267,7 +268,11 @@ WITH doomed AS (
             WHERE e.job_id = j.id
               AND e.type NOT IN ('scheduled', 'abort_requested')
               AND e.at >= %(since)s::timestamptz))
-), events AS (
+)
+
+-- name: delete_jobs --
+-- Jobs and their events, in one statement (which jobs: delete_jobs_doomed).
+WITH {doomed}, events AS (
     DELETE FROM procrastinate_events e USING doomed WHERE e.job_id = doomed.id RETURNING 1
 ), jobs AS (
     DELETE FROM procrastinate_jobs j USING doomed WHERE j.id = doomed.id RETURNING 1
@@ -278,17 +283,7 @@ SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM events);
 -- delete_jobs with archiving (a purge when [jobs] archive = true): the same jobs, their events
 -- deleted in the same statement, and the archive lines of both (jobs first), as the prune's
 -- fused statement returns them (prune_jobs_archive_line, prune_jobs_archive_events).
-WITH doomed AS (
-    SELECT j.id FROM procrastinate_jobs j
-     WHERE j.id = ANY(%(ids)s::bigint[])
-       AND j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
-       AND NOT {held}
-       AND (%(since)s::timestamptz IS NULL OR NOT EXISTS (
-           SELECT 1 FROM procrastinate_events e
-            WHERE e.job_id = j.id
-              AND e.type NOT IN ('scheduled', 'abort_requested')
-              AND e.at >= %(since)s::timestamptz))
-), events AS (
+WITH {doomed}, events AS (
     DELETE FROM procrastinate_events e USING doomed WHERE e.job_id = doomed.id
     RETURNING '{{"table": ["procrastinate_events"], "row": ' || row_to_json(e)::text || '}}' AS line
 ), jobs AS (
