@@ -42,12 +42,10 @@ def list_command(
     first."""
     from retention.archive import store
     from retention.interfaces import console
-    from retention.pg import database
 
     settings = cli_state.state.settings()
     location = cli_state.location(settings)
-    cli_state.ensure_migrated(location)
-    with database.connect(location) as conn:
+    with cli_state.migrated_connection(location) as conn:
         found = store.recorded(conn, run_id=run_id, limit=limit)
     console.show({"files": [f.to_json() for f in found]}, json_output, _print_files)
 
@@ -85,13 +83,11 @@ def verify_command(
     were not deleted). Exits 1 when a recorded file fails its check."""
     from retention.archive import store
     from retention.interfaces import console
-    from retention.pg import database
 
     settings = cli_state.state.settings()
     root = root if root is not None else _root(settings)
     location = cli_state.location(settings)
-    cli_state.ensure_migrated(location)
-    with database.connect(location) as conn:
+    with cli_state.migrated_connection(location) as conn:
         checks, unrecorded = store.verify(conn, root)
     data = {
         "checked": len(checks),
@@ -129,7 +125,6 @@ def restore_command(
     their children's), in one transaction; a row whose primary key exists is refused."""
     from retention.archive import restore
     from retention.interfaces import console
-    from retention.pg import database
 
     settings = cli_state.state.settings()
     root = settings.archive.root
@@ -140,8 +135,7 @@ def restore_command(
             raise errors.ConfigError(f"archive file {str(given)!r} does not exist")
         paths.append(found)
     location = cli_state.location(settings)
-    cli_state.ensure_migrated(location)
-    with database.connect(location) as conn:
+    with cli_state.migrated_connection(location) as conn:
         done = restore.restore(conn, paths, dry_run=dry_run)
     console.show(done.to_json(), json_output, _print_restore)
 

@@ -54,12 +54,10 @@ def add_command(
     """Place a hold and print its id. Nothing is written when an argument is wrong."""
     from retention import holds
     from retention.interfaces import console
-    from retention.pg import database
 
     settings = cli_state.state.settings()
     location = cli_state.location(settings)
-    cli_state.ensure_migrated(location)
-    with database.connect(location) as conn:
+    with cli_state.migrated_connection(location) as conn:
         hold = holds.add(
             conn,
             settings,
@@ -89,12 +87,10 @@ def list_command(
     """The active holds (with --all: every hold), newest first."""
     from retention import holds
     from retention.interfaces import console
-    from retention.pg import database
 
     settings = cli_state.state.settings()
     location = cli_state.location(settings)
-    cli_state.ensure_migrated(location)
-    with database.connect(location) as conn:
+    with cli_state.migrated_connection(location) as conn:
         found = holds.list_holds(conn, include_inactive=include_inactive)
     console.show({"holds": [h.to_json() for h in found]}, json_output, _print_holds)
 
@@ -130,12 +126,10 @@ def release_command(
     """Release a hold: what it held is eligible again at the next run."""
     from retention import holds
     from retention.interfaces import console
-    from retention.pg import database
 
     settings = cli_state.state.settings()
     location = cli_state.location(settings)
-    cli_state.ensure_migrated(location)
-    with database.connect(location) as conn:
+    with cli_state.migrated_connection(location) as conn:
         hold = holds.release(conn, hold_id, by=by)
     if json_output:
         console.emit_json(hold.to_json())

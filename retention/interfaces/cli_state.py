@@ -166,12 +166,20 @@ def ensure_migrated(location: database.Location) -> None:
 
 
 @contextlib.contextmanager
-def ledger_connection(location: database.Location) -> Iterator[psycopg.Connection]:
-    """A connection to a migrated database whose ledger no longer shows killed runs as running."""
-    from retention.engine import ledger
+def migrated_connection(location: database.Location) -> Iterator[psycopg.Connection]:
+    """A connection to the database, once it is checked to be migrated."""
     from retention.pg import database
 
     ensure_migrated(location)
     with database.connect(location) as conn:
+        yield conn
+
+
+@contextlib.contextmanager
+def ledger_connection(location: database.Location) -> Iterator[psycopg.Connection]:
+    """A connection to a migrated database whose ledger no longer shows killed runs as running."""
+    from retention.engine import ledger
+
+    with migrated_connection(location) as conn:
         ledger.abandon_dead(conn)
         yield conn
