@@ -56,7 +56,13 @@ def _list(
     for found in sweeps.walk(real_root, problems):
         entry = found.entry
         if entry.is_symlink():
-            target = os.path.realpath(os.path.join(os.fsencode(real_root), found.rel))
+            try:
+                target = os.path.realpath(os.path.join(os.fsencode(real_root), found.rel))
+            except OSError:
+                # Changed while it was resolved (a link swapped under the sweep): counted; a
+                # reference through it is not followed this time.
+                problems["unreadable"] += 1
+                continue
             base = os.fsencode(real_root) + b"/"
             if target.startswith(base):
                 links.append((found.rel, target[len(base) :]))
