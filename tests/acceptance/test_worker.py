@@ -243,7 +243,13 @@ def test_a_periodic_defer_skips_a_task_already_queued(start, database, conn):
         "INSERT INTO procrastinate_jobs (queue_name, task_name, lock, status) "
         "VALUES ('retention', 'retention:prune_jobs', 'procrastinate-retention', 'todo')"
     )
-    conn.execute("UPDATE procrastinate_jobs SET status = 'doing'")
+    # Running on a live worker (its heartbeat is in the future): not a stalled job that
+    # recover_stalled would free, which would let the queued run start.
+    worker = conn.execute(
+        "INSERT INTO procrastinate_workers (last_heartbeat) VALUES (now() + interval '1 hour') "
+        "RETURNING id"
+    ).fetchone()[0]
+    conn.execute("UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s", (worker,))
     app, retention_tasks = deferring_app(database)
     with app.open():
         queued = retention_tasks.run.defer(dry_run=True)
