@@ -163,6 +163,14 @@ class Settings(BaseSettings):
         "stops (`replica lag`) and the next one goes on: more than 0, at most 1d; unset: no "
         "check. The role needs pg_read_all_stats (or pg_monitor) to see the lag.",
     )
+    jobs_path: Literal["auto", "normal"] = Field(
+        "auto",
+        description='How job batches delete: "auto" takes the set-based path (triggers and '
+        "foreign-key actions off for the batch's transaction, their work done in bulk) when the "
+        "role may set session_replication_role and Procrastinate's tables have exactly the "
+        'triggers and foreign keys Procrastinate defines, else the normal path; "normal" '
+        "always takes the normal path.",
+    )
     delete_jobs: Literal["always", "successful", "never"] = Field(
         "never", description="Worker policy: delete jobs when they finish."
     )

@@ -156,6 +156,10 @@ class JobsSection:
     # purge's: each hold's id, reason and how many jobs it names); None when not counted.
     held: int | None = None
     held_by: tuple[Mapping[str, Any], ...] = ()
+    # Which way the batches deleted ("normal" or "set-based", retention.jobs.paths) and why;
+    # None for a section that did not choose (a purge).
+    path: str | None = None
+    path_reason: str | None = None
 
     @property
     def deleted(self) -> int:
@@ -178,6 +182,9 @@ class JobsSection:
             data["held"] = self.held
         if self.held_by:
             data["held_by"] = [dict(entry) for entry in self.held_by]
+        if self.path is not None:
+            data["path"] = self.path
+            data["path_reason"] = self.path_reason
         return {**data, **self.walk.figures()}
 
 

@@ -14,6 +14,7 @@ from retention.config import settings as settings_mod
 from retention.engine import ledger, results
 from retention.files import outbox
 from retention.interfaces import stalled, tasks
+from retention.jobs import paths
 from retention.run import backlog
 
 
@@ -45,6 +46,8 @@ def _jobs_detail(jobs: results.JobsSection, dry_run: bool) -> str:
         detail += f"; {jobs.held} held (legal hold)"
         for entry in jobs.held_by:
             detail += f"; hold {entry['hold']} ({entry['reason']}): {entry['jobs']}"
+    if jobs.path is not None:
+        detail += f"; {jobs.path} path ({jobs.path_reason})"
     return detail
 
 
@@ -119,6 +122,7 @@ def status(
     data["outbox"] = outbox.backlog(conn)
     data["backlog"] = backlog.collect(conn, settings)
     data["holds"] = holds.counts(conn).to_json()
+    data["jobs_path"] = paths.choose(conn, settings.jobs_path).to_json()
     return data
 
 
@@ -168,6 +172,11 @@ def print_status(console: Console, data: dict[str, Any]) -> None:
     _print_outbox(console, data.get("outbox"))
     _print_backlog(console, data.get("backlog"))
     _print_holds(console, data.get("holds"))
+    chosen = data.get("jobs_path")
+    if chosen:
+        console.print(
+            f"jobs path: {chosen['path']} ({chosen['path_reason']})", highlight=False, markup=False
+        )
 
 
 def _print_holds(console: Console, counts: dict[str, Any] | None) -> None:

@@ -15,7 +15,7 @@ from retention.archive import writer as archive_writer
 from retention.config import policies
 from retention.engine import batches
 from retention.holds import conditions as holds
-from retention.jobs import deleter, policy
+from retention.jobs import deleter, paths, policy
 from retention.pg import queries
 
 _EPOCH = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
@@ -36,12 +36,15 @@ def prune_target(
     jobs_policy: policies.JobsPolicy,
     now: dt.datetime,
     archive: archive_writer.Writer | None = None,
+    path: paths.JobsPath | None = None,
 ) -> batches.Target:
     """One segment: the walk over the final events of every type that has any older than its
     cutoff, merged in time order. The events deleted with the jobs (by the cascade) are counted
     by PostgreSQL's per-transaction statistics; with `track_counts` off (it is on by default)
     they are not counted. With `archive`, each batch's jobs and events are written to it before
-    the batch commits (a dry run counts them as `archive_rows`)."""
+    the batch commits (a dry run counts them as `archive_rows`). With a set-based `path`
+    (retention.jobs.paths), each batch deletes with triggers and foreign-key actions off and
+    does their work in bulk; a dry run selects the same jobs either way."""
     live: list[policy.Walk] = []
     oldest: list[dt.datetime] = []
     for walk in policy.walks(jobs_policy, now):
@@ -52,7 +55,8 @@ def prune_target(
     counter = deleter.JobDeleter(held=lambda c: (held(c, jobs_policy, now), ()), archive=archive)
     if not live:
         return batches.Target(name="jobs", segments=[], deleter=counter)
-    select, fused = _prune_queries(jobs_policy, live, archive)
+    set_based = path is not None and path.set_based
+    select, fused = _prune_queries(jobs_policy, live, archive, path if set_based else None)
     settle = sql.SQL("SELECT {}").format(
         sql.SQL(", ").join(sql.SQL("({})").format(_oldest_query(walk)) for walk in live)
     )
@@ -62,7 +66,7 @@ def prune_target(
         fused=fused,
         counter=(("events",), queries.get("deleted_job_events")) if _counts_tuples(conn) else None,
         settle=settle,
-        settings=BATCH_SETTINGS,
+        settings=BATCH_SETTINGS + (paths.SET_BASED_SETTINGS if set_based else ()),
         params=_prune_params(live, now),
         start=(_EPOCH, 0),
         key=("at", "event_id"),
@@ -124,10 +128,13 @@ def _prune_queries(
     jobs_policy: policies.JobsPolicy,
     live: list[policy.Walk],
     archive: archive_writer.Writer | None = None,
+    set_based: paths.JobsPath | None = None,
 ) -> tuple[queries.Statement, batches.Fused]:
     """The dry run's select and the real run's fused statement, composed from the same scan and
     the same conditions, so that both select the same jobs. The select locks nothing; the fused
-    statement deletes, skipping locked rows when asked (see batches.Segment.fused)."""
+    statement deletes, skipping locked rows when asked (see batches.Segment.fused). On the
+    `set_based` path the fused statement deletes the jobs only and returns their ids; the
+    batch's hook (paths.finish_batch) deletes their events."""
     pairs = [(walk.event_type, status) for walk in live for status in walk.statuses]
     statuses = tuple(dict.fromkeys(status for _, status in pairs))
     conditions = {
@@ -156,11 +163,23 @@ def _prune_queries(
     eligible = queries.get("prune_jobs_eligible").format(**conditions)
 
     select = queries.get("prune_jobs_select").format(scan=scan, eligible=eligible)
-    archived, events, lines = sql.SQL(""), sql.SQL(""), sql.SQL("")
+    archived: queries.Statement = sql.SQL("")
+    events: queries.Statement = sql.SQL("")
+    lines: queries.Statement = sql.SQL("")
     if archive is not None:
         archived = queries.get("prune_jobs_archive_line")
         events = queries.get("prune_jobs_archive_events")
         lines = queries.get("prune_jobs_archive")
+    before_commit = None if archive is None else deleter.archive_batch(archive)
+    if set_based is not None:
+        events = sql.SQL("")
+        lines = sql.Composed(
+            [
+                queries.get("prune_jobs_gone_ids"),
+                queries.get("prune_jobs_archive_jobs") if archive is not None else sql.SQL(""),
+            ]
+        )
+        before_commit = paths.finish_batch(set_based, archive)
     waiting = queries.get("prune_jobs_delete").format(**conditions, archived=archived)
     skip_locked = queries.get("prune_jobs_delete_skip_locked").format(
         eligible=eligible, held=conditions["held"], archived=archived
@@ -172,7 +191,7 @@ def _prune_queries(
         skip_locked=queries.get("prune_jobs_fused").format(
             scan=scan, delete=sql.Composed([skip_locked, events]), archive=lines
         ),
-        before_commit=None if archive is None else deleter.archive_batch(archive),
+        before_commit=before_commit,
     )
     return select, fused
 

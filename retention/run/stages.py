@@ -21,7 +21,7 @@ from retention.config import policies
 from retention.config import settings as settings_mod
 from retention.engine import batches, ledger, results
 from retention.files import directories, orphans, outbox, references, storage_orphans, sweeps
-from retention.jobs import deleter, prune
+from retention.jobs import deleter, paths, prune
 from retention.tables import planning
 from retention.tables import prune as table_prune
 
@@ -110,16 +110,23 @@ def each(
     return build(done, None)
 
 
-def walk(ctx: Context, stage: str, target: batches.Target) -> results.JobsSection:
-    """A jobs target (prune or purge) through the engine, reporting progress under `stage`."""
+def walk(
+    ctx: Context, stage: str, target: batches.Target, path: paths.JobsPath | None = None
+) -> results.JobsSection:
+    """A jobs target (prune or purge) through the engine, reporting progress under `stage`;
+    `path` is the way its batches delete (reported in its section)."""
+    name, reason = (path.name, path.reason) if path is not None else (None, None)
 
     def report(partial: batches.Result) -> None:
-        ctx.report(stage, results.JobsSection(walk=partial.freeze()), partial.fraction)
+        section = results.JobsSection(walk=partial.freeze(), path=name, path_reason=reason)
+        ctx.report(stage, section, partial.fraction)
 
     result = batches.run(ctx.conn, target, ctx.limits, dry_run=ctx.dry_run, on_progress=report)
     counted = target.deleter.held if isinstance(target.deleter, deleter.JobDeleter) else None
     held, held_by = counted(ctx.conn) if counted is not None else (None, ())
-    return results.JobsSection(walk=result.freeze(), held=held, held_by=held_by)
+    return results.JobsSection(
+        walk=result.freeze(), held=held, held_by=held_by, path=name, path_reason=reason
+    )
 
 
 C = TypeVar("C")
@@ -149,7 +156,9 @@ def _jobs(ctx: Context, checked: None) -> results.Section:
     archive = archive_writer.for_policy(
         ctx.settings, "jobs", ctx.settings.jobs.archived, ctx.run.id
     )
-    return walk(ctx, "jobs", prune.prune_target(ctx.conn, ctx.settings.jobs, ctx.now, archive))
+    path = paths.choose(ctx.conn, ctx.settings.jobs_path)
+    target = prune.prune_target(ctx.conn, ctx.settings.jobs, ctx.now, archive, path)
+    return walk(ctx, "jobs", target, path)
 
 
 def _check_tables(conn: psycopg.Connection, settings: settings_mod.Settings) -> list[planning.Plan]:

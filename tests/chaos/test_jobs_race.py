@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from retention.engine import batches
-from retention.jobs import prune
+from retention.jobs import paths, prune
 from tests.helpers import job_ids, jobs_policy, prune_limits, seed_job, shares_final_transaction
 
 GATE = 4242
@@ -41,9 +41,12 @@ def gated_role(conn: psycopg.Connection):
     conn.execute(f'GRANT USAGE ON SCHEMA public TO "{role}"')
     conn.execute(f'GRANT ALL ON ALL TABLES IN SCHEMA public TO "{role}"')
     conn.execute(f'GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
+    # The set-based path's one extra grant (the README's), unused on the normal path.
+    conn.execute(f'GRANT SET ON PARAMETER session_replication_role TO "{role}"')
     try:
         yield role
     finally:
+        conn.execute(f'REVOKE SET ON PARAMETER session_replication_role FROM "{role}"')
         conn.execute(f'DROP OWNED BY "{role}"')
         conn.execute(f'DROP ROLE "{role}"')
 
@@ -65,17 +68,19 @@ def _wait_for_gate(conn: psycopg.Connection, pid: int) -> None:
     raise AssertionError("the prune's batch never reached the gate")
 
 
+@pytest.mark.parametrize("jobs_path", ["normal", "auto"], ids=["normal", "set-based"])
 @pytest.mark.parametrize(
     ("skip_locked", "rewritten"),
     [(False, False), (False, True), (True, False)],
     ids=["by-primary-key", "by-probe", "skip-locked"],
 )
 def test_a_job_finished_again_after_the_batch_snapshot_is_kept(
-    conn, database, gated_role, skip_locked, rewritten
+    conn, database, gated_role, skip_locked, rewritten, jobs_path
 ):
     """by-primary-key: the jobs' row versions were written with their final events, the batch
     deletes them without probing their events; by-probe: they were rewritten since, the batch
-    probes them and deletes by ctid; skip-locked: the statement a batch uses once it met a lock."""
+    probes them and deletes by ctid; skip-locked: the statement a batch uses once it met a lock.
+    Each on both jobs paths (the set-based one with triggers off for the batch)."""
     changed = seed_job(
         conn, status="failed", finished_ago=dt.timedelta(days=40), rewritten=rewritten
     )
@@ -87,7 +92,9 @@ def test_a_job_finished_again_after_the_batch_snapshot_is_kept(
     assert shares_final_transaction(conn, unchanged) is not rewritten
     policy = jobs_policy(database, failed="30d")
     now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
-    target = prune.prune_target(conn, policy, now)
+    path = paths.choose(conn, jobs_path)
+    assert path.set_based is (jobs_path == "auto"), path.reason
+    target = prune.prune_target(conn, policy, now, path=path)
     assert [segment.name for segment in target.segments] == ["final events"]
     fused = target.segments[0].fused
     assert fused is not None
@@ -99,6 +106,7 @@ def test_a_job_finished_again_after_the_batch_snapshot_is_kept(
                 fused=batches.Fused(
                     waiting=fused.skip_locked if skip_locked else fused.waiting,
                     skip_locked=fused.skip_locked,
+                    before_commit=fused.before_commit,
                 ),
             )
         ],
@@ -135,3 +143,8 @@ def test_a_job_finished_again_after_the_batch_snapshot_is_kept(
     assert result.samples == [unchanged]
     assert result.counts["events"] == 3
     assert job_ids(conn) == {changed, kept}
+    orphans = conn.execute(
+        "SELECT count(*) FROM procrastinate_events e "
+        "WHERE NOT EXISTS (SELECT 1 FROM procrastinate_jobs j WHERE j.id = e.job_id)"
+    ).fetchone()
+    assert orphans == (0,)

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import psycopg
+import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -101,11 +102,21 @@ policies = st.fixed_dictionaries({}, optional={status: ages for status in FINAL}
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+@pytest.mark.parametrize("jobs_path", ["auto", "normal"], ids=["set-based", "normal"])
 @given(specs=job_specs, jobs_config=policies)
-def test_remaining_jobs_match_the_reference_model(conn, database, location, specs, jobs_config):
+def test_remaining_jobs_match_the_reference_model(
+    conn, database, location, specs, jobs_config, jobs_path
+):
+    """On both jobs paths (the tests' role is a superuser: "auto" takes the set-based one)."""
     reset(conn)
     ids = seed_bulk(conn, specs)
-    settings = make_settings(database, jobs=jobs_config, batch_size=17)
+    # Every third job is a periodic defer's: unlinked when it goes, left as it is when it stays.
+    conn.execute(
+        "INSERT INTO procrastinate_periodic_defers (task_name, defer_timestamp, job_id) "
+        "SELECT 'app.tick', n, job_id FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(job_id, n)",
+        (ids[::3],),
+    )
+    settings = make_settings(database, jobs=jobs_config, batch_size=17, jobs_path=jobs_path)
     kept = expected_kept(settings.jobs, specs, ids)
 
     preview = run_jobs(settings, location, dry_run=True)
@@ -124,7 +135,15 @@ def test_remaining_jobs_match_the_reference_model(conn, database, location, spec
     ).fetchone()[0]  # type: ignore[index]
     summary = run_jobs(settings, location)
 
+    assert summary["jobs"]["path"] == ("set-based" if jobs_path == "auto" else "normal")
+    assert preview["jobs"]["path"] == summary["jobs"]["path"]
     assert job_ids(conn) == kept
+    defers = dict(
+        conn.execute("SELECT defer_timestamp, job_id FROM procrastinate_periodic_defers").fetchall()
+    )
+    assert defers == {
+        n: (job_id if job_id in kept else None) for n, job_id in enumerate(ids[::3], start=1)
+    }
     assert summary["jobs"]["deleted"] == len(ids) - len(kept)
     assert summary["jobs"].get("events", 0) == events
     assert preview["jobs"].get("events", 0) == events
