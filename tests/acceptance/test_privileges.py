@@ -47,7 +47,20 @@ def documented_grants() -> list[str]:
     ]
 
 
-def test_run_works_with_only_the_documented_grants(conn, database):
+def set_based_grant() -> str:
+    """The one extra grant the README's set-based path section documents."""
+    text = README.read_text()
+    section = text[text.index("### The set-based path") :]
+    block = re.search(r"```sql\n(.*?)```", section, re.DOTALL)
+    assert block, "the set-based path section has no ```sql block"
+    (grant,) = [line for line in block.group(1).splitlines() if line.startswith("GRANT")]
+    return grant
+
+
+@pytest.mark.parametrize("set_based", [False, True], ids=["normal-path", "set-based-path"])
+def test_run_works_with_only_the_documented_grants(conn, database, set_based):
+    """The least-privilege grants take the normal path (and say why); with the set-based path's
+    one extra grant, the set-based one."""
     role = f"retention_plain_{uuid.uuid4().hex[:8]}"
     conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
     try:
@@ -55,6 +68,8 @@ def test_run_works_with_only_the_documented_grants(conn, database):
         conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(sql.Identifier(role)))
         for grant in documented_grants():
             conn.execute(grant.rstrip(";").replace(" TO retention", f" TO {role}"))
+        if set_based:
+            conn.execute(set_based_grant().rstrip(";").replace(" TO retention", f" TO {role}"))
         old = seed_job(conn, status="succeeded", finished_ago=dt.timedelta(days=10))
         held = seed_job(conn, status="succeeded", finished_ago=dt.timedelta(days=10))
         keep = seed_job(conn, status="failed", finished_ago=dt.timedelta(days=10))
@@ -67,12 +82,20 @@ def test_run_works_with_only_the_documented_grants(conn, database):
             result = run_cli("run", "--json", database=as_role)
         assert result.returncode == 0, result.stderr
         summary = json.loads(result.stdout)["jobs"]
+        if set_based:
+            assert summary["path"] == "set-based", summary["path_reason"]
+        else:
+            assert summary["path"] == "normal"
+            assert "may not set session_replication_role" in summary["path_reason"]
+            assert "GRANT SET ON PARAMETER session_replication_role" in summary["path_reason"]
         assert summary["deleted"] == 1
+        assert summary["events"] == 3
         assert summary["lock_backoffs"] == 1
         assert job_ids(conn) == {keep, held}
         assert old not in job_ids(conn)
         status = run_cli("status", "--json", database=as_role)
         assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["jobs_path"]["path"] == summary["path"]
         with psycopg.connect(as_role) as plain:
             try:
                 plain.execute("CREATE TABLE should_fail (id int)")
@@ -80,6 +103,12 @@ def test_run_works_with_only_the_documented_grants(conn, database):
             except psycopg.errors.InsufficientPrivilege:
                 pass
     finally:
+        if set_based:
+            conn.execute(
+                sql.SQL("REVOKE SET ON PARAMETER session_replication_role FROM {}").format(
+                    sql.Identifier(role)
+                )
+            )
         conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
         conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 

@@ -108,7 +108,7 @@ def scenario_of(command: ShellCommand) -> str | None:
         ("procrastinate --app=myapp.app ", "PYTHONPATH=. retention --app myapp.app ")
     ):
         return "myapp"
-    if text.startswith("retention "):
+    if text.startswith("retention ") or re.match(r"RETENTION_[A-Z_]+=\S+ retention ", text):
         return "demo"
     return None
 
