@@ -80,8 +80,9 @@ SELECT (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM unlinked) 
 
 -- name: prune_jobs_gone_ids --
 -- On the set-based path: the ids of the jobs the fused statement deleted, on its first row only,
--- for set_based_unlink.
-, CASE WHEN row_number() OVER () = 1 THEN (SELECT array_agg(g.id) FROM gone g) END AS gone
+-- for set_based_unlink; as the text of an array, which travels back as it came (a list of
+-- Python ints would be parsed, then dumped again element by element, 4 ms for a batch of 5,000).
+, CASE WHEN row_number() OVER () = 1 THEN (SELECT array_agg(g.id)::text FROM gone g) END AS gone
 
 -- name: prune_jobs_archive_jobs --
 -- prune_jobs_archive on the set-based path: the jobs' lines only, on the first row (their events'
