@@ -27,6 +27,7 @@ from typing import Any
 
 import psycopg
 
+from retention.config import policies
 from retention.config import settings as settings_mod
 from retention.pg import queries
 
@@ -76,6 +77,9 @@ class Writer:
     root: Path
     target: str
     run_id: int | None
+    # archive_files: the files of the deleted rows are queued to be copied into the archive by
+    # the outbox drain before it unlinks them (archive/files.py).
+    files: bool = False
     written: list[File] = dataclasses.field(default_factory=list)
     _sequence: itertools.count[int] = dataclasses.field(default_factory=lambda: itertools.count(1))
 
@@ -128,19 +132,25 @@ def counts(file: File) -> dict[str, int]:
 
 
 def for_policy(
-    settings: settings_mod.Settings, target: str, archived: bool, run_id: int | None
+    settings: settings_mod.Settings,
+    target: str,
+    archived: bool,
+    run_id: int | None,
+    *,
+    files: bool = False,
 ) -> Writer | None:
     """The writer of a policy that archives (`archived`), under the settings' [archive] root;
-    None otherwise. A dry run gets one too: it writes nothing, its preview only counts."""
+    None otherwise. A dry run gets one too: it writes nothing, its preview only counts. `files`:
+    the policy also archives the files of its rows (archive_files)."""
     root = settings.archive.root
     if not archived or root is None:
         return None
-    return Writer(root=Path(root), target=target, run_id=run_id)
+    return Writer(root=Path(root), target=target, run_id=run_id, files=files)
 
 
-def table_archived(settings: settings_mod.Settings, plan_name: str) -> bool:
-    """Whether the enabled table policy that planning names `plan_name` (its table, `#2`, `#3`...
-    after the first policy of the same table) says archive = true."""
+def _table_policy(settings: settings_mod.Settings, plan_name: str) -> policies.TablePolicy | None:
+    """The enabled table policy that planning names `plan_name` (its table, `#2`, `#3`... after
+    the first policy of the same table)."""
     seen: dict[str, int] = {}
     for policy in settings.tables:
         if not policy.enabled:
@@ -150,5 +160,17 @@ def table_archived(settings: settings_mod.Settings, plan_name: str) -> bool:
         if seen[name] > 1:
             name = f"{name}#{seen[name]}"
         if name == plan_name:
-            return policy.archive
-    return False
+            return policy
+    return None
+
+
+def table_archived(settings: settings_mod.Settings, plan_name: str) -> bool:
+    """Whether the enabled table policy that planning names `plan_name` says archive = true."""
+    policy = _table_policy(settings, plan_name)
+    return policy is not None and policy.archive
+
+
+def table_archives_files(settings: settings_mod.Settings, plan_name: str) -> bool:
+    """Whether that policy says archive_files = true (which needs archive = true)."""
+    policy = _table_policy(settings, plan_name)
+    return policy is not None and policy.archive and policy.archive_files

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from retention.config import durations, globs, roots
 from retention.config.fields import (
@@ -307,6 +307,13 @@ class TablePolicy(Model):
         description="Write each batch of deleted rows (with their children's rows) to the "
         "archive before it commits ([archive]).",
     )
+    archive_files: bool = Field(
+        False,
+        description="Copy every file the deleted rows reference (the policy's file columns and "
+        "its children's that delete their files) into the archive, with its size and sha256, "
+        "before the outbox drain unlinks it (content-addressed, under files/ in [archive] root). "
+        "Needs `archive = true`; local roots only (not a `storage`).",
+    )
     keep_last: Count = Field(
         None,
         description="Never delete the newest N rows (by `timestamp`, ties by `key`; per group "
@@ -330,6 +337,31 @@ class TablePolicy(Model):
     def _one_count(self) -> TablePolicy:
         _check_count(self.keep_last, self.max_count, self.per)
         return self
+
+    @field_validator("archive_files")
+    @classmethod
+    def _files_archived_with_rows(cls, value: bool, info: ValidationInfo) -> bool:
+        if not value:
+            return value
+        if not info.data.get("archive", False):
+            raise ValueError(
+                "archive_files is true but `archive` is not: the files of a policy's rows are "
+                "archived with its rows; set archive = true too, or archive_files = false"
+            )
+        children: list[ChildTable] = info.data.get("children", [])
+        configured: list[FileColumn] = info.data.get("files", [])
+        stored = [
+            column.column
+            for columns in (configured, *(child.files for child in children))
+            for column in columns
+            if column.delete and column.storage is not None
+        ]
+        if stored:
+            raise ValueError(
+                f"archive_files copies files under a local root; the file column(s) "
+                f"{', '.join(stored)} name a `storage`: set archive_files = false"
+            )
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -418,12 +450,14 @@ ARCHIVE_FORMATS: tuple[str, ...] = ("jsonl.gz",)
 
 
 class ArchivePolicy(Model):
-    """Where archived rows go ([archive]): one file per deleted batch, under `root`."""
+    """Where archived rows go ([archive]): one file per deleted batch, under `root`; with
+    `archive_files`, the copies of the rows' files too, under `root`/files/."""
 
     root: Path | None = Field(
         None,
         description="Local directory the archive files are written under (e.g. "
-        "/var/lib/app/retention-archive); required when a policy says archive = true.",
+        "/var/lib/app/retention-archive), and the copies of archive_files under its files/; "
+        "required when a policy says archive = true.",
     )
     format: str = Field(
         "jsonl.gz",

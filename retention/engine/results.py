@@ -278,11 +278,19 @@ class OutboxSection:
     refused: int = 0
     missing: int = 0
     referenced: int = 0
+    # archive_files: files copied into the archive before they were unlinked (a dry run: those
+    # it would copy), and their size; None (left out of the JSON) when the drain had no archive
+    # root to copy into.
+    archived: int | None = None
+    archived_bytes: int | None = None
     stopped: StopReason | None = None
 
     def to_json(self) -> JSON:
         data = dataclasses.asdict(self)
         data["stopped"] = _stopped(self.stopped)
+        for name in ("archived", "archived_bytes"):
+            if data[name] is None:
+                del data[name]
         return data
 
 

@@ -11,13 +11,24 @@ unlinked only when no configured file column references it any more (files/refer
 values that end in an entry's name are read once per drain, then each batch asks the columns that
 have an index again). A file still referenced stays, and its entry goes: the row that references
 it queues it again when it is deleted.
+
+An entry queued with archive = true (a policy with archive_files) is copied into the archive
+first (archive/files.py), after the same checks (its root, its references, the walk down from
+the root) and opened relative to its directory's descriptor without following a symlink: the
+copy is made durable, recorded (committed), and only then is the file unlinked and its entry
+removed. A file that cannot be copied is neither unlinked nor forgotten: its entry stays, failed,
+for the next drain. A crash at any point leaves the file in place with its entry, or a durable
+recorded copy (or an unrecorded one, when the crash came before the record: at-least-once).
+These entries are handled in the drain's own thread, while the pool unlinks the batch's others.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import logging
 import os
+import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -26,6 +37,7 @@ from typing import Any
 
 import psycopg
 
+from retention.archive import files as archive_files
 from retention.config import policies, roots
 from retention.config import settings as settings_mod
 from retention.engine import results
@@ -72,10 +84,15 @@ Settled = tuple[Counter[str], list[int], list[tuple[int, str]], list[tuple[int, 
 
 Entry = tuple[int, str, str]
 
+# An entry as the batch reads it: id, root, path, and whether its file is archived first.
+Queued = tuple[int, str, str, bool]
+
 
 Unlinked = tuple[Counter[str], list[int], list[tuple[int, str]]]
 
 Members = list[tuple[int, bytes]]
+
+Located = list[tuple[safefs.Directory, Members]]
 
 # Rows written since the drain read the file columns are looked for among those whose timestamp
 # is at most this old (when a policy's timestamp has an index and the file column has none).
@@ -105,13 +122,16 @@ def _settle(
     helper: concurrent.futures.Executor | None = None,
     named: references.Named | None = None,
     keep: frozenset[int] = frozenset(),
+    finish: Callable[[Located], list[Unlinked]] | None = None,
 ) -> Settled:
     """Unlink (or, in a dry run, look at) the files of one batch, directory by directory. With a
     `helper`, the directories are shared between this thread and the helper's (unlink and lstat
     release the GIL, so the two run in parallel). Directories are walked to (safefs) here only,
     in chunks, each held open until its files are done. An entry whose file a row references
     (`named`: by its path or, once its directory is open, by the directory's identity; `keep`:
-    found by the batch's recheck) is done without unlinking."""
+    found by the batch's recheck) is done without unlinking. `finish` does what is done to the
+    files left in each chunk of located directories (default: unlink them); an entry of a
+    storage root cannot be copied by it: it fails."""
     counts: Counter[str] = Counter()
     done: list[int] = []
     failed: list[tuple[int, str]] = []
@@ -140,6 +160,11 @@ def _settle(
             ):
                 counts["referenced"] += 1
                 done.append(entry_id)
+                continue
+            if finish is not None:
+                failed.append(
+                    (entry_id, "archive_files copies local files only: not deleted, not copied")
+                )
                 continue
             _through_storage(entry_id, root, stored, dry_run, counts, done, failed, refused)
             continue
@@ -178,7 +203,8 @@ def _settle(
                     done.extend(entry_id for entry_id, _ in members)
                 except OSError as exc:
                     failed.extend((entry_id, _describe(exc)) for entry_id, _ in members)
-            for unlinked, gone, stuck in _unlink_all(located, dry_run, helper):
+            finished = _unlink_all(located, dry_run, helper) if finish is None else finish(located)
+            for unlinked, gone, stuck in finished:
                 counts.update(unlinked)
                 done.extend(gone)
                 failed.extend(stuck)
@@ -303,6 +329,122 @@ def _unlink(parent: safefs.Directory, members: Members, dry_run: bool) -> Unlink
     return Counter(deleted=deleted, bytes=size, missing=missing), done, failed
 
 
+class _Copier:
+    """What `_settle` does to the files of entries queued with archive = true, in the drain's
+    own thread (it records through the drain's connection): each file opened relative to its
+    directory without following a symlink (a regular file only), copied into the archive root,
+    the chunk's copies recorded (committed), then each file unlinked if it is still the file
+    that was copied. In a dry run, only counted."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        archive_root: Path | None,
+        run_id: int | None,
+        dry_run: bool,
+        origins: dict[int, tuple[str, str]],
+    ) -> None:
+        self.conn = conn
+        self.root = archive_root
+        self.run_id = run_id
+        self.dry_run = dry_run
+        self.origins = origins
+
+    def __call__(self, located: Located) -> list[Unlinked]:
+        counts: Counter[str] = Counter()
+        done: list[int] = []
+        failed: list[tuple[int, str]] = []
+        copied: list[tuple[safefs.Directory, bytes, os.stat_result, archive_files.Archived]] = []
+        for parent, members in located:
+            for entry_id, name in members:
+                if self.root is None:
+                    failed.append(
+                        (
+                            entry_id,
+                            "queued with archive_files but [archive] has no root: kept until "
+                            "it can be copied",
+                        )
+                    )
+                    continue
+                try:
+                    found = self._copy(parent, entry_id, name)
+                except FileNotFoundError:
+                    counts["missing"] += 1
+                    done.append(entry_id)
+                    continue
+                except OSError as exc:
+                    failed.append((entry_id, _copy_error(exc)))
+                    continue
+                if isinstance(found, str):
+                    failed.append((entry_id, found))
+                elif isinstance(found, os.stat_result):
+                    counts.update(deleted=1, bytes=found.st_size)
+                    counts.update(archived=1, archived_bytes=found.st_size)
+                    done.append(entry_id)
+                else:
+                    copied.append((parent, name, found[0], found[1]))
+        if copied:
+            archive_files.record(self.conn, self.run_id, [c[3] for c in copied])
+        for parent, name, info, archived in copied:
+            counts.update(archived=1, archived_bytes=archived.copy.bytes)
+            try:
+                gone = parent.unlink_if(name, _same_file(info))
+            except FileNotFoundError:
+                counts["missing"] += 1
+                done.append(archived.outbox_id)
+                continue
+            except OSError as exc:
+                failed.append((archived.outbox_id, f"copied; {_describe(exc)}"))
+                continue
+            if gone is None:
+                failed.append(
+                    (archived.outbox_id, "replaced by another file since it was copied: kept")
+                )
+                continue
+            counts.update(deleted=1, bytes=gone.st_size)
+            done.append(archived.outbox_id)
+        return [(counts, done, failed)]
+
+    def _copy(
+        self, parent: safefs.Directory, entry_id: int, name: bytes
+    ) -> str | os.stat_result | tuple[os.stat_result, archive_files.Archived]:
+        """The file's copy with its lstat; in a dry run its lstat alone; or why it is kept."""
+        assert self.root is not None
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(name, flags, dir_fd=parent.fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "a symlink, not a regular file: neither copied nor deleted"
+            raise
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                return "not a regular file: neither copied nor deleted"
+            if self.dry_run:
+                return info
+            copy = archive_files.copy(self.root, fd)
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if (after.st_size, after.st_mtime_ns) != (info.st_size, info.st_mtime_ns) or (
+            copy.bytes != info.st_size
+        ):
+            return "changed while it was copied: kept, copied again by the next drain"
+        root, path = self.origins[entry_id]
+        return info, archive_files.Archived(outbox_id=entry_id, root=root, path=path, copy=copy)
+
+
+def _same_file(info: os.stat_result) -> Callable[[os.stat_result], bool]:
+    """Whether an lstat is of the file `info` describes (the one copied)."""
+    return lambda now: (now.st_dev, now.st_ino) == (info.st_dev, info.st_ino)
+
+
+def _copy_error(exc: OSError) -> str:
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"could not copy into the archive{where}: {_describe(exc)}; not deleted"
+
+
 def drain(
     conn: psycopg.Connection,
     *,
@@ -313,6 +455,7 @@ def drain(
     should_abort: Callable[[], bool] | None = None,
     batch_size: int = BATCH_SIZE,
     columns: Sequence[references.Column] = (),
+    archive_root: str | os.PathLike[str] | None = None,
 ) -> results.OutboxSection:
     """Unlink the files of pending outbox entries, oldest first, batch by batch. `conn` must be
     in autocommit mode. An entry is removed only after its file is gone, so a drain killed at
@@ -321,7 +464,8 @@ def drain(
     One drain at a time (an advisory lock): another drain finding it held steps aside. In a dry
     run nothing is unlinked nor recorded. Failed entries stay for the next run. Only entries whose
     root is one of `roots_allowed` (see configured_roots) are unlinked: any other is refused; and
-    only files that no value of the file `columns` (every configured one) references."""
+    only files that no value of the file `columns` (every configured one) references. Entries
+    queued with archive = true are copied under `archive_root` first (see _Copier)."""
     allowed = frozenset(str(roots.normalise(Path(root))) for root in roots_allowed)
     totals: Counter[str] = Counter()
     stopped: results.StopReason | None = None
@@ -329,6 +473,10 @@ def drain(
         stopped = results.StopReason.DRAIN_BUSY
     else:
         directories = safefs.Roots(OPEN_DIRECTORIES)
+        copying = safefs.Roots(max(1, OPEN_DIRECTORIES // 4))
+        copier = _Copier(
+            conn, Path(archive_root) if archive_root is not None else None, run_id, dry_run, {}
+        )
         try:
             with (
                 concurrent.futures.ThreadPoolExecutor(1, "outbox-unlink") as pool,
@@ -342,6 +490,8 @@ def drain(
                     directories,
                     allowed,
                     totals,
+                    copying,
+                    copier,
                     dry_run,
                     deadline,
                     should_abort,
@@ -349,6 +499,7 @@ def drain(
                 )
         finally:
             directories.close()
+            copying.close()
             if not dry_run:
                 conn.execute(queries.text("outbox_unlock"))
     left = backlog(conn)
@@ -360,6 +511,8 @@ def drain(
         refused=totals["refused"],
         missing=totals["missing"],
         referenced=totals["referenced"],
+        archived=totals["archived"] if archive_root is not None else None,
+        archived_bytes=totals["archived_bytes"] if archive_root is not None else None,
         stopped=stopped,
     )
     logger.info(
@@ -418,6 +571,8 @@ def _pipeline(
     directories: safefs.Roots,
     allowed: frozenset[str],
     totals: Counter[str],
+    copying: safefs.Roots,
+    copier: _Copier,
     dry_run: bool,
     deadline: float,
     should_abort: Callable[[], bool] | None,
@@ -427,7 +582,7 @@ def _pipeline(
     row = conn.execute(queries.text("outbox_newest")).fetchone()
     upto = row[0] if row else 0
 
-    def read(after: int) -> list[Entry]:
+    def read(after: int) -> list[Queued]:
         return conn.execute(query, {"after": after, "upto": upto, "limit": batch_size}).fetchall()
 
     rows = read(0)
@@ -441,10 +596,20 @@ def _pipeline(
         if time.monotonic() >= deadline:
             stopped = results.StopReason.TIME_BUDGET
             break
-        keep = checks.keep(rows) if named is not None else frozenset()
-        work = pool.submit(_settle, rows, dry_run, directories, allowed, helper, named, keep)
+        entries: list[Entry] = [(entry_id, root, path) for entry_id, root, path, _ in rows]
+        keep = checks.keep(entries) if named is not None else frozenset()
+        # A file some entry of the batch archives is handled with those entries only (never
+        # unlinked by the pool while it is being copied).
+        copied = {(root, path) for _, root, path, archive in rows if archive}
+        marked = [e for e in entries if (e[1], e[2]) in copied]
+        plain = [e for e in entries if (e[1], e[2]) not in copied] if copied else entries
+        work = pool.submit(_settle, plain, dry_run, directories, allowed, helper, named, keep)
         if settled is not None:
             _record(conn, settled, totals, dry_run)
+        if marked:
+            copier.origins = {entry_id: (root, path) for entry_id, root, path in marked}
+            copies = _settle(marked, dry_run, copying, allowed, None, named, keep, copier)
+            _record(conn, copies, totals, dry_run)
         following = read(rows[-1][0]) if len(rows) == batch_size else []
         settled = work.result()
         rows = following

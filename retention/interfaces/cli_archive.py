@@ -39,7 +39,8 @@ def list_command(
     json_output: cli_state.JsonOption = False,
 ) -> None:
     """The archive files the ledger records (path under the root, rows, bytes, sha256), newest
-    first."""
+    first; then the copies of deleted rows' files (archive_files: the original path, the copy's
+    path under the root, bytes, sha256)."""
     from retention.archive import store
     from retention.interfaces import console
 
@@ -47,14 +48,35 @@ def list_command(
     location = cli_state.location(settings)
     with cli_state.migrated_connection(location) as conn:
         found = store.recorded(conn, run_id=run_id, limit=limit)
-    console.show({"files": [f.to_json() for f in found]}, json_output, _print_files)
+        copied = store.copies(conn, run_id=run_id, limit=limit)
+    console.show(
+        {"files": [f.to_json() for f in found], "copies": [c.to_json() for c in copied]},
+        json_output,
+        _print_files,
+    )
 
 
 def _print_files(out: Console, data: dict[str, Any]) -> None:
     from rich.table import Table
 
-    if not data["files"]:
+    if not data["files"] and not data["copies"]:
         out.print("no archive files", highlight=False)
+        return
+    if data["copies"]:
+        copies = Table("run", "root", "path", "copy", "bytes", "sha256", "archived at")
+        for c in data["copies"]:
+            copies.add_row(
+                str(c["run_id"]),
+                c["root"],
+                c["path"],
+                c["archive_path"],
+                str(c["bytes"]),
+                c["sha256"],
+                c["archived_at"],
+            )
+    if not data["files"]:
+        out.print("no archive files of rows", highlight=False)
+        out.print(copies, markup=False, highlight=False)
         return
     table = Table("run", "target", "path", "rows", "bytes", "sha256", "written at")
     for f in data["files"]:
@@ -68,6 +90,9 @@ def _print_files(out: Console, data: dict[str, Any]) -> None:
             f["written_at"],
         )
     out.print(table, markup=False, highlight=False)
+    if data["copies"]:
+        out.print("copies of deleted rows' files (archive_files):", highlight=False)
+        out.print(copies, markup=False, highlight=False)
 
 
 @app.command("verify")
@@ -78,9 +103,11 @@ def verify_command(
     ] = None,
     json_output: cli_state.JsonOption = False,
 ) -> None:
-    """Check every recorded file against the ledger (present, size, sha256, row count); list
-    the files under the root the ledger does not record (a batch that did not commit: its rows
-    were not deleted). Exits 1 when a recorded file fails its check."""
+    """Check every recorded file against the ledger (present, size, sha256, row count), and every
+    recorded copy of a deleted row's file (present, size, sha256); list the files under the root
+    the ledger does not record (a batch that did not commit: its rows were not deleted; a copy
+    whose drain was killed before recording it: its file was not unlinked). Exits 1 when a
+    recorded file or copy fails its check."""
     from retention.archive import store
     from retention.interfaces import console
 
@@ -89,10 +116,13 @@ def verify_command(
     location = cli_state.location(settings)
     with cli_state.migrated_connection(location) as conn:
         checks, unrecorded = store.verify(conn, root)
+        copies, unrecorded_copies = store.verify_copies(conn, root)
     data = {
-        "checked": len(checks),
-        "failed": [{"path": c.path, "problem": c.problem} for c in checks if not c.ok],
+        "checked": len(checks) + len(copies),
+        "copies_checked": len(copies),
+        "failed": [{"path": c.path, "problem": c.problem} for c in [*checks, *copies] if not c.ok],
         "unrecorded": unrecorded,
+        "unrecorded_copies": unrecorded_copies,
     }
     console.show(data, json_output, _print_verify)
     if data["failed"]:
@@ -100,12 +130,23 @@ def verify_command(
 
 
 def _print_verify(out: Console, data: dict[str, Any]) -> None:
-    out.print(f"{data['checked']} files checked, {len(data['failed'])} failed", highlight=False)
+    copies = f" ({data['copies_checked']} copies of deleted rows' files)"
+    out.print(
+        f"{data['checked']} files checked{copies if data['copies_checked'] else ''}, "
+        f"{len(data['failed'])} failed",
+        highlight=False,
+    )
     for failed in data["failed"]:
         out.print(f"FAILED {failed['path']}: {failed['problem']}", markup=False, highlight=False)
     for path in data["unrecorded"]:
         out.print(
             f"unrecorded {path}: its batch did not commit (rows not deleted)",
+            markup=False,
+            highlight=False,
+        )
+    for path in data["unrecorded_copies"]:
+        out.print(
+            f"unrecorded copy {path}: its drain stopped before recording it (file not deleted)",
             markup=False,
             highlight=False,
         )

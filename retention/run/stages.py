@@ -177,7 +177,11 @@ def _tables(ctx: Context, plans: list[planning.Plan]) -> results.Section:
             run_id=ctx.run.id,
             on_progress=partial,
             archive=archive_writer.for_policy(
-                ctx.settings, f"table:{plan.name}", archived, ctx.run.id
+                ctx.settings,
+                f"table:{plan.name}",
+                archived,
+                ctx.run.id,
+                files=archive_writer.table_archives_files(ctx.settings, plan.name),
             ),
         )
 
@@ -199,6 +203,7 @@ def _files(ctx: Context, columns: list[references.Column]) -> results.Section:
     return outbox.drain(
         ctx.conn,
         roots_allowed=outbox.configured_roots(ctx.settings),
+        archive_root=ctx.settings.archive.root,
         columns=columns,
         dry_run=ctx.dry_run,
         deadline=ctx.limits.deadline,

@@ -1,6 +1,7 @@
 """A table policy's batches: the rows, the children of the rows that went (cascading or not) and
 the files of every row deleted into the outbox, in one statement of the batch's transaction; a row
-an application's trigger keeps keeps its children and their files."""
+an application's trigger keeps keeps its children and their files. A policy with archive_files
+queues its files with archive = true: the drain copies them into the archive before unlinking."""
 
 from __future__ import annotations
 
@@ -267,6 +268,7 @@ class RowDeleter:
             child_rows=archiving.child_rows(),
             held=archiving.held(),
             archive=archiving.archive_lines(),
+            archive_files=sql.Literal(archive is not None and archive.files),
         )
         tree = _Tree(plan)
         self.preview_statement = queries.get("tree_preview").format(

@@ -19,8 +19,8 @@ SELECT pg_advisory_unlock(hashtext('retention_file_outbox'));
 
 -- name: outbox_batch --
 -- The next pending entries after a given id, up to the newest one when the drain started (their
--- names are those the drain read the file columns for).
-SELECT id, root, path
+-- names are those the drain read the file columns for), and whether each is archived first.
+SELECT id, root, path, archive
   FROM retention_file_outbox
  WHERE NOT refused AND id > %(after)s AND id <= %(upto)s
  ORDER BY id

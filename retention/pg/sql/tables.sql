@@ -33,13 +33,16 @@ SELECT (SELECT min(t.{ts}) FROM {table} AS t WHERE {eligible} AND isfinite(t.{ts
 -- row that stays is queued. `child_rows` counts the children deleted, `held` those kept. With
 -- archiving, the last placeholder adds the batch's archive lines (the rows, then each child's)
 -- and their number, from what the DELETEs returned (to_jsonb of each row, as `a`).
+-- `archive_files` is true for a policy whose files the drain copies into the archive before it
+-- unlinks them (archive_files = true), else false.
 WITH gone AS (
     {rows}
 ){children}, files (root, path, source) AS (
     {files}
 ), queued AS (
-    INSERT INTO retention_file_outbox (root, path, source, run_id)
-    SELECT f.root, f.path, f.source, %(run_id)s FROM files AS f WHERE f.path <> ''
+    INSERT INTO retention_file_outbox (root, path, source, run_id, archive)
+    SELECT f.root, f.path, f.source, %(run_id)s, {archive_files}
+      FROM files AS f WHERE f.path <> ''
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM gone) AS deleted, {child_rows} AS child_rows,
