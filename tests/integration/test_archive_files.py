@@ -10,9 +10,11 @@ import datetime as dt
 import hashlib
 import json
 import os
+import subprocess
 import uuid
 from pathlib import Path
 
+import pytest
 from psycopg import conninfo as libpq
 from psycopg import sql
 
@@ -338,3 +340,39 @@ def test_without_archive_files_nothing_is_copied(conn, database, location, tmp_p
     assert done["files"]["archived"] == 0
     assert not (archive / "files").exists()
     assert store.copies(conn) == []
+
+
+def test_a_file_copied_but_not_unlinked_is_copied_again_under_the_same_record(
+    conn, database, location, tmp_path
+):
+    media, archive = tmp_path / "media", tmp_path / "archive"
+    make_schema(conn)
+    event = add_event(conn, media, age=OLD, detections=0, notes=0)
+    contents = _unique(media)
+    image = media / f"events/{event}.jpg"
+    _run(database, location, media, archive, stages=("tables",))
+    if (
+        subprocess.run(["chattr", "+i", str(image)], capture_output=True, check=False).returncode
+        != 0
+    ):
+        pytest.skip("the immutable attribute is not supported here")
+    try:
+        stuck = _run(database, location, media, archive, stages=("files",))
+    finally:
+        subprocess.run(["chattr", "-i", str(image)], check=True)
+    assert stuck["files"]["archived"] == 1
+    assert stuck["files"]["failed"] == 1
+    assert stuck["files"]["deleted"] == 0
+    ((_, _, attempts, error),) = _outbox(conn)
+    assert attempts == 1
+    assert error.startswith("copied; ")
+    (first,) = store.copies(conn)
+
+    done = _run(database, location, media, archive, stages=("files",))
+    assert done["files"]["archived"] == 1
+    assert done["files"]["deleted"] == 1
+    assert not image.exists()
+    (again,) = store.copies(conn)
+    assert again.id == first.id
+    assert again.run_id == done["run_id"]
+    assert (archive / again.archive_path).read_bytes() == contents[f"events/{event}.jpg"]
