@@ -40,5 +40,6 @@ def to_regex(glob: str) -> str:
 
 
 def matches(glob: str | None, value: str) -> bool:
-    """Whether `value` matches `glob`; None matches everything."""
-    return glob is None or re.match(to_regex(glob), value, re.DOTALL) is not None
+    """Whether `value` matches `glob`; None matches everything. The whole value must match:
+    Python's `$` also matches before a final newline, PostgreSQL's only at the end."""
+    return glob is None or re.fullmatch(to_regex(glob), value, re.DOTALL) is not None

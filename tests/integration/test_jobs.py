@@ -55,7 +55,7 @@ def expected_kept(
 def reset(conn: psycopg.Connection) -> None:
     conn.execute(
         "TRUNCATE procrastinate_events, procrastinate_periodic_defers, procrastinate_jobs, "
-        "retention_runs, retention_archive_files"
+        "retention_runs, retention_archive_files, retention_archived_files"
     )
 
 

@@ -140,7 +140,8 @@ snapshot AS MATERIALIZED (
 -- engine counts them with deleted_job_events). What comes back is the engine's grouped tally,
 -- not a row per job: the last event scanned (the keyset position) and how many were scanned,
 -- then per status, queue and task of the deleted jobs: how many and the oldest finish; and the
--- first ids deleted, in walk order (as many as the run still lacks). With nothing deleted, one
+-- first ids deleted, in walk order (as many as the run still lacks: once it has them, the sort is
+-- skipped). With nothing deleted, one
 -- row whose groups are NULL; with nothing scanned, no row. With archiving, the delete also
 -- deletes the jobs' events (prune_jobs_archive_events) and each row carries the archive's lines
 -- (prune_jobs_archive).
@@ -157,7 +158,8 @@ SELECT e.at, e.event_id, e.scanned,
        t.status, t.queue_name AS queue, t.task_name AS task,
        coalesce(t.deleted, 0) AS deleted, t.oldest,
        (SELECT array_agg(f.id)
-          FROM (SELECT g.id FROM gone g ORDER BY g.at, g.event_id LIMIT %(samples)s) f) AS samples
+          FROM (SELECT g.id FROM gone g WHERE %(samples)s > 0
+                 ORDER BY g.at, g.event_id LIMIT %(samples)s) f) AS samples
        {archive}
   FROM edge e
   LEFT JOIN tally t ON true;
