@@ -8,7 +8,9 @@ and copied (`CREATE DATABASE ... TEMPLATE`) for each contender and round (`--rou
 contenders interleaved):
 
   - ours: `python -m retention run --only jobs` (the real CLI in a subprocess, every final status
-    aged 30d, default batch settings; the normal path: the set-based path does not exist yet);
+    aged 30d, default batch settings; jobs_path = "auto", on the benchmark's superuser the
+    set-based path);
+  - ours_normal: the same with RETENTION_JOBS_PATH=normal (the normal path);
   - builtin: Procrastinate's own `app.job_manager.delete_old_jobs(nb_hours=720, include_failed,
     include_cancelled, include_aborted)` (what its builtin task `remove_old_jobs` runs) in a
     subprocess.
@@ -268,8 +270,13 @@ def window(
 
 
 def prune_process(contender: str, dsn: str, config: Path) -> subprocess.Popen[bytes]:
-    if contender == "ours":
-        env = {**os.environ, "DATABASE_URL": dsn, "RETENTION_CONFIG": str(config)}
+    if contender in ("ours", "ours_normal"):
+        env = {
+            **os.environ,
+            "DATABASE_URL": dsn,
+            "RETENTION_CONFIG": str(config),
+            "RETENTION_JOBS_PATH": "normal" if contender == "ours_normal" else "auto",
+        }
         return subprocess.Popen(
             [sys.executable, "-m", "retention", "run", "--only", "jobs"],
             stdout=subprocess.DEVNULL,
@@ -353,7 +360,9 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds", type=int, default=1, help="Runs of each contender, interleaved."
     )
     parser.add_argument(
-        "--contenders", default="ours,builtin", help="Comma-separated: ours, builtin."
+        "--contenders",
+        default="ours,ours_normal,builtin",
+        help="Comma-separated: ours, ours_normal, builtin.",
     )
     parser.add_argument(
         "--server",

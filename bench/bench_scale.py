@@ -39,6 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_jobs
 
 PREFIX = "bench_scale_"
+# The jobs path of every run (--jobs-path): "auto" (the set-based path on a superuser) or "normal".
+JOBS_PATH = ["auto"]
 
 CONFIG = """
 [jobs]
@@ -65,7 +67,12 @@ def load_average() -> str:
 
 def cli(dsn: str, config: Path) -> tuple[float, float, dict[str, Any]]:
     """`retention run --only jobs --json` in a subprocess: (wall, peak RSS MiB, summary)."""
-    env = {**os.environ, "DATABASE_URL": dsn, "RETENTION_CONFIG": str(config)}
+    env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "RETENTION_CONFIG": str(config),
+        "RETENTION_JOBS_PATH": JOBS_PATH[0],
+    }
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.monotonic()
         process = subprocess.Popen(
@@ -126,7 +133,14 @@ def main(argv: list[str] | None = None) -> int:
         help="Maintenance database of the PostgreSQL server used.",
     )
     parser.add_argument("--json", type=Path, help="Also write every figure to this file.")
+    parser.add_argument(
+        "--jobs-path",
+        choices=["auto", "normal"],
+        default="auto",
+        help="jobs_path of the runs: auto (on a superuser, the set-based path) or normal.",
+    )
     args = parser.parse_args(argv)
+    JOBS_PATH[0] = args.jobs_path
     server = bench_jobs.Server(args.server)
     scratch = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     config = scratch / "retention.toml"
@@ -169,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                 "wal_bytes_per_job": round(prune.wal_bytes / deleted),
                 "longest_batch_s": prune.summary["jobs"].get("longest_batch_seconds"),
                 "batches": prune.summary["jobs"].get("batches"),
+                "path": prune.summary["jobs"].get("path"),
                 "load": prune.load,
                 "noop_db_ms": round(noop.db_seconds * 1000, 1),
                 "noop_wall_s": round(noop.wall, 2),
