@@ -292,6 +292,36 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _archive_outside_every_root(self) -> Settings:
+        """The archive root may not overlap a root retention deletes from (a file column's,
+        which the outbox drain and the orphan sweep delete under, or a directory sweep's):
+        either one inside the other, as written or once symlinks are resolved."""
+        archive = self.archive.root
+        if archive is None:
+            return self
+        named: list[tuple[str, Path]] = [
+            (f"directories[{i}].root", d.root) for i, d in enumerate(self.directories)
+        ]
+        for i, table in enumerate(self.tables):
+            columns = [(f"tables[{i}].files[{k}]", c) for k, c in enumerate(table.files)]
+            for j, child in enumerate(table.children):
+                columns += [
+                    (f"tables[{i}].children[{j}].files[{k}]", c) for k, c in enumerate(child.files)
+                ]
+            named += [(f"{where}.root", c.root) for where, c in columns if c.root is not None]
+        spellings = {archive, Path(os.path.realpath(archive))}
+        for where, root in named:
+            for other in {root, Path(os.path.realpath(root))}:
+                if any(a.is_relative_to(other) or other.is_relative_to(a) for a in spellings):
+                    raise ValueError(
+                        f"archive.root {str(archive)!r} overlaps {where} {str(root)!r}: retention "
+                        "deletes files under that root, and could delete the archive's (or the "
+                        "archive would hold the root's files); give an archive root outside "
+                        "every root, e.g. /var/lib/app/retention-archive"
+                    )
+        return self
+
     def table_age(self, policy: TablePolicy) -> dt.timedelta:
         if policy.age is None or policy.age == "retention_days":
             return dt.timedelta(days=self.retention_days)

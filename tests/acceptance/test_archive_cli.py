@@ -87,6 +87,18 @@ def test_run_list_verify_restore(conn, database, tmp_path):
             'format = "csv"\n',
             "archive.format",
         ),
+        (
+            '[jobs]\nsucceeded = "30d"\narchive = true\n[archive]\nroot = "/srv/app/media/archive"\n'
+            '[[directories]]\nroot = "/srv/app/media"\nage = "2d"\n',
+            "overlaps directories[0].root '/srv/app/media'",
+        ),
+        (
+            '[jobs]\nsucceeded = "30d"\narchive = true\n[archive]\nroot = "/srv/app"\n'
+            '[[tables]]\ntable = "events"\ntimestamp = "created_at"\n'
+            '[[tables.children]]\ntable = "crops"\ncolumn = "event_id"\n'
+            '[[tables.children.files]]\ncolumn = "path"\nroot = "/srv/app/crops"\n',
+            "overlaps tables[0].children[0].files[0].root '/srv/app/crops'",
+        ),
     ],
 )
 def test_bad_archive_settings_exit_2_touching_nothing(conn, database, tmp_path, body, named):
