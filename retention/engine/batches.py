@@ -336,104 +336,69 @@ def _fraction(
     return report
 
 
-@dataclasses.dataclass(frozen=True)
-class _Batch:
-    """What the walk needs from a batch: where it ended and how many rows it scanned."""
+class PaceFigures(Protocol):
+    """Where a Pacer counts what it did (a walk's Result, a drain's PaceCounts)."""
 
-    last: tuple[Any, ...] | None
-    scanned: int
+    pauses: int
+    paused_seconds: float
+    lag_waits: int
+    lag_wait_seconds: float
+    max_lag_seconds: float | None
+    waiting: str | None
 
 
-class _Walk:
+@dataclasses.dataclass(kw_only=True)
+class PaceCounts:
+    """A Pacer's figures for a stage that is not a walk (the outbox drain, partition drops)."""
+
+    pauses: int = 0
+    paused_seconds: float = 0.0
+    lag_waits: int = 0
+    lag_wait_seconds: float = 0.0
+    max_lag_seconds: float | None = None
+    waiting: str | None = None
+
+    def pacing(self, limits: Limits) -> results.Pacing | None:
+        if not limits.paced:
+            return None
+        return results.Pacing(
+            pauses=self.pauses,
+            paused_seconds=self.paused_seconds,
+            lag_waits=self.lag_waits,
+            lag_wait_seconds=self.lag_wait_seconds,
+            max_lag_seconds=self.max_lag_seconds,
+        )
+
+
+class Pacer:
+    """The pacing of the module's docstring, for any stage that deletes in batches: call
+    `before_batch()` before each batch (it returns why the stage stops, if it does) and
+    `after_batch()` when one ends. `progress` is called while it waits for replica lag (the
+    stage's partial result, whose `waiting` says so)."""
+
     def __init__(
         self,
         conn: psycopg.Connection,
-        target: Target,
-        segment: Segment,
         limits: Limits,
-        result: Result,
+        figures: PaceFigures,
+        *,
         dry_run: bool,
+        name: str,
+        progress: Callable[[], None] = lambda: None,
     ) -> None:
         self.conn = conn
-        self.target = target
-        self.segment = segment
         self.limits = limits
-        self.result = result
+        self.result = figures
         self.dry_run = dry_run
-        self.fused = segment.fused if not dry_run else None
-        self.skip_locked = False
-        self.query = self._query()
-        self.progress: Callable[[float], None] = lambda fraction: None
-        self.fraction = 0.0
-
-    def _query(self) -> queries.Statement:
-        if self.fused is not None:
-            return self.fused.skip_locked if self.skip_locked else self.fused.waiting
-        if self.dry_run:
-            return self.segment.select
-        return self.segment.locking_select or self.segment.select
-
-    def run(self, size: int, progress: Callable[[float], None]) -> int:
-        key = self.segment.start
-        backoffs = 0
+        self.name = name
         self.progress = progress
-        while True:
-            reason = self.limits.stop_reason() or self._pace()
-            if reason:
-                self._stop(reason, key)
-                return size
-            started = time.monotonic()
-            try:
-                batch = self._batch(key, size)
-            except (
-                pg_errors.LockNotAvailable,
-                pg_errors.DeadlockDetected,
-                pg_errors.QueryCanceled,
-            ) as exc:
-                backoffs += 1
-                self.result.lock_backoffs += 1
-                logger.info(
-                    "batch of %s backed off: %s",
-                    self.target.name,
-                    type(exc).__name__,
-                    extra={"action": "batch_backoff", "target": self.target.name, "size": size},
-                )
-                if backoffs > MAX_BACKOFFS:
-                    self._stop(results.StopReason.LOCK_CONTENTION, key)
-                    return size
-                if (
-                    self.fused is not None
-                    and not self.skip_locked
-                    and isinstance(exc, pg_errors.LockNotAvailable | pg_errors.DeadlockDetected)
-                ):
-                    # A row is locked (or waiting for it closed a cycle with the holder, when
-                    # deadlock_timeout is shorter than lock_timeout): from now on this walk skips
-                    # locked rows instead.
-                    self.skip_locked = True
-                    self.query = self._query()
-                    continue
-                size = max(MIN_BATCH_SIZE, size // 2)
-                time.sleep(random.uniform(0.01, 0.05) * backoffs)
-                continue
-            backoffs = 0
-            self.limits.last_batch_end = time.monotonic()
-            elapsed = self.limits.last_batch_end - started
-            self.result.batches += 1
-            self.result.longest_batch_seconds = max(self.result.longest_batch_seconds, elapsed)
-            self.result.scanned += batch.scanned
-            if batch.last is None:
-                progress(1.0)
-                return size
-            key = batch.last
-            if self.segment.progress is not None:
-                self.fraction = self.segment.progress(key)
-                progress(self.fraction)
-            if batch.scanned < size:
-                progress(1.0)
-                return size
-            size = _adapt(size, elapsed, self.limits)
 
-    def _pace(self) -> results.StopReason | None:
+    def after_batch(self) -> float:
+        """Mark the end of a batch; returns that moment (time.monotonic())."""
+        self.limits.last_batch_end = time.monotonic()
+        return self.limits.last_batch_end
+
+    def before_batch(self) -> results.StopReason | None:
         """Before a batch: the pause since the run's previous batch, then the wait for the
         replicas (see the module's docstring); why the walk stops meanwhile, if it does."""
         limits, result = self.limits, self.result
@@ -484,12 +449,12 @@ class _Walk:
                     result.waiting = results.WAITING_FOR_REPLICA_LAG
                     logger.info(
                         "%s waits for replica lag: %.1f s behind, more than %s",
-                        self.target.name,
+                        self.name,
                         lag,
                         durations.format_duration(replication.max_lag),
-                        extra={"action": "replica_lag_wait", "target": self.target.name},
+                        extra={"action": "replica_lag_wait", "target": self.name},
                     )
-                self.progress(self.fraction)
+                self.progress()
                 reason = self._sleep_until(time.monotonic() + LAG_POLL_SECONDS)
                 if reason is results.StopReason.TIME_BUDGET:
                     return results.StopReason.REPLICA_LAG
@@ -499,7 +464,112 @@ class _Walk:
             if since is not None:
                 result.lag_wait_seconds += time.monotonic() - since
                 result.waiting = None
-                self.progress(self.fraction)
+                self.progress()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Batch:
+    """What the walk needs from a batch: where it ended and how many rows it scanned."""
+
+    last: tuple[Any, ...] | None
+    scanned: int
+
+
+class _Walk:
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        target: Target,
+        segment: Segment,
+        limits: Limits,
+        result: Result,
+        dry_run: bool,
+    ) -> None:
+        self.conn = conn
+        self.target = target
+        self.segment = segment
+        self.limits = limits
+        self.result = result
+        self.dry_run = dry_run
+        self.fused = segment.fused if not dry_run else None
+        self.skip_locked = False
+        self.query = self._query()
+        self.progress: Callable[[float], None] = lambda fraction: None
+        self.fraction = 0.0
+        self.pacer = Pacer(
+            conn,
+            limits,
+            result,
+            dry_run=dry_run,
+            name=target.name,
+            progress=lambda: self.progress(self.fraction),
+        )
+
+    def _query(self) -> queries.Statement:
+        if self.fused is not None:
+            return self.fused.skip_locked if self.skip_locked else self.fused.waiting
+        if self.dry_run:
+            return self.segment.select
+        return self.segment.locking_select or self.segment.select
+
+    def run(self, size: int, progress: Callable[[float], None]) -> int:
+        key = self.segment.start
+        backoffs = 0
+        self.progress = progress
+        while True:
+            reason = self.limits.stop_reason() or self.pacer.before_batch()
+            if reason:
+                self._stop(reason, key)
+                return size
+            started = time.monotonic()
+            try:
+                batch = self._batch(key, size)
+            except (
+                pg_errors.LockNotAvailable,
+                pg_errors.DeadlockDetected,
+                pg_errors.QueryCanceled,
+            ) as exc:
+                backoffs += 1
+                self.result.lock_backoffs += 1
+                logger.info(
+                    "batch of %s backed off: %s",
+                    self.target.name,
+                    type(exc).__name__,
+                    extra={"action": "batch_backoff", "target": self.target.name, "size": size},
+                )
+                if backoffs > MAX_BACKOFFS:
+                    self._stop(results.StopReason.LOCK_CONTENTION, key)
+                    return size
+                if (
+                    self.fused is not None
+                    and not self.skip_locked
+                    and isinstance(exc, pg_errors.LockNotAvailable | pg_errors.DeadlockDetected)
+                ):
+                    # A row is locked (or waiting for it closed a cycle with the holder, when
+                    # deadlock_timeout is shorter than lock_timeout): from now on this walk skips
+                    # locked rows instead.
+                    self.skip_locked = True
+                    self.query = self._query()
+                    continue
+                size = max(MIN_BATCH_SIZE, size // 2)
+                time.sleep(random.uniform(0.01, 0.05) * backoffs)
+                continue
+            backoffs = 0
+            elapsed = self.pacer.after_batch() - started
+            self.result.batches += 1
+            self.result.longest_batch_seconds = max(self.result.longest_batch_seconds, elapsed)
+            self.result.scanned += batch.scanned
+            if batch.last is None:
+                progress(1.0)
+                return size
+            key = batch.last
+            if self.segment.progress is not None:
+                self.fraction = self.segment.progress(key)
+                progress(self.fraction)
+            if batch.scanned < size:
+                progress(1.0)
+                return size
+            size = _adapt(size, elapsed, self.limits)
 
     def _settings(self) -> queries.Statement:
         """The statement that sets the batch's transaction parameters (SET LOCAL)."""

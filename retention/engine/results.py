@@ -214,6 +214,8 @@ class TableSection:
     stopped_in_partitions: StopReason | None = None
     # Rows the policy would delete but for a legal hold (their children and files stay too).
     held: int = 0
+    # How the partition drops were paced (the row-by-row walk's pacing is the walk's).
+    partition_pacing: Pacing | None = None
 
     @property
     def deleted(self) -> int:
@@ -249,6 +251,8 @@ class TableSection:
         }
         if self.partition_errors:
             data["partition_errors"] = list(self.partition_errors)
+        if self.partition_pacing is not None:
+            data["partition_pacing"] = self.partition_pacing.to_json()
         return data
 
 
@@ -284,13 +288,17 @@ class OutboxSection:
     archived: int | None = None
     archived_bytes: int | None = None
     stopped: StopReason | None = None
+    # How the drain was paced (pause_between_batches, max_replication_lag); None when not.
+    pacing: Pacing | None = None
 
     def to_json(self) -> JSON:
         data = dataclasses.asdict(self)
         data["stopped"] = _stopped(self.stopped)
-        for name in ("archived", "archived_bytes"):
+        for name in ("archived", "archived_bytes", "pacing"):
             if data[name] is None:
                 del data[name]
+        if self.pacing is not None:
+            data["pacing"] = self.pacing.to_json()
         return data
 
 

@@ -40,7 +40,7 @@ import psycopg
 from retention.archive import files as archive_files
 from retention.config import policies, roots
 from retention.config import settings as settings_mod
-from retention.engine import results
+from retention.engine import batches, results
 from retention.files import references, safefs, storages
 from retention.pg import queries
 
@@ -456,6 +456,7 @@ def drain(
     batch_size: int = BATCH_SIZE,
     columns: Sequence[references.Column] = (),
     archive_root: str | os.PathLike[str] | None = None,
+    limits: batches.Limits | None = None,
 ) -> results.OutboxSection:
     """Unlink the files of pending outbox entries, oldest first, batch by batch. `conn` must be
     in autocommit mode. An entry is removed only after its file is gone, so a drain killed at
@@ -465,7 +466,14 @@ def drain(
     run nothing is unlinked nor recorded. Failed entries stay for the next run. Only entries whose
     root is one of `roots_allowed` (see configured_roots) are unlinked: any other is refused; and
     only files that no value of the file `columns` (every configured one) references. Entries
-    queued with archive = true are copied under `archive_root` first (see _Copier)."""
+    queued with archive = true are copied under `archive_root` first (see _Copier). With the
+    run's `limits`, its time budget and abort apply, and its pacing: each batch but the run's
+    first waits for pause_between_batches and for the replicas (batches.Pacer)."""
+    pacer: batches.Pacer | None = None
+    paced = batches.PaceCounts()
+    if limits is not None:
+        deadline, should_abort = limits.deadline, limits.should_abort
+        pacer = batches.Pacer(conn, limits, paced, dry_run=dry_run, name="files")
     allowed = frozenset(str(roots.normalise(Path(root))) for root in roots_allowed)
     totals: Counter[str] = Counter()
     stopped: results.StopReason | None = None
@@ -496,6 +504,7 @@ def drain(
                     deadline,
                     should_abort,
                     batch_size,
+                    pacer,
                 )
         finally:
             directories.close()
@@ -514,6 +523,7 @@ def drain(
         archived=totals["archived"] if archive_root is not None else None,
         archived_bytes=totals["archived_bytes"] if archive_root is not None else None,
         stopped=stopped,
+        pacing=paced.pacing(limits) if limits is not None else None,
     )
     logger.info(
         "file outbox drained: %s deleted, %s failed, %s pending",
@@ -577,6 +587,7 @@ def _pipeline(
     deadline: float,
     should_abort: Callable[[], bool] | None,
     batch_size: int,
+    pacer: batches.Pacer | None = None,
 ) -> results.StopReason | None:
     query = queries.text("outbox_batch")
     row = conn.execute(queries.text("outbox_newest")).fetchone()
@@ -596,6 +607,10 @@ def _pipeline(
         if time.monotonic() >= deadline:
             stopped = results.StopReason.TIME_BUDGET
             break
+        if pacer is not None:
+            stopped = pacer.before_batch()
+            if stopped is not None:
+                break
         entries: list[Entry] = [(entry_id, root, path) for entry_id, root, path, _ in rows]
         keep = checks.keep(entries) if named is not None else frozenset()
         # A file some entry of the batch archives is handled with those entries only (never
@@ -612,6 +627,8 @@ def _pipeline(
             _record(conn, copies, totals, dry_run)
         following = read(rows[-1][0]) if len(rows) == batch_size else []
         settled = work.result()
+        if pacer is not None:
+            pacer.after_batch()
         rows = following
     if settled is not None:
         _record(conn, settled, totals, dry_run)

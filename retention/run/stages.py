@@ -209,6 +209,7 @@ def _files(ctx: Context, columns: list[references.Column]) -> results.Section:
         deadline=ctx.limits.deadline,
         run_id=ctx.run.id,
         should_abort=ctx.limits.should_abort,
+        limits=ctx.limits,
     )
 
 

@@ -131,6 +131,9 @@ class Drops:
     dropped: tuple[results.PartitionDrop, ...] = ()
     problems: tuple[str, ...] = ()
     stopped: results.StopReason | None = None
+    # How the drops were paced (each transaction of drops but the run's first waits as a
+    # batch does: batches.Pacer); None when the run is not paced or nothing was droppable.
+    pacing: results.Pacing | None = None
 
 
 def drop(
@@ -155,10 +158,17 @@ def drop(
     budget = batches.TARGET_SHARE * limits.max_batch_seconds
     single = False
     attempts = 0
+    paced = batches.PaceCounts()
+    pacer = batches.Pacer(conn, limits, paced, dry_run=dry_run, name=plan.name)
     while todo:
-        reason = limits.stop_reason()
+        reason = limits.stop_reason() or (pacer.before_batch() if attempts == 0 else None)
         if reason:
-            return Drops(dropped=tuple(dropped), problems=tuple(problems), stopped=reason)
+            return Drops(
+                dropped=tuple(dropped),
+                problems=tuple(problems),
+                stopped=reason,
+                pacing=paced.pacing(limits),
+            )
         try:
             went = _drop_group(conn, plan, todo, params, limits, 0.0 if single else budget, dry_run)
         except psycopg.Error as exc:
@@ -182,6 +192,7 @@ def drop(
             )
             continue
         attempts = 0
+        pacer.after_batch()
         del todo[: len(went)]
         outcomes = [outcome for outcome in went if outcome is not None]
         dropped.extend(outcomes)
@@ -200,7 +211,11 @@ def drop(
                     "files_queued": outcome.files_queued,
                 },
             )
-    return Drops(dropped=tuple(dropped), problems=tuple(problems))
+    return Drops(
+        dropped=tuple(dropped),
+        problems=tuple(problems),
+        pacing=paced.pacing(limits) if partitions else None,
+    )
 
 
 def _drop_group(

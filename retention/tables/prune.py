@@ -42,6 +42,7 @@ def prune(
             partition_errors=drops.problems,
             warnings=plan.warnings,
             stopped_in_partitions=drops.stopped,
+            partition_pacing=drops.pacing,
         )
 
     if drops.stopped:

@@ -1,5 +1,6 @@
 """`pause_between_batches` through the engine, on the real server: every stage that deletes in
-batches pauses between them (jobs, a table policy, a `[[directories]]` sweep), a dry run counts
+batches pauses between them (jobs, a table policy and its partition drops, the file outbox's
+drain, a `[[directories]]` sweep), a dry run counts
 the pauses without sleeping, and a pause ends early for an abort or the time budget."""
 
 from __future__ import annotations
@@ -15,7 +16,21 @@ from retention.config import policies
 from retention.engine import batches, results
 from retention.jobs import prune
 from retention.run import runner
-from tests.helpers import DAY, job_ids, make_settings, put, seed_bulk, wait_for
+from tests.helpers import (
+    DAY,
+    add_event,
+    files_on_disk,
+    job_ids,
+    make_partitioned,
+    make_schema,
+    make_settings,
+    partitioned_policy,
+    partitions_of,
+    put,
+    records_policy,
+    seed_bulk,
+    wait_for,
+)
 
 JOBS = 35
 OLD = dt.timedelta(days=40)
@@ -139,3 +154,53 @@ def test_the_time_budget_ends_a_pause(conn):
     assert result.batches == 1
     assert result.pauses == 1
     assert len(seeded - job_ids(conn)) == result.deleted > 0
+
+
+def test_the_file_outbox_drain_and_partition_drops_pause_too(
+    conn, database, location, tmp_path: Path
+):
+    """The drain's batches and each transaction of partition drops wait as a batch does: the
+    drain's first batch after the tables' batches, and every drop after the first."""
+    media, parts = tmp_path / "media", tmp_path / "parts"
+    make_schema(conn)
+    old = [add_event(conn, media, age=dt.timedelta(days=40 + i)) for i in range(3)]
+    make_partitioned(conn, parts)
+    before = partitions_of(conn)
+    summary = _run(
+        database,
+        location,
+        ["tables", "files"],
+        pause_between_batches="10ms",
+        # Each partition drop in its own transaction: a budget shorter than any drop.
+        max_batch_seconds=0.002,
+        lock_timeout="1ms",
+        tables=[records_policy(media), partitioned_policy(parts)],
+    )
+    events = summary["tables"]["events"]
+    assert events["partitions_dropped"] >= 3
+    assert events["partition_pacing"]["pauses"] >= events["partitions_dropped"] - 1
+    assert events["partition_pacing"]["paused_seconds"] > 0
+    assert partitions_of(conn) < before
+    files = summary["files"]
+    queued = sum(table["files_queued"] for table in summary["tables"].values())
+    assert files["deleted"] == queued > summary["tables"]["app.events"]["files_queued"] > 0
+    assert files["pacing"]["pauses"] >= 1
+    assert files["pacing"]["paused_seconds"] > 0
+    assert {f"events/{e}.jpg" for e in old}.isdisjoint(files_on_disk(media))
+
+
+def test_unpaced_drains_and_drops_report_no_pacing(conn, database, location, tmp_path: Path):
+    media, parts = tmp_path / "media", tmp_path / "parts"
+    make_schema(conn)
+    add_event(conn, media, age=dt.timedelta(days=40))
+    make_partitioned(conn, parts)
+    summary = _run(
+        database,
+        location,
+        ["tables", "files"],
+        tables=[records_policy(media), partitioned_policy(parts)],
+    )
+    assert summary["tables"]["events"]["partitions_dropped"] >= 1
+    assert "partition_pacing" not in summary["tables"]["events"]
+    assert summary["files"]["deleted"] > 0
+    assert "pacing" not in summary["files"]
