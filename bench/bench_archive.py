@@ -1,7 +1,8 @@
 """Archive cost: the jobs prune with `archive = true` against the same prune without it, side by
 side on copies of one seeded database (bench_jobs.py's seed and measurement).
 
-    python bench/bench_archive.py --jobs 300000 --rounds 3
+    python bench/bench_archive.py --jobs 300000 --rounds 3                      # set-based path
+    python bench/bench_archive.py --jobs 300000 --rounds 3 --jobs-path normal
     python bench/bench_archive.py --jobs 20000 --rounds 1        # smoke run, under a minute
 
 With archiving, every batch's statement also deletes the jobs' events itself and returns the
@@ -15,6 +16,7 @@ not other `bench_jobs_*` databases, which another benchmark may be using).
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 import sys
 import tempfile
@@ -28,11 +30,11 @@ from retention.pg import database
 from retention.run import runner
 
 
-def archiving(root: Path) -> Any:
+def archiving(root: Path, jobs_path: str = "auto") -> Any:
     """bench_jobs.ours with archive = true under `root`; adds the archive's figures."""
 
     def call(dsn: str) -> dict[str, Any]:
-        base = bench_jobs.ours_settings(dsn, None)
+        base = bench_jobs.ours_settings(dsn, None, jobs_path)
         settings = base.model_copy(
             update={
                 "jobs": base.jobs.model_copy(update={"archive": True}),
@@ -46,6 +48,7 @@ def archiving(root: Path) -> Any:
         jobs = summary["jobs"]
         return {
             "transaction": jobs["longest_batch_seconds"],
+            "path": jobs.get("path"),
             "batches": jobs["batches"],
             "stopped": jobs["stopped"],
             "archive": jobs["archive"],
@@ -64,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         default="postgresql://postgres@127.0.0.1:5432/postgres",
         help="Maintenance database of the PostgreSQL server used.",
     )
+    parser.add_argument(
+        "--jobs-path",
+        choices=["auto", "normal"],
+        default="auto",
+        help="jobs_path of both contenders: auto (on a superuser, the set-based path) or normal.",
+    )
     args = parser.parse_args(argv)
     server = bench_jobs.Server(args.server)
     template = f"{bench_jobs.PREFIX}archive_seed"
@@ -79,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
                 made_names.append(name)
                 server.create(name, template)
                 root = scratch / name
-                call = archiving(root) if label == "archive" else bench_jobs.ours
+                call = (
+                    archiving(root, args.jobs_path)
+                    if label == "archive"
+                    else functools.partial(bench_jobs.ours, jobs_path=args.jobs_path)
+                )
                 measured = bench_jobs.measure(server, name, "ours", label, call)
                 assert measured.deleted_jobs == made.old_jobs, measured.deleted_jobs
                 results[label].append(measured)
