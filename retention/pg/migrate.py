@@ -103,6 +103,22 @@ def check(conn: psycopg.Connection) -> None:
     check_encoding(conn)
 
 
+def check_replication_role(conn: psycopg.Connection) -> None:
+    """Refuse a session whose session_replication_role is not `origin` (set for the role, the
+    database, or in the connection's options): there, triggers and foreign-key actions do not
+    fire, so a delete would leave what they delete behind (a job's events and periodic defers,
+    a cascading child's rows) and skip what an application's trigger does."""
+    row = conn.execute(queries.text("session_replication_role")).fetchone()
+    if row is not None and row[0] != "origin":
+        raise errors.DatabaseError(
+            f"session_replication_role is {row[0]!r} in retention's session, so PostgreSQL "
+            "fires no trigger and no foreign-key action there: deleting would leave jobs' events "
+            "and cascading rows behind. Reset it for the retention role (ALTER ROLE <role> RESET "
+            "session_replication_role, or ALTER DATABASE ... RESET it) or drop it from the "
+            "connection's options; nothing was deleted"
+        )
+
+
 def _version_text(version: int) -> str:
     major, minor = divmod(version, 10000)
     return f"{major}.{minor}" if major >= 10 else f"{major}.{minor // 100}.{minor % 100}"

@@ -120,6 +120,7 @@ def execute(
     table = {**stages_mod.STAGES, **(custom or {})}
     with connections(location) as (work, book):
         migrate.check(work)
+        migrate.check_replication_role(work)
         in_force = holds.in_force(work)
         run = ledger.start(
             book,

@@ -90,3 +90,8 @@ SELECT (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM unlinked) 
 , CASE WHEN row_number() OVER () = 1 THEN (SELECT string_agg(g.line, E'\n') FROM gone g)
   END AS archive,
   (SELECT count(*) FROM gone) AS archive_rows
+
+-- name: session_replication_role --
+-- This session's session_replication_role: every run needs `origin`, in which triggers and
+-- foreign-key actions fire (the set-based jobs path turns them off for its batches only).
+SELECT current_setting('session_replication_role')
