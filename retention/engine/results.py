@@ -157,7 +157,7 @@ class JobsSection:
     held: int | None = None
     held_by: tuple[Mapping[str, Any], ...] = ()
     # Which way the batches deleted ("normal" or "set-based", retention.jobs.paths) and why;
-    # None for a section that did not choose (a purge).
+    # None for a section that did not choose.
     path: str | None = None
     path_reason: str | None = None
 

@@ -10,9 +10,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from retention.archive import writer as archive_writer
 from retention.holds import conditions as holds
+from retention.jobs import paths
 from retention.pg import queries
 
 # What a jobs target says of the jobs holds kept: how many, and by which holds.
@@ -28,10 +30,15 @@ class JobDeleter:
     unchanged_since: dt.datetime | None = None
     held: HeldCount | None = None
     archive: archive_writer.Writer | None = None
+    # The set-based path (retention.jobs.paths): the batch's transaction has triggers and
+    # foreign-key actions off (the segment's settings), and the events go by paths.unlink.
+    path: paths.JobsPath | None = None
 
     def delete(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
-        name = "delete_jobs" if self.archive is None else "delete_jobs_archived"
         doomed = queries.get("delete_jobs_doomed").format(held=holds.job_held("j"))
+        if self.path is not None and self.path.set_based:
+            return self._delete_set_based(cur, ids, doomed)
+        name = "delete_jobs" if self.archive is None else "delete_jobs_archived"
         statement = queries.get(name).format(doomed=doomed)
         row = cur.execute(statement, {"ids": ids, "since": self.unchanged_since}).fetchone()
         assert row is not None
@@ -40,6 +47,32 @@ class JobDeleter:
             # Written and fsynced before the batch's transaction commits (the engine commits
             # after the deleter returns).
             written = self.archive.write(cur.connection, row[2], row[0] + row[1])
+            counts.update(archive_writer.counts(written))
+        return counts
+
+    def _delete_set_based(
+        self, cur: psycopg.Cursor[Any], ids: list[Any], doomed: queries.Statement
+    ) -> dict[str, int]:
+        line, lines = sql.SQL(""), sql.SQL("NULL::text")
+        if self.archive is not None:
+            line = sql.SQL(queries.text("prune_jobs_archive_line"))
+            lines = sql.SQL("(SELECT string_agg(j.line, E'\\n') FROM jobs j)")
+        statement = queries.get("delete_jobs_set_based").format(
+            doomed=doomed, line=line, lines=lines
+        )
+        row = cur.execute(statement, {"ids": ids, "since": self.unchanged_since}).fetchone()
+        assert row is not None
+        assert self.path is not None
+        deleted, gone, jobs_lines = row
+        if not deleted:
+            return {"deleted": 0, "events": 0}
+        events, event_lines = paths.unlink(
+            cur.connection, self.path, gone, archived=self.archive is not None
+        )
+        counts = {"deleted": deleted, "events": events}
+        if self.archive is not None:
+            text = "\n".join(part for part in (jobs_lines, event_lines) if part)
+            written = self.archive.write(cur.connection, text, deleted + events)
             counts.update(archive_writer.counts(written))
         return counts
 

@@ -166,35 +166,45 @@ def check_digest(conn: psycopg.Connection, path: JobsPath) -> None:
         )
 
 
+def unlink(
+    conn: psycopg.Connection, path: JobsPath, ids: str, *, archived: bool
+) -> tuple[int, str | None]:
+    """The set-based path's second statement for the jobs a batch deleted (`ids`: the text of
+    an array), then the catalog check: how many events went, and with `archived` their archive
+    lines. Inside the batch's transaction."""
+    line = sql.SQL(queries.text("set_based_archive_line")) if archived else sql.SQL("1")
+    lines = (
+        sql.SQL("(SELECT string_agg(e.line, E'\\n') FROM events e)")
+        if archived
+        else sql.SQL("NULL::text")
+    )
+    statement = queries.get("set_based_unlink").format(line=line, lines=lines)
+    unlinked = conn.execute(statement, {"ids": ids})
+    check_digest(conn, path)
+    row = unlinked.fetchone()
+    assert row is not None
+    return int(row[0]), row[2]
+
+
 def finish_batch(
     path: JobsPath, archive: archive_writer.Writer | None
 ) -> Callable[[psycopg.Connection, list[dict[str, Any]]], dict[str, int]]:
     """The set-based prune's hook before a batch commits (batches.Fused.before_commit): the
     periodic defers and events of the jobs the fused statement deleted (its `gone` column),
-    then the catalog check; with `archive`, the jobs' lines (its `archive` column) and the
-    events' lines written to one archive file."""
-    line = sql.SQL(queries.text("set_based_archive_line")) if archive else sql.SQL("1")
-    lines = (
-        sql.SQL("(SELECT string_agg(e.line, E'\\n') FROM events e)")
-        if archive
-        else sql.SQL("NULL::text")
-    )
-    statement = queries.get("set_based_unlink").format(line=line, lines=lines)
+    then the catalog check (`unlink`); with `archive`, the jobs' lines (its `archive` column)
+    and the events' lines written to one archive file."""
 
     def finish(conn: psycopg.Connection, rows: list[dict[str, Any]]) -> dict[str, int]:
         first = rows[0] if rows else None
         ids = first["gone"] if first is not None else None
         if not ids:
             return {}
-        unlinked = conn.execute(statement, {"ids": ids})
-        check_digest(conn, path)
-        row = unlinked.fetchone()
-        assert row is not None
+        events, event_lines = unlink(conn, path, ids, archived=archive is not None)
         if archive is None:
             return {}
         jobs_lines = next((r["archive"] for r in rows if r["archive"]), None)
-        text = "\n".join(part for part in (jobs_lines, row[2]) if part)
+        text = "\n".join(part for part in (jobs_lines, event_lines) if part)
         found = next((r["archive_rows"] for r in rows if r["archive_rows"] is not None), 0)
-        return archive_writer.counts(archive.write(conn, text, found + row[0]))
+        return archive_writer.counts(archive.write(conn, text, found + events))
 
     return finish

@@ -15,7 +15,7 @@ from retention.archive import writer as archive_writer
 from retention.config import durations, globs
 from retention.engine import batches
 from retention.holds import conditions as holds
-from retention.jobs import deleter, policy
+from retention.jobs import deleter, paths, policy
 from retention.pg import queries
 
 FINAL = policy.FINAL
@@ -139,8 +139,13 @@ def held(conn: psycopg.Connection, filters: PurgeFilters) -> tuple[int, tuple[di
 
 
 def purge_target(
-    filters: PurgeFilters, archive: archive_writer.Writer | None = None
+    filters: PurgeFilters,
+    archive: archive_writer.Writer | None = None,
+    path: paths.JobsPath | None = None,
 ) -> batches.Target:
+    """The operator's purge as an engine target; on a set-based `path`, each batch deletes with
+    triggers and foreign-key actions off and does their work in bulk (retention.jobs.paths)."""
+    set_based = path is not None and path.set_based
     params = _params(filters)
     hold = sql.SQL("NOT {}").format(holds.job_held("j"))
     select = queries.get("purge_jobs_select")
@@ -157,6 +162,7 @@ def purge_target(
         key=("job_id",),
         groups=policy.GROUPS,
         oldest="finished",
+        settings=paths.SET_BASED_SETTINGS if set_based else (),
     )
     return batches.Target(
         name="jobs",
@@ -165,5 +171,6 @@ def purge_target(
             unchanged_since=filters.finished_before,
             held=lambda conn: held(conn, filters),
             archive=archive,
+            path=path if set_based else None,
         ),
     )

@@ -217,7 +217,9 @@ def purge(
         extra={"purge": filters.as_dict()},
         custom={
             "jobs": stages_mod.jobs_stage(
-                lambda ctx: job_purge.purge_target(filters, stages_mod.purge_archive(ctx))
+                lambda ctx, path: job_purge.purge_target(
+                    filters, stages_mod.purge_archive(ctx), path
+                )
             )
         },
     )

@@ -293,10 +293,15 @@ def orphan_stage(
     return Stage(name="orphans", check=check, run=run)
 
 
-def jobs_stage(target: Callable[[Context], batches.Target]) -> Stage[None]:
+def jobs_stage(target: Callable[[Context, paths.JobsPath], batches.Target]) -> Stage[None]:
     """A jobs stage walking another target than the prune's (an operator's purge), built with
-    the run's context (its id, for an archive writer)."""
-    return Stage(name="jobs", check=_nothing, run=lambda ctx, _: walk(ctx, "jobs", target(ctx)))
+    the run's context (its id, for an archive writer) and the jobs path the run chose."""
+
+    def run(ctx: Context, checked: None) -> results.Section:
+        path = paths.choose(ctx.conn, ctx.settings.jobs_path)
+        return walk(ctx, "jobs", target(ctx, path), path)
+
+    return Stage(name="jobs", check=_nothing, run=run)
 
 
 def purge_archive(ctx: Context) -> archive_writer.Writer | None:

@@ -155,18 +155,35 @@ def test_job_ids_and_a_timestamp(conn, database, world):
     assert "mail_failed_old" in remaining(conn, world)
 
 
-def test_events_go_and_periodic_defers_are_unlinked(conn, database, world):
+@pytest.mark.parametrize("jobs_path", ["auto", "normal"], ids=["set-based", "normal"])
+def test_events_go_and_periodic_defers_are_unlinked(conn, database, world, jobs_path):
+    """On both jobs paths (the tests' superuser takes the set-based one with "auto")."""
     conn.execute(
         "INSERT INTO procrastinate_periodic_defers (task_name, defer_timestamp, job_id) "
         "VALUES ('app.report', 1, %s)",
         (world["report_aborted"],),
     )
-    summary = purge_json(database, "--job-id", str(world["report_aborted"]), "--yes")
+    result = run_cli(
+        "purge",
+        "--job-id",
+        str(world["report_aborted"]),
+        "--yes",
+        "--json",
+        database=database,
+        env={"RETENTION_JOBS_PATH": jobs_path},
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["jobs"]["path"] == ("set-based" if jobs_path == "auto" else "normal")
     assert summary["jobs"]["deleted"] == 1
     assert summary["jobs"]["events"] == 4  # deferred, started, abort_requested, aborted
     assert conn.execute("SELECT job_id FROM procrastinate_periodic_defers").fetchall() == [(None,)]
     assert conn.execute(
         "SELECT count(*) FROM procrastinate_events WHERE job_id = %s", (world["report_aborted"],)
+    ).fetchone() == (0,)
+    assert conn.execute(
+        "SELECT count(*) FROM procrastinate_events e "
+        "WHERE NOT EXISTS (SELECT 1 FROM procrastinate_jobs j WHERE j.id = e.job_id)"
     ).fetchone() == (0,)
 
 

@@ -129,9 +129,13 @@ def test_table_rows_round_trip_with_their_children(conn, database, location, tmp
     assert _dump(conn, APP_TABLES) == before
 
 
-def test_a_purge_archives_what_it_deletes_when_jobs_archive(conn, database, location, tmp_path):
+@pytest.mark.parametrize("jobs_path", ["auto", "normal"], ids=["set-based", "normal"])
+def test_a_purge_archives_what_it_deletes_when_jobs_archive(
+    conn, database, location, tmp_path, jobs_path
+):
     """`retention purge` goes through the same archive as the prune: its jobs and their events
-    are in the archive before its batches commit, and restore brings them back equal."""
+    are in the archive before its batches commit, and restore brings them back equal. On both
+    jobs paths."""
     from retention.jobs import purge
 
     root = tmp_path / "archive"
@@ -139,7 +143,11 @@ def test_a_purge_archives_what_it_deletes_when_jobs_archive(conn, database, loca
     other = seed_job(conn, status="failed", finished_ago=dt.timedelta(days=2))
     before = _dump(conn, JOBS_TABLES)
     settings = make_settings(
-        database, jobs={"archive": True}, archive={"root": str(root)}, batch_size=3
+        database,
+        jobs={"archive": True},
+        archive={"root": str(root)},
+        batch_size=3,
+        jobs_path=jobs_path,
     )
     filters = purge.PurgeFilters.parse(
         job_ids=chosen, queue=None, task=None, statuses=None, finished_before=None
@@ -149,7 +157,9 @@ def test_a_purge_archives_what_it_deletes_when_jobs_archive(conn, database, loca
     assert _files(root) == []
 
     done = runner.purge(settings, location, filters, dry_run=False, trigger="cli").to_json()
+    assert done["jobs"]["path"] == ("set-based" if jobs_path == "auto" else "normal")
     assert done["jobs"]["deleted"] == 4
+    assert done["jobs"]["events"] == 4 * 3
     assert done["jobs"]["archive"]["files"] == 2
     assert {r[0] for r in conn.execute("SELECT id FROM procrastinate_jobs")} == {other}
     checks, unrecorded = store.verify(conn, root)

@@ -47,7 +47,7 @@ SELECT md5(string_agg(c.line, E'\n' ORDER BY c.line COLLATE "C")) FROM ({catalog
 
 -- name: may_set_replication_role --
 -- Whether this session may SET session_replication_role: a superuser, or (PostgreSQL 15 and
--- later) a role granted SET ON PARAMETER session_replication_role. `{granted}` is
+-- later) a role granted SET ON PARAMETER session_replication_role. `granted` is
 -- has_parameter_privilege(...) on 15 and later, false before (composed in paths.py).
 SELECT r.rolsuper OR {granted}
   FROM pg_roles r WHERE r.rolname = current_user
@@ -95,3 +95,13 @@ SELECT (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM unlinked) 
 -- This session's session_replication_role: every run needs `origin`, in which triggers and
 -- foreign-key actions fire (the set-based jobs path turns them off for its batches only).
 SELECT current_setting('session_replication_role')
+
+-- name: delete_jobs_set_based --
+-- delete_jobs on the set-based path (a purge's batch, triggers and foreign-key actions off for
+-- its transaction): the jobs only, their ids as the text of an array for set_based_unlink, which
+-- deletes their events with its own snapshot; with archiving, the jobs' lines (the line and
+-- lines placeholders, composed in deleter.py).
+WITH {doomed}, jobs AS (
+    DELETE FROM procrastinate_jobs j USING doomed WHERE j.id = doomed.id RETURNING j.id{line}
+)
+SELECT (SELECT count(*) FROM jobs), (SELECT array_agg(id)::text FROM jobs), {lines}
