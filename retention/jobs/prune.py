@@ -95,20 +95,17 @@ def eligible(
     conn: psycopg.Connection,
     jobs_policy: policies.JobsPolicy,
     now: dt.datetime,
-    *,
-    held_only: bool = False,
 ) -> dict[str, tuple[int, dt.datetime | None]]:
-    """Per final status: how many jobs a run would delete now, and the oldest finish among them
-    (with `held_only`: how many it would delete but for a hold). The prune walk's conditions,
-    counted in one statement per walk."""
+    """Per final status: how many jobs a run would delete now, and the oldest finish among them.
+    The prune walk's conditions, counted in one statement per walk."""
     found: dict[str, tuple[int, dt.datetime | None]] = {}
-    hold = holds.job_held("j")
+    hold = sql.SQL("NOT {}").format(holds.job_held("j"))
     for walk in policy.walks(jobs_policy, now):
         query = queries.get("eligible_jobs").format(
             event_type=sql.Literal(walk.event_type),
             statuses=sql.SQL(", ").join(sql.Literal(status) for status in walk.statuses),
             age=policy.status_age(jobs_policy, walk.statuses),
-            hold=hold if held_only else sql.SQL("NOT {}").format(hold),
+            hold=hold,
         )
         for status, count, oldest in conn.execute(query, {"cutoff": walk.cutoff, "now": now}):
             before, first = found.get(status, (0, None))
@@ -121,7 +118,23 @@ def held(conn: psycopg.Connection, jobs_policy: policies.JobsPolicy, now: dt.dat
     row = conn.execute(holds.holds_on_jobs()).fetchone()
     if not (row and row[0]):
         return 0
-    return sum(count for count, _ in eligible(conn, jobs_policy, now, held_only=True).values())
+    walks = policy.walks(jobs_policy, now)
+    pairs = [(walk.event_type, status) for walk in walks for status in walk.statuses]
+    if not pairs:
+        return 0
+    statuses = tuple(dict.fromkeys(status for _, status in pairs))
+    query = queries.get("held_jobs").format(
+        hold=holds.job_held("j"),
+        pairs=sql.SQL(", ").join(
+            sql.SQL("({}::procrastinate_job_event_type, {}::procrastinate_job_status)").format(
+                sql.Literal(kind), sql.Literal(status)
+            )
+            for kind, status in pairs
+        ),
+        age=policy.status_age(jobs_policy, statuses),
+    )
+    found = conn.execute(query, {"now": now}).fetchone()
+    return int(found[0]) if found else 0
 
 
 def _prune_queries(

@@ -312,3 +312,21 @@ SELECT EXISTS (SELECT 1 FROM procrastinate_jobs WHERE queue_name ~ %(pattern)s::
 
 -- name: any_task_matches --
 SELECT EXISTS (SELECT 1 FROM procrastinate_jobs WHERE task_name ~ %(pattern)s::text);
+
+-- name: held_jobs --
+-- How many jobs the prune would delete now but for a legal hold: the jobs a hold names
+-- (`hold`, over `j`) whose latest state change is a final event that leads to their status
+-- (`pairs`) and is older than the age the rules give them (`age`). What eligible_jobs counts
+-- with the hold condition, in one statement for every event type: one pass over the jobs the
+-- holds name (by id, or the whole table when a hold names a glob), not one per type.
+SELECT count(*)
+  FROM procrastinate_jobs j
+ CROSS JOIN LATERAL (
+       SELECT e.type, e.at FROM procrastinate_events e
+        WHERE e.job_id = j.id AND e.type NOT IN ('scheduled', 'abort_requested')
+        ORDER BY e.at DESC, e.id DESC
+        LIMIT 1) latest
+ WHERE j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
+   AND {hold}
+   AND (latest.type, j.status) IN ({pairs})
+   AND latest.at < %(now)s - {age};
