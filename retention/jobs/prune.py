@@ -133,7 +133,12 @@ def held(conn: psycopg.Connection, jobs_policy: policies.JobsPolicy, now: dt.dat
         ),
         age=policy.status_age(jobs_policy, statuses),
     )
-    found = conn.execute(query, {"now": now}).fetchone()
+    with conn.transaction():
+        # The planner's estimate of the hold condition is far too high (it cannot see how few
+        # jobs the holds name), which would have the statement compiled by JIT first: 0.45 s
+        # at 1M jobs for a statement that then runs in 0.13 s.
+        conn.execute("SET LOCAL jit = off")
+        found = conn.execute(query, {"now": now}).fetchone()
     return int(found[0]) if found else 0
 
 
