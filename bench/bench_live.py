@@ -11,6 +11,7 @@ contenders interleaved):
     aged 30d, default batch settings; jobs_path = "auto", on the benchmark's superuser the
     set-based path);
   - ours_normal: the same with RETENTION_JOBS_PATH=normal (the normal path);
+  - ours_paced: ours with RETENTION_PAUSE_BETWEEN_BATCHES=10ms (a rest after each batch);
   - builtin: Procrastinate's own `app.job_manager.delete_old_jobs(nb_hours=720, include_failed,
     include_cancelled, include_aborted)` (what its builtin task `remove_old_jobs` runs) in a
     subprocess.
@@ -269,14 +270,20 @@ def window(
     )
 
 
+# ours_paced's pause_between_batches.
+PACED_PAUSE = "10ms"
+
+
 def prune_process(contender: str, dsn: str, config: Path) -> subprocess.Popen[bytes]:
-    if contender in ("ours", "ours_normal"):
+    if contender in ("ours", "ours_normal", "ours_paced"):
         env = {
             **os.environ,
             "DATABASE_URL": dsn,
             "RETENTION_CONFIG": str(config),
             "RETENTION_JOBS_PATH": "normal" if contender == "ours_normal" else "auto",
         }
+        if contender == "ours_paced":
+            env["RETENTION_PAUSE_BETWEEN_BATCHES"] = PACED_PAUSE
         return subprocess.Popen(
             [sys.executable, "-m", "retention", "run", "--only", "jobs"],
             stdout=subprocess.DEVNULL,
@@ -362,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--contenders",
         default="ours,ours_normal,builtin",
-        help="Comma-separated: ours, ours_normal, builtin.",
+        help="Comma-separated: ours, ours_normal, ours_paced, builtin.",
     )
     parser.add_argument(
         "--server",

@@ -572,10 +572,14 @@ class _Walk:
             size = _adapt(size, elapsed, self.limits)
 
     def _settings(self) -> queries.Statement:
-        """The statement that sets the batch's transaction parameters (SET LOCAL)."""
+        """The statement that sets the batch's transaction parameters (SET LOCAL). JIT is off:
+        a batch is a short statement, and on a big table the planner's estimates can pass
+        jit_above_cost, after which PostgreSQL compiles every batch's statement before running
+        it (hundreds of milliseconds each)."""
         settings = {
             "lock_timeout": f"{self.limits.lock_timeout_ms}ms",
             "statement_timeout": f"{self.limits.statement_timeout_ms}ms",
+            "jit": "off",
             **dict(self.segment.settings),
         }
         return sql.SQL("SELECT {}").format(

@@ -207,3 +207,32 @@ def test_a_locking_select_skips_rows_locked_elsewhere(items, database):
     row = items.execute("SELECT count(*) FROM items WHERE id = 1").fetchone()
     assert row is not None
     assert row[0] == 1
+
+
+class JitRecordingDeleter(RecordingDeleter):
+    """Records the `jit` setting each batch's transaction runs with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.jit: list[str] = []
+
+    def delete(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
+        self.jit.append(str(cur.execute("SHOW jit").fetchone()[0]))  # type: ignore[index]
+        return super().delete(cur, ids)
+
+    def preview(self, cur: psycopg.Cursor[Any], ids: list[Any]) -> dict[str, int]:
+        self.jit.append(str(cur.execute("SHOW jit").fetchone()[0]))  # type: ignore[index]
+        return super().preview(cur, ids)
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["real", "dry"])
+def test_every_batch_runs_with_jit_off_and_the_session_keeps_its_own(items, dry_run):
+    """JIT could compile each batch's statement on a big table: off for each batch's
+    transaction only (SET LOCAL), the session's own setting untouched."""
+    items.execute("SET jit = on")
+    deleter = JitRecordingDeleter()
+    target = batches.Target(name="items", segments=[_segment()], deleter=deleter)
+    batches.run(items, target, _limits(), dry_run=dry_run)
+    assert deleter.jit
+    assert set(deleter.jit) == {"off"}
+    assert items.execute("SHOW jit").fetchone() == ("on",)
