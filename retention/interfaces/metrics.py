@@ -18,6 +18,7 @@ from retention import errors, holds
 from retention.config import settings as settings_mod
 from retention.engine import results
 from retention.files import outbox
+from retention.jobs import paths
 from retention.pg import queries
 from retention.run import backlog
 
@@ -271,6 +272,18 @@ def _holds(conn: psycopg.Connection) -> list[Family]:
     return [active]
 
 
+def _jobs_path(conn: psycopg.Connection, settings: settings_mod.Settings) -> list[Family]:
+    chosen = paths.choose(conn, settings.jobs_path)
+    path = Family(
+        name="retention_jobs_set_based",
+        kind="gauge",
+        help="1: a run now would delete jobs on the set-based path; 0: on the normal path (the "
+        "reason is in retention status).",
+    )
+    path.add(1 if chosen.set_based else 0)
+    return [path]
+
+
 def collect(conn: psycopg.Connection, settings: settings_mod.Settings) -> list[Family]:
     up = Family(
         name="retention_metrics_up",
@@ -285,6 +298,7 @@ def collect(conn: psycopg.Connection, settings: settings_mod.Settings) -> list[F
         *_outbox(conn),
         *_backlog(conn, settings),
         *_holds(conn),
+        *_jobs_path(conn, settings),
     ]
 
 

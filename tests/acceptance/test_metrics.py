@@ -28,6 +28,8 @@ def test_metrics_show_the_figures_of_real_runs(conn, database, tmp_path):
 
     before = parse(run_cli("metrics", database=database, cwd=tmp_path).stdout)
     assert value(before, "retention_metrics_up") == 1
+    # The tests' role is a superuser on Procrastinate's own schema.
+    assert value(before, "retention_jobs_set_based") == 1
     assert value(before, "retention_backlog_rows", policy="jobs", status="succeeded") == 3
     assert value(before, "retention_backlog_rows", policy="table:events") == 5
     assert value(before, "retention_backlog_oldest_age_seconds", policy="table:events") > 8.9 * DAY
@@ -104,3 +106,25 @@ def test_output_is_written_atomically_for_the_textfile_collector(database, tmp_p
     assert missing.returncode == 2
     assert "does not exist" in missing.stderr
     assert not Path(tmp_path / "nope").exists()
+
+
+def test_metrics_say_when_the_jobs_path_falls_back_to_normal(conn, database, tmp_path):
+    """An application's trigger on the jobs sends runs to the normal path: the gauge says so,
+    so that an operator can alert on it."""
+    conn.execute("CREATE TABLE app_audit (job_id bigint)")
+    conn.execute(
+        "CREATE FUNCTION app_audit_delete() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        "BEGIN INSERT INTO app_audit VALUES (OLD.id); RETURN OLD; END $$"
+    )
+    conn.execute(
+        "CREATE TRIGGER app_audit_jobs AFTER DELETE ON procrastinate_jobs "
+        "FOR EACH ROW EXECUTE FUNCTION app_audit_delete()"
+    )
+    shown = parse(run_cli("metrics", database=database, cwd=tmp_path).stdout)
+    assert value(shown, "retention_jobs_set_based") == 0
+    normal = parse(
+        run_cli(
+            "metrics", database=database, cwd=tmp_path, env={"RETENTION_JOBS_PATH": "normal"}
+        ).stdout
+    )
+    assert value(normal, "retention_jobs_set_based") == 0
