@@ -47,11 +47,12 @@ def main(argv: list[str]) -> int:
     """Print the catalog lines of the database at argv[0], sorted: an entry for KNOWN."""
     import psycopg
 
-    from retention.jobs import paths
+    from retention.pg import queries
 
     with psycopg.connect(argv[0]) as conn:
-        for line in sorted(paths.catalog(conn)):
-            print(repr(line) + ",")
+        lines = {row[0] for row in conn.execute(queries.text("procrastinate_catalog"))}
+    for line in sorted(lines):
+        print(repr(line) + ",")
     return 0
 
 
