@@ -2,6 +2,7 @@
 
     python bench/bench_scale.py --sizes 100000,1000000,5000000
     python bench/bench_scale.py --sizes 20000,50000             # smoke run, under a minute
+    python bench/bench_scale.py --sizes 5000000 --maintenance   # with [maintenance] after the prune
 
 At each size, bench_jobs.py's seed (jobs as Procrastinate writes them, 68.6% of them final and
 older than 30 days) is built in its own database, copied once (`CREATE DATABASE ... TEMPLATE`)
@@ -139,12 +140,21 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="jobs_path of the runs: auto (on a superuser, the set-based path) or normal.",
     )
+    parser.add_argument(
+        "--maintenance",
+        action="store_true",
+        help="Run the prune with [maintenance] vacuum = true and reindex = true (a VACUUM "
+        "(ANALYZE) and a REINDEX of bloated indexes after a run that deleted a large share).",
+    )
     args = parser.parse_args(argv)
     JOBS_PATH[0] = args.jobs_path
     server = bench_jobs.Server(args.server)
     scratch = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     config = scratch / "retention.toml"
-    config.write_text(CONFIG.format(age=f"{bench_jobs.KEEP_DAYS}d"))
+    config.write_text(
+        CONFIG.format(age=f"{bench_jobs.KEEP_DAYS}d")
+        + ("\n[maintenance]\nvacuum = true\nreindex = true\n" if args.maintenance else "")
+    )
     made: list[str] = []
     rows: list[dict[str, Any]] = []
     print(f"retention {bench_jobs.source_version()}", flush=True)
