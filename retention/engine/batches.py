@@ -240,7 +240,32 @@ class Limits:
 
 
 @dataclasses.dataclass(kw_only=True)
-class Result:
+class PaceCounts:
+    """What a Pacer did, as it accumulates: a walk's Result is one, and a stage that is not a
+    walk (the outbox drain, partition drops) keeps its own."""
+
+    pauses: int = 0
+    paused_seconds: float = 0.0
+    lag_waits: int = 0
+    lag_wait_seconds: float = 0.0
+    max_lag_seconds: float | None = None
+    waiting: str | None = None
+
+    def pacing(self, paced: bool) -> results.Pacing | None:
+        """The figures, frozen; None when the run is not `paced`."""
+        if not paced:
+            return None
+        return results.Pacing(
+            pauses=self.pauses,
+            paused_seconds=self.paused_seconds,
+            lag_waits=self.lag_waits,
+            lag_wait_seconds=self.lag_wait_seconds,
+            max_lag_seconds=self.max_lag_seconds,
+        )
+
+
+@dataclasses.dataclass(kw_only=True)
+class Result(PaceCounts):
     """A walk's figures as they accumulate; `freeze()` gives the typed, immutable value."""
 
     target: str
@@ -258,23 +283,6 @@ class Result:
     resume: results.Resume | None = None
     fraction: float = 0.0
     paced: bool = False
-    pauses: int = 0
-    paused_seconds: float = 0.0
-    lag_waits: int = 0
-    lag_wait_seconds: float = 0.0
-    max_lag_seconds: float | None = None
-    waiting: str | None = None
-
-    def pacing(self) -> results.Pacing | None:
-        if not self.paced:
-            return None
-        return results.Pacing(
-            pauses=self.pauses,
-            paused_seconds=self.paused_seconds,
-            lag_waits=self.lag_waits,
-            lag_wait_seconds=self.lag_wait_seconds,
-            max_lag_seconds=self.max_lag_seconds,
-        )
 
     def freeze(self) -> results.Walk:
         return results.Walk(
@@ -290,7 +298,7 @@ class Result:
             stopped=self.stopped,
             resume=self.resume,
             fraction=self.fraction,
-            pacing=self.pacing(),
+            pacing=self.pacing(self.paced),
             waiting=self.waiting,
         )
 
@@ -336,40 +344,6 @@ def _fraction(
     return report
 
 
-class PaceFigures(Protocol):
-    """Where a Pacer counts what it did (a walk's Result, a drain's PaceCounts)."""
-
-    pauses: int
-    paused_seconds: float
-    lag_waits: int
-    lag_wait_seconds: float
-    max_lag_seconds: float | None
-    waiting: str | None
-
-
-@dataclasses.dataclass(kw_only=True)
-class PaceCounts:
-    """A Pacer's figures for a stage that is not a walk (the outbox drain, partition drops)."""
-
-    pauses: int = 0
-    paused_seconds: float = 0.0
-    lag_waits: int = 0
-    lag_wait_seconds: float = 0.0
-    max_lag_seconds: float | None = None
-    waiting: str | None = None
-
-    def pacing(self, limits: Limits) -> results.Pacing | None:
-        if not limits.paced:
-            return None
-        return results.Pacing(
-            pauses=self.pauses,
-            paused_seconds=self.paused_seconds,
-            lag_waits=self.lag_waits,
-            lag_wait_seconds=self.lag_wait_seconds,
-            max_lag_seconds=self.max_lag_seconds,
-        )
-
-
 class Pacer:
     """The pacing of the module's docstring, for any stage that deletes in batches: call
     `before_batch()` before each batch (it returns why the stage stops, if it does) and
@@ -380,7 +354,7 @@ class Pacer:
         self,
         conn: psycopg.Connection,
         limits: Limits,
-        figures: PaceFigures,
+        figures: PaceCounts,
         *,
         dry_run: bool,
         name: str,

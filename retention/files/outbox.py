@@ -523,7 +523,7 @@ def drain(
         archived=totals["archived"] if archive_root is not None else None,
         archived_bytes=totals["archived_bytes"] if archive_root is not None else None,
         stopped=stopped,
-        pacing=paced.pacing(limits) if limits is not None else None,
+        pacing=paced.pacing(limits.paced) if limits is not None else None,
     )
     logger.info(
         "file outbox drained: %s deleted, %s failed, %s pending",

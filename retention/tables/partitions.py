@@ -167,7 +167,7 @@ def drop(
                 dropped=tuple(dropped),
                 problems=tuple(problems),
                 stopped=reason,
-                pacing=paced.pacing(limits),
+                pacing=paced.pacing(limits.paced),
             )
         try:
             went = _drop_group(conn, plan, todo, params, limits, 0.0 if single else budget, dry_run)
@@ -214,7 +214,7 @@ def drop(
     return Drops(
         dropped=tuple(dropped),
         problems=tuple(problems),
-        pacing=paced.pacing(limits) if partitions else None,
+        pacing=paced.pacing(limits.paced) if partitions else None,
     )
 
 
