@@ -23,6 +23,7 @@ from typing import Any
 
 import psycopg
 
+from retention.archive import writer
 from retention.pg import queries
 
 FOLDER = "files"
@@ -48,28 +49,6 @@ class Archived:
     copy: Copied
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _folder(root: Path, *parts: str) -> Path:
-    """`root/parts...`, creating the directories missing (each new one's parent fsynced)."""
-    if not root.is_dir():
-        root.mkdir(mode=0o750, parents=True, exist_ok=True)
-        _fsync_dir(root.parent)
-    current = root
-    for part in parts:
-        parent, current = current, current / part
-        if not current.is_dir():
-            current.mkdir(mode=0o750, exist_ok=True)
-            _fsync_dir(parent)
-    return current
-
-
 def location(sha256: str) -> str:
     """Where the copy of content with this sha256 lives, relative to the archive root."""
     return f"{FOLDER}/{sha256[:2]}/{sha256}"
@@ -79,7 +58,7 @@ def copy(root: Path, source: int) -> Copied:
     """Copy the open regular file `source` (read from offset 0 to its end) into the archive
     `root`, durably (see the module's docstring). OSError when it cannot: nothing is left but,
     after a crash, a temporary `files/.copy-*.tmp`."""
-    folder = _folder(root, FOLDER)
+    folder = writer.makedirs(root, Path(FOLDER))
     temporary = folder / f".copy-{uuid.uuid4().hex}.tmp"
     digest = hashlib.sha256()
     size = 0
@@ -98,14 +77,14 @@ def copy(root: Path, source: int) -> Copied:
         finally:
             os.close(fd)
         sha256 = digest.hexdigest()
-        target = _folder(root, FOLDER, sha256[:2])
+        target = writer.makedirs(root, Path(FOLDER, sha256[:2]))
         os.rename(temporary, target / sha256)
     except BaseException:
         with contextlib.suppress(OSError):
             temporary.unlink()
         raise
-    _fsync_dir(target)
-    _fsync_dir(folder)
+    writer.fsync_dir(target)
+    writer.fsync_dir(folder)
     return Copied(path=location(sha256), bytes=size, sha256=sha256)
 
 

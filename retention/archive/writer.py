@@ -47,25 +47,26 @@ class File:
     sha256: str
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries durable (a file created, renamed or a directory made in it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def _makedirs(root: Path, relative: Path) -> Path:
+def makedirs(root: Path, relative: Path) -> Path:
     """`root / relative`, creating (and fsyncing the parents of) the directories missing."""
     if not root.is_dir():
         root.mkdir(mode=0o750, parents=True, exist_ok=True)
-        _fsync_dir(root.parent)
+        fsync_dir(root.parent)
     current = root
     for part in relative.parts:
         parent, current = current, current / part
         if not current.is_dir():
             current.mkdir(mode=0o750, exist_ok=True)
-            _fsync_dir(parent)
+            fsync_dir(parent)
     return current
 
 
@@ -88,7 +89,7 @@ class Writer:
         it in the ledger through `conn`, inside the caller's transaction."""
         data = gzip.compress(lines.encode("utf-8") + b"\n", compresslevel=COMPRESS_LEVEL, mtime=0)
         today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-        folder = _makedirs(self.root, Path(today, _UNSAFE.sub("_", self.target)))
+        folder = makedirs(self.root, Path(today, _UNSAFE.sub("_", self.target)))
         name = (
             f"run-{self.run_id if self.run_id is not None else 'none'}-"
             f"{next(self._sequence):06d}-{uuid.uuid4().hex[:12]}{SUFFIX}"
@@ -103,7 +104,7 @@ class Writer:
         finally:
             os.close(fd)
         os.rename(temporary, folder / name)
-        _fsync_dir(folder)
+        fsync_dir(folder)
         written = File(
             path=str((folder / name).relative_to(self.root)),
             rows=rows,
