@@ -144,6 +144,16 @@ def job_ids(conn: psycopg.Connection) -> set[int]:
     return {row[0] for row in conn.execute("SELECT id FROM procrastinate_jobs")}
 
 
+def orphan_events(conn: psycopg.Connection) -> int:
+    """Events whose job no longer exists (what a delete of jobs must never leave)."""
+    row = conn.execute(
+        "SELECT count(*) FROM procrastinate_events e "
+        "WHERE NOT EXISTS (SELECT 1 FROM procrastinate_jobs j WHERE j.id = e.job_id)"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def cli_env(database: str | None = None, **extra: str) -> dict[str, str]:
     """The environment of a CLI subprocess: none of the shell's RETENTION_*, PG* or DATABASE_URL,
     then DATABASE_URL=database (when given) and `extra`."""

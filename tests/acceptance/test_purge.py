@@ -17,7 +17,7 @@ import pytest
 
 from retention.jobs import purge as job_purge
 from retention.run import runner
-from tests.helpers import cli_env, job_ids, make_settings, run_cli, seed_job
+from tests.helpers import cli_env, job_ids, make_settings, orphan_events, run_cli, seed_job
 
 DAY = dt.timedelta(days=1)
 
@@ -181,10 +181,7 @@ def test_events_go_and_periodic_defers_are_unlinked(conn, database, world, jobs_
     assert conn.execute(
         "SELECT count(*) FROM procrastinate_events WHERE job_id = %s", (world["report_aborted"],)
     ).fetchone() == (0,)
-    assert conn.execute(
-        "SELECT count(*) FROM procrastinate_events e "
-        "WHERE NOT EXISTS (SELECT 1 FROM procrastinate_jobs j WHERE j.id = e.job_id)"
-    ).fetchone() == (0,)
+    assert orphan_events(conn) == 0
 
 
 @pytest.mark.parametrize(

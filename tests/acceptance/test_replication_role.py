@@ -11,7 +11,7 @@ import pytest
 from psycopg import conninfo as libpq
 from psycopg import sql
 
-from tests.helpers import job_ids, run_cli, seed_job
+from tests.helpers import job_ids, orphan_events, run_cli, seed_job
 
 
 def _with_options(database: str, **extra: str) -> str:
@@ -59,11 +59,7 @@ def test_a_role_whose_default_is_replica_is_refused(conn, database):
         again = run_cli("run", "--only", "jobs", database=_with_options(database, user=role))
         assert again.returncode == 0, again.stderr
         assert job_ids(conn) == set()
-        orphans = conn.execute(
-            "SELECT count(*) FROM procrastinate_events e "
-            "WHERE NOT EXISTS (SELECT 1 FROM procrastinate_jobs j WHERE j.id = e.job_id)"
-        ).fetchone()
-        assert orphans == (0,)
+        assert orphan_events(conn) == 0
     finally:
         conn.execute(sql.SQL("DROP OWNED BY {}").format(ident))
         conn.execute(sql.SQL("DROP ROLE {}").format(ident))

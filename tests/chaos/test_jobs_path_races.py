@@ -22,16 +22,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import job_ids, make_settings, run_jobs, seed_job
-
-
-def _orphan_events(conn: psycopg.Connection) -> int:
-    row = conn.execute(
-        "SELECT count(*) FROM procrastinate_events e "
-        "WHERE NOT EXISTS (SELECT 1 FROM procrastinate_jobs j WHERE j.id = e.job_id)"
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
+from tests.helpers import job_ids, make_settings, orphan_events, run_jobs, seed_job
 
 
 def _wait_for_lock_wait(conn: psycopg.Connection, application: str, outcome: dict) -> str:
@@ -95,7 +86,7 @@ def test_an_event_whose_insert_locked_the_job_first_goes_with_it(
     assert summary["deleted"] == 1
     assert summary["events"] == 4
     assert job not in job_ids(conn)
-    assert _orphan_events(conn) == 0
+    assert orphan_events(conn) == 0
 
 
 def test_an_event_inserted_after_the_batch_deleted_its_job_is_refused(conn, database, location):
@@ -143,6 +134,6 @@ def test_an_event_inserted_after_the_batch_deleted_its_job_is_refused(conn, data
     assert summary["deleted"] == 1
     assert isinstance(late.get("error"), psycopg.errors.ForeignKeyViolation), late
     assert job not in job_ids(conn)
-    assert _orphan_events(conn) == 0
+    assert orphan_events(conn) == 0
     defers = conn.execute("SELECT job_id FROM procrastinate_periodic_defers").fetchall()
     assert defers == [(None,)]

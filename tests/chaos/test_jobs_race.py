@@ -21,7 +21,14 @@ import pytest
 
 from retention.engine import batches
 from retention.jobs import paths, prune
-from tests.helpers import job_ids, jobs_policy, prune_limits, seed_job, shares_final_transaction
+from tests.helpers import (
+    job_ids,
+    jobs_policy,
+    orphan_events,
+    prune_limits,
+    seed_job,
+    shares_final_transaction,
+)
 
 GATE = 4242
 
@@ -143,8 +150,4 @@ def test_a_job_finished_again_after_the_batch_snapshot_is_kept(
     assert result.samples == [unchanged]
     assert result.counts["events"] == 3
     assert job_ids(conn) == {changed, kept}
-    orphans = conn.execute(
-        "SELECT count(*) FROM procrastinate_events e "
-        "WHERE NOT EXISTS (SELECT 1 FROM procrastinate_jobs j WHERE j.id = e.job_id)"
-    ).fetchone()
-    assert orphans == (0,)
+    assert orphan_events(conn) == 0

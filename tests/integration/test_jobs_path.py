@@ -12,7 +12,7 @@ import pytest
 
 from retention import errors
 from retention.jobs import paths, schemas
-from tests.helpers import job_ids, make_settings, run_jobs, seed_bulk
+from tests.helpers import job_ids, make_settings, orphan_events, run_jobs, seed_bulk
 
 AUDIT = "CREATE TABLE app_audit (job_id bigint, what text)"
 
@@ -23,15 +23,6 @@ def _old_jobs(conn: psycopg.Connection, count: int) -> list[int]:
         for _ in range(count)
     ]
     return seed_bulk(conn, specs)
-
-
-def _orphan_events(conn: psycopg.Connection) -> int:
-    row = conn.execute(
-        "SELECT count(*) FROM procrastinate_events e "
-        "WHERE NOT EXISTS (SELECT 1 FROM procrastinate_jobs j WHERE j.id = e.job_id)"
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def _audited(conn: psycopg.Connection) -> int:
@@ -162,7 +153,7 @@ def test_anything_an_application_added_means_the_normal_path(conn, database, loc
     assert named in summary["path_reason"]
     assert summary["deleted"] == len(doomed)
     assert job_ids(conn) == set()
-    assert _orphan_events(conn) == 0
+    assert orphan_events(conn) == 0
     if audited is None:
         left = conn.execute("SELECT count(*) FROM app_job_results").fetchone()
         assert left == (0,)
@@ -196,7 +187,7 @@ def test_a_trigger_added_during_a_set_based_run_rolls_its_batch_back(conn, datab
     assert added
     left = job_ids(conn)
     assert len(left) == 20, "the first batch committed, the second rolled back"
-    assert _orphan_events(conn) == 0
+    assert orphan_events(conn) == 0
     assert _audited(conn) == 0
     row = conn.execute(
         "SELECT status, summary->'jobs'->>'path', error FROM retention_runs ORDER BY id DESC"
