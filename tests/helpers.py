@@ -190,6 +190,18 @@ def run_cli(
     )
 
 
+def kill_and_end_its_sessions(conn: psycopg.Connection, process: subprocess.Popen) -> None:
+    """SIGKILL a `retention` process, end its server sessions (one may be waiting for a lock
+    the test holds) and wait until they are gone."""
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND application_name = 'retention'"
+    )
+    wait_for_killed_sessions(conn)
+
+
 def wait_for_killed_sessions(conn: psycopg.Connection, timeout: float = 30) -> None:
     """After a client is SIGKILLed, its server session may still commit the statement in flight:
     wait until no `retention` session but ours is left on this database."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import signal
 import subprocess
 import sys
 
@@ -19,12 +18,12 @@ from tests.helpers import (
     add_event,
     cli_env,
     files_on_disk,
+    kill_and_end_its_sessions,
     make_schema,
     records_policy,
     run_cli,
     tables_toml,
     wait_for,
-    wait_for_killed_sessions,
 )
 
 OLD = dt.timedelta(days=40)
@@ -74,13 +73,7 @@ def test_a_kill_between_the_copy_and_the_unlink_keeps_every_file(conn, database,
                 what="the record waiting for its lock",
             )
         finally:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND application_name = 'retention'"
-        )
-        wait_for_killed_sessions(conn)
+            kill_and_end_its_sessions(conn, process)
         blocker.rollback()
 
     # The rows went (their batch committed); every file is still there, with its entry.

@@ -7,14 +7,13 @@ rows, and restoring both files puts each row back once (at-least-once, deduped b
 from __future__ import annotations
 
 import datetime as dt
-import signal
 import subprocess
 import sys
 
 import psycopg
 
 from retention.archive import restore, store
-from tests.helpers import cli_env, job_ids, run_cli, seed_job, wait_for, wait_for_killed_sessions
+from tests.helpers import cli_env, job_ids, kill_and_end_its_sessions, run_cli, seed_job, wait_for
 
 OLD = dt.timedelta(days=40)
 
@@ -44,13 +43,7 @@ def test_a_kill_after_the_fsync_leaves_an_unrecorded_file_and_every_row(conn, da
         try:
             (written,) = wait_for(lambda: list(root.rglob("*.jsonl.gz")), what="the archive file")
         finally:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND application_name = 'retention'"
-        )
-        wait_for_killed_sessions(conn)
+            kill_and_end_its_sessions(conn, process)
         blocker.rollback()
 
     assert job_ids(conn) == old
