@@ -29,6 +29,7 @@ BAD_FILES = [
     ('lock_timeout = "0.5ms"\n' + JOBS, "lock_timeout"),
     (TABLE + 'where = {kind = "a\\u0000b"}\n', "tables.0.where"),
     ('queue = "retention\\u0000"\n' + JOBS, "queue"),
+    ('jobs_path = "fast"\n' + JOBS, "jobs_path"),
 ]
 
 
@@ -54,6 +55,7 @@ BAD_RUNS = [
     ({"RETENTION_BACTH_SIZE": "10"}, JOBS, "RETENTION_BACTH_SIZE"),
     ({"RETENTION_JOBS__SUCEEDED": "1h"}, JOBS, "RETENTION_JOBS__SUCEEDED"),
     ({"RETENTION_LOCK_TIMEOUT": "0.5ms"}, JOBS, "lock_timeout"),
+    ({"RETENTION_JOBS_PATH": "set-based"}, JOBS, "jobs_path"),
 ]
 
 
