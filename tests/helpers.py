@@ -996,7 +996,19 @@ class Process:
         except subprocess.TimeoutExpired:
             raise AssertionError(f"still running after {timeout:g} s:\n{self.output()}") from None
 
-    def terminate(self, timeout: float = 30) -> int:
+    def terminate(self, timeout: float = 30, ready: float = 10) -> int:
+        """SIGTERM, once a worker has installed its signal handlers: Procrastinate registers
+        the worker's row before it installs them, and logs "Starting worker on ..." right
+        before, so a SIGTERM sent as soon as the row shows can still kill it outright (-15).
+        A process that never logs that line (not a worker, or quieter logs) gets the signal
+        after `ready` seconds."""
+        deadline = time.monotonic() + ready
+        while (
+            self.popen.poll() is None
+            and "Starting worker on" not in self.output()
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
         self.popen.send_signal(signal.SIGTERM)
         return self.wait(timeout)
 
